@@ -1,0 +1,1 @@
+"""DuckDB catalog, Parquet layout, content hashing and corpus-variant configuration."""

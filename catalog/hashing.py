@@ -1,0 +1,64 @@
+"""Stable content hashes for artifacts, configs and inputs.
+
+Every artifact is keyed by the hash of its inputs and config, so the hash must not depend on dict order,
+float repr quirks of the platform, or Python's per-process string hashing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+HASH_CHARS = 16  # 64 bits of sha256: collision-safe for catalog sizes, short enough for paths.
+
+
+def _canonical(obj: Any) -> Any:
+    if hasattr(obj, "model_dump"):  # pydantic models
+        return _canonical(obj.model_dump(mode="json"))
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    return obj
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON text that is identical for equal configs (sorted keys, no whitespace, pydantic models dumped)."""
+    return json.dumps(_canonical(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def stable_hash(obj: Any) -> str:
+    """Hash of a JSON-able config object (dicts, lists, scalars, pydantic models)."""
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:HASH_CHARS]
+
+
+def content_hash(data: bytes | str) -> str:
+    """Hash of raw content (document bytes, extracted text, chunk text)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:HASH_CHARS]
+
+
+def combine_hashes(parts: Iterable[str]) -> str:
+    """Order-sensitive hash of a sequence of hashes (e.g. the shards of a stage's input manifest)."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("ascii"))
+        h.update(b"\n")
+    return h.hexdigest()[:HASH_CHARS]
+
+
+def file_hash(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Streaming hash of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_size):
+            h.update(block)
+    return h.hexdigest()[:HASH_CHARS]

@@ -1,0 +1,1 @@
+"""Sources (files, WARC, datasets, MediaWiki dumps, the crawler) and text extractors."""
