@@ -1,0 +1,85 @@
+"""The Reader interface every reader model implements, and the registry that builds readers by name.
+
+A reader turns chat prompts into completions. Test-time strategies (``eval.tts``) sample through it, graders
+(SimpleQA) judge through it, and FLOP accounting reads the token counts it records, so every completion carries its
+own prompt/completion token counts and the seed that produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from catalog.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system", "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int = 512
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    n: int = 1  # completions per prompt
+    seed: int = 0  # sample i of a prompt uses seed + i
+    stop: tuple[str, ...] = ()
+
+    def sample_seeds(self) -> list[int]:
+        """The seed of each of the ``n`` samples of one prompt (recorded on every Completion)."""
+        return [self.seed + i for i in range(self.n)]
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seed: int
+    finish_reason: str  # "stop" (end of sequence or a stop string) or "length" (max_tokens reached)
+    logprob: float | None = None  # sum of the sampled tokens' log-probabilities, when the backend reports it
+
+
+@runtime_checkable
+class Reader(Protocol):
+    name: str  # model name or path
+    n_params: int | None  # parameter count, for FLOP accounting (None when unknown)
+
+    def generate(self, prompts: Sequence[Sequence[ChatMessage]], params: GenerationParams) -> list[list[Completion]]:
+        """One list of ``params.n`` completions per prompt; sample i of a prompt uses seed ``params.seed + i``."""
+        ...
+
+    def score(self, prompts: Sequence[Sequence[ChatMessage]], continuations: Sequence[str]) -> list[float]:
+        """Sum of log-probabilities of each continuation given its prompt (for verifiers).
+
+        Readers whose backend cannot score raise NotImplementedError.
+        """
+        ...
+
+
+READERS: dict[str, type] = {}
+
+
+def register_reader(kind: str) -> Callable[[type], type]:
+    """Class decorator: make a reader constructible as ``make_reader(kind, **kwargs)``."""
+
+    def decorate(cls: type) -> type:
+        if kind in READERS:
+            raise ValueError(f"reader kind {kind!r} registered twice ({READERS[kind].__name__}, {cls.__name__})")
+        READERS[kind] = cls
+        return cls
+
+    return decorate
+
+
+def make_reader(kind: str, **kwargs: Any) -> Reader:
+    """Build a registered reader: ``make_reader("transformers", model_path=...)``, ``"openai"``, ``"vllm"``."""
+    try:
+        cls = READERS[kind]
+    except KeyError:
+        raise ConfigError(f"reader {kind!r}: unknown kind; registered: {', '.join(sorted(READERS))}") from None
+    return cls(**kwargs)
