@@ -28,6 +28,8 @@ class _SourceBase(_Strict):
     name: str | None = None  # defaults to the type and file stem; must be unique in a variant
     path: Path
     limit: int | None = Field(default=None, ge=1, description="read at most this many documents")
+    extractor: str | None = None  # overrides the variant's extractor for this source (e.g. wikipedia for wikitext)
+    extractor_options: dict[str, Any] | None = None
 
 
 class HtmlSource(_SourceBase):
@@ -195,7 +197,14 @@ class Variant(_Strict):
             "extract": extract,
             "decontaminate": self.decontamination.model_dump(mode="json"),
             "dedup": self.dedup.model_dump(mode="json"),
-            "chunk": {**self.chunking.model_dump(mode="json"), "tokenizer": self.embedder.model},
+            "chunk": {
+                **self.chunking.model_dump(mode="json"),
+                "tokenizer": self.embedder.model,
+                # chunk-level decontamination happens in the chunk stage, so it is part of that stage's config
+                "decontamination": self.decontamination.model_dump(mode="json")
+                if self.decontamination.action == "drop_chunk"
+                else None,
+            },
             "embed": self.embedder.model_dump(mode="json", exclude={"batch_size", "device"}),
             "index": self.index.model_dump(mode="json", exclude={"use_gpu"}),
         }

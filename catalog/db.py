@@ -1,0 +1,311 @@
+"""The DuckDB catalog: one file, one writer process, readers read-only.
+
+Bulk data (documents, chunks, vectors) lives in Parquet/npy artifacts that workers write; the catalog records what
+exists, where, keyed by content hashes, plus runs, rejections and reports. Registration of an artifact and its detail rows
+happens in one transaction, so a run killed at any point leaves either all of an artifact's rows or none.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from catalog.errors import CatalogLockedError, CatalogSchemaError, RereadError
+from catalog.records import Rejection
+
+SCHEMA_VERSION = 1
+CATALOG_FILE = "catalog.duckdb"
+
+# Each statement is idempotent so opening an existing catalog of the same version is a no-op.
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY, variant VARCHAR, command VARCHAR, status VARCHAR,
+        started_at TIMESTAMP, finished_at TIMESTAMP, stats JSON)""",
+    """CREATE TABLE IF NOT EXISTS sources (
+        variant VARCHAR, source VARCHAR, type VARCHAR, path VARCHAR, config_hash VARCHAR, fingerprint VARCHAR,
+        registered_at TIMESTAMP, PRIMARY KEY (variant, source))""",
+    """CREATE TABLE IF NOT EXISTS stage_outputs (
+        artifact_key VARCHAR PRIMARY KEY, stage VARCHAR, stage_version VARCHAR, config_hash VARCHAR,
+        input_hash VARCHAR, variant VARCHAR, shard VARCHAR, path VARCHAR, row_count BIGINT, content_hash VARCHAR,
+        stats JSON, run_id VARCHAR, created_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS raw_documents (
+        doc_id VARCHAR, raw_hash VARCHAR, source VARCHAR, url VARCHAR, title VARCHAR, input_ref VARCHAR,
+        n_bytes BIGINT, content_type VARCHAR, artifact_key VARCHAR, PRIMARY KEY (doc_id, raw_hash))""",
+    """CREATE TABLE IF NOT EXISTS extracted_texts (
+        doc_id VARCHAR, raw_hash VARCHAR, extractor VARCHAR, extractor_version VARCHAR, text_hash VARCHAR,
+        n_chars BIGINT, artifact_key VARCHAR, PRIMARY KEY (doc_id, raw_hash, extractor, extractor_version))""",
+    """CREATE TABLE IF NOT EXISTS rejections (
+        artifact_key VARCHAR, run_id VARCHAR, stage VARCHAR, source VARCHAR, input_ref VARCHAR, reason VARCHAR,
+        detail VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS contamination_hits (
+        artifact_key VARCHAR, benchmark VARCHAR, item_id VARCHAR, doc_id VARCHAR, chunk_id VARCHAR, n_hits BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS contamination_summary (
+        artifact_key VARCHAR, benchmark VARCHAR, items_checked BIGINT, items_found BIGINT, rate DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS datastores (
+        variant VARCHAR PRIMARY KEY, variant_path VARCHAR, index_key VARCHAR, chunk_keys JSON, embed_key VARCHAR,
+        built_at TIMESTAMP, run_id VARCHAR)""",
+]
+
+_LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "lock on file")
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """One registered artifact: what stage made it, from what, where it lives and how many rows it has."""
+
+    artifact_key: str
+    stage: str
+    stage_version: str
+    config_hash: str
+    input_hash: str
+    variant: str
+    shard: str
+    path: str
+    row_count: int
+    content_hash: str
+    stats: dict[str, Any]
+    run_id: str | None = None
+
+
+def _exec(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> None:
+    """Run a statement to completion (DuckDB 2 refuses new work while a result is unfinished)."""
+    con.execute(sql, list(params) if params else []).complete()
+
+
+def _fetchone(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> tuple | None:
+    rows = con.execute(sql, list(params) if params else []).fetchall()  # fetchall finishes the result
+    return rows[0] if rows else None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Catalog:
+    """A connection to the catalog file. Open read-write in exactly one process (the flow's), read-only elsewhere.
+
+    Thread-safe: every statement goes through one connection under a lock (DuckDB connections are not shareable
+    across threads without cursors, and funnelling writes through one place is the point).
+    """
+
+    def __init__(self, path: str | Path, read_only: bool = False):
+        self.path = Path(path)
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise RereadError(f"{self.path}: no catalog here yet (run `reread ingest` or `reread build` first)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(
+                str(self.path),
+                read_only=read_only,
+                config={"threads": 2, "autoinstall_known_extensions": False, "autoload_known_extensions": False},
+            )
+        except duckdb.Error as exc:
+            if any(marker in str(exc) for marker in _LOCK_MARKERS):
+                raise CatalogLockedError(
+                    f"{self.path}: the catalog is locked by another process (a build or server is writing it). "
+                    "Wait for it to finish, or open read-only."
+                ) from None
+            raise RereadError(f"{self.path}: cannot open the catalog: {exc}") from None
+        self._lock = threading.RLock()
+        self._check_or_create_schema()
+
+    @classmethod
+    def in_data_dir(cls, data_dir: str | Path, read_only: bool = False) -> Catalog:
+        return cls(Path(data_dir) / CATALOG_FILE, read_only=read_only)
+
+    # ---------------------------------------------------------------- schema
+    def _check_or_create_schema(self) -> None:
+        with self._lock:
+            has_meta = _fetchone(self._con, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'")[
+                0
+            ]
+            if has_meta:
+                row = _fetchone(self._con, "SELECT value FROM meta WHERE key = 'schema_version'")
+                version = int(row[0]) if row else None
+                if version != SCHEMA_VERSION:
+                    raise CatalogSchemaError(
+                        f"{self.path}: catalog schema version {version}, this Reread needs {SCHEMA_VERSION}; "
+                        "use a new --data-dir or migrate the catalog"
+                    )
+                return
+            if self.read_only:
+                raise CatalogSchemaError(f"{self.path}: not a Reread catalog (no meta table)")
+            with self.transaction():
+                for stmt in _SCHEMA:
+                    _exec(self._con, stmt)
+                _exec(self._con, "INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.query_one("SELECT value FROM meta WHERE key = 'schema_version'")[0])
+
+    # ---------------------------------------------------------------- plumbing
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            _exec(self._con, "BEGIN TRANSACTION")
+            try:
+                yield self._con
+            except BaseException:
+                _exec(self._con, "ROLLBACK")
+                raise
+            _exec(self._con, "COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        with self._lock:
+            _exec(self._con, sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        with self._lock:
+            relation = self._con.sql(sql, params=list(params) if params else None)
+            return relation.pl() if relation is not None else pl.DataFrame()
+
+    def query_one(self, sql: str, params: Sequence[Any] | None = None) -> tuple | None:
+        with self._lock:
+            return _fetchone(self._con, sql, params or [])
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- runs
+    def start_run(self, variant: str, command: str) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        self.execute("INSERT INTO runs VALUES (?, ?, ?, 'running', ?, NULL, NULL)", [run_id, variant, command, _now()])
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, stats: dict[str, Any] | None = None) -> None:
+        self.execute(
+            "UPDATE runs SET status = ?, finished_at = ?, stats = ? WHERE run_id = ?",
+            [status, _now(), json.dumps(stats or {}, default=str), run_id],
+        )
+
+    def recent_runs(self, limit: int = 20) -> pl.DataFrame:
+        return self.query("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", [limit])
+
+    # ---------------------------------------------------------------- sources
+    def register_source(self, variant: str, source: str, type_: str, path: str, config_hash: str, fingerprint: str):
+        with self.transaction() as con:
+            _exec(con, "DELETE FROM sources WHERE variant = ? AND source = ?", [variant, source])
+            _exec(
+                con,
+                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [variant, source, type_, path, config_hash, fingerprint, _now()],
+            )
+
+    # ---------------------------------------------------------------- artifacts
+    def find_output(self, artifact_key: str) -> StageOutput | None:
+        with self._lock:
+            row = _fetchone(
+                self._con,
+                "SELECT artifact_key, stage, stage_version, config_hash, input_hash, variant, shard, path, row_count,"
+                " content_hash, stats, run_id FROM stage_outputs WHERE artifact_key = ?",
+                [artifact_key],
+            )
+        if row is None:
+            return None
+        return StageOutput(*row[:10], stats=json.loads(row[10] or "{}"), run_id=row[11])
+
+    def register_output(
+        self,
+        output: StageOutput,
+        *,
+        rejections: Iterable[Rejection] = (),
+        detail_tables: dict[str, pl.DataFrame] | None = None,
+    ) -> bool:
+        """Register an artifact with its rejections and detail rows in one transaction.
+
+        Returns False (and writes nothing) when the artifact key is already registered, so re-registering after a
+        crash between writing and registering never duplicates rows.
+        """
+        rejection_rows = [r.as_row() for r in rejections]
+        with self.transaction() as con:
+            exists = _fetchone(con, "SELECT 1 FROM stage_outputs WHERE artifact_key = ?", [output.artifact_key])
+            if exists:
+                return False
+            _exec(
+                con, "INSERT INTO stage_outputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    output.artifact_key, output.stage, output.stage_version, output.config_hash, output.input_hash,
+                    output.variant, output.shard, output.path, output.row_count, output.content_hash,
+                    json.dumps(output.stats, default=str), output.run_id, _now(),
+                ],
+            )  # fmt: skip
+            if rejection_rows:
+                frame = pl.DataFrame(rejection_rows).with_columns(
+                    pl.lit(output.artifact_key).alias("artifact_key"), pl.lit(output.run_id).alias("run_id")
+                )
+                self._insert_frame(con, "rejections", frame)
+            for table, frame in (detail_tables or {}).items():
+                if frame.height:
+                    self._insert_frame(
+                        con, table, frame.with_columns(pl.lit(output.artifact_key).alias("artifact_key"))
+                    )
+        return True
+
+    def _insert_frame(self, con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+        columns = [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
+        missing = [c for c in columns if c not in frame.columns]
+        incoming = frame.with_columns([pl.lit(None).alias(c) for c in missing]).select(columns).to_arrow()
+        has_key = _fetchone(
+            con,
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
+            [table],
+        )[0]
+        verb = "INSERT OR IGNORE" if has_key else "INSERT"
+        con.register("_incoming", incoming)  # a view on the Arrow table, not transactional: unregistered below
+        try:
+            _exec(con, f"{verb} INTO {table} SELECT * FROM _incoming")
+        finally:
+            with suppress(duckdb.Error):  # inside an aborted transaction the rollback cleans up instead
+                con.unregister("_incoming")
+
+    def insert_rows(self, table: str, frame: pl.DataFrame) -> None:
+        """Insert a frame into a catalog table (columns matched by name, absent ones NULL), duplicates ignored."""
+        with self.transaction() as con:
+            self._insert_frame(con, table, frame)
+
+    # ---------------------------------------------------------------- datastores
+    def register_datastore(
+        self, variant: str, variant_path: str, index_key: str, chunk_keys: list[str], embed_key: str, run_id: str
+    ) -> None:
+        with self.transaction() as con:
+            _exec(con, "DELETE FROM datastores WHERE variant = ?", [variant])
+            _exec(
+                con,
+                "INSERT INTO datastores VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [variant, variant_path, index_key, json.dumps(chunk_keys), embed_key, _now(), run_id],
+            )
+
+    def datastore(self, variant: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = _fetchone(
+                self._con,
+                "SELECT variant, variant_path, index_key, chunk_keys, embed_key, built_at, run_id FROM datastores"
+                " WHERE variant = ?",
+                [variant],
+            )
+        if row is None:
+            return None
+        keys = ("variant", "variant_path", "index_key", "chunk_keys", "embed_key", "built_at", "run_id")
+        record = dict(zip(keys, row, strict=True))
+        record["chunk_keys"] = json.loads(record["chunk_keys"])
+        return record

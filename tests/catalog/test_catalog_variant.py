@@ -1,0 +1,99 @@
+"""Variant YAML: validation on load, extends/override, stable stage hashes, errors naming file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from catalog.errors import ConfigError
+from catalog.variant import STAGES, load_variant
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_minimal_variant_from_the_issue_is_valid_with_defaults(tmp_path: Path):
+    v = load_variant(
+        write(
+            tmp_path / "passages.yaml",
+            "name: passages\nsources:\n  - type: jsonl\n    path: passages.jsonl\n    text_field: text\n"
+            "    id_field: id\nextractor: plain\n",
+        )
+    )
+    assert v.name == "passages"
+    src = v.sources[0]
+    assert src.path == (tmp_path / "passages.jsonl").resolve()  # relative to the YAML file
+    assert src.name == "jsonl-passages"
+    assert v.chunking.size == 256 and v.index.factory == "Flat" and v.embedder.model == "all-MiniLM-L6-v2"
+    assert v.decontamination.action == "drop_document" and v.decontamination.benchmarks == ()
+    assert {s: len(v.stage_hash(s)) for s in STAGES} == {s: 16 for s in STAGES}
+
+
+def test_stage_hashes_are_stable_and_change_only_downstream(tmp_path: Path):
+    base = write(tmp_path / "a.yaml", "name: a\nsources: [{type: jsonl, path: x.jsonl}]\nextractor: plain\n")
+    child = write(tmp_path / "b.yaml", "extends: a.yaml\nname: b\nchunking: {size: 128}\n")
+    a1, a2, b = load_variant(base), load_variant(base), load_variant(child)
+    assert [a1.stage_hash(s) for s in STAGES] == [a2.stage_hash(s) for s in STAGES]
+    same = [s for s in STAGES if a1.stage_hash(s) == b.stage_hash(s)]
+    assert same == ["extract", "decontaminate", "dedup", "embed", "index"]
+    assert b.chunking.size == 128 and b.chunking.overlap == 32  # deep merge keeps the parent's other fields
+    assert b.sources[0].path == (tmp_path / "x.jsonl").resolve()
+
+
+def test_invalid_field_names_file_field_and_reason(tmp_path: Path):
+    bad = write(
+        tmp_path / "bad.yaml",
+        "name: bad\nsources: [{type: jsonl, path: x.jsonl}]\nchunking: {size: 64, overlap: 64}\nindex: {nprobe: x}\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_variant(bad)
+    msg = str(err.value)
+    assert str(bad) in msg and "chunking" in msg and "overlap (64) must be smaller than size (64)" in msg
+    assert "index.nprobe" in msg
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("name: x\nsources: [{type: ftp, path: a}]\n", "sources.0"),
+        ("name: x\nsources: []\n", "sources"),
+        ("name: x\nsources: [{type: jsonl, path: a}]\nunknown_field: 1\n", "unknown_field"),
+        ("- just\n- a list\n", "must be a YAML mapping"),
+        ("name: [unclosed\n", "not valid YAML"),
+        ("name: x\nsources: [{type: jsonl, path: a}, {type: jsonl, path: a}]\n", "source names must be unique"),
+    ],
+)
+def test_invalid_variants_fail_clearly(tmp_path: Path, text: str, fragment: str):
+    with pytest.raises(ConfigError, match="bad.yaml") as err:
+        load_variant(write(tmp_path / "bad.yaml", text))
+    assert fragment in str(err.value)
+
+
+def test_extends_cycle_and_missing_parent(tmp_path: Path):
+    write(tmp_path / "a.yaml", "extends: b.yaml\nname: a\n")
+    write(tmp_path / "b.yaml", "extends: a.yaml\nname: b\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_variant(tmp_path / "a.yaml")
+    write(tmp_path / "c.yaml", "extends: missing.yaml\nname: c\n")
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_variant(tmp_path / "c.yaml")
+
+
+def test_drop_chunk_decontamination_is_part_of_the_chunk_config(tmp_path: Path):
+    doc = write(tmp_path / "a.yaml", "name: a\nsources: [{type: jsonl, path: x.jsonl}]\n")
+    chunk = write(tmp_path / "b.yaml", "extends: a.yaml\nname: b\ndecontamination: {action: drop_chunk}\n")
+    a, b = load_variant(doc), load_variant(chunk)
+    assert a.stage_hash("chunk") != b.stage_hash("chunk")
+    assert a.stage_hash("extract") == b.stage_hash("extract")
+
+
+@pytest.mark.parametrize("name", ["sample", "vaswani", "vaswani-hnsw-small-chunks"])
+def test_bundled_variants_load(name: str):
+    v = load_variant(REPO / "sample_data" / "variants" / f"{name}.yaml")
+    assert all(s.path.exists() for s in v.sources)
+    assert all(b.path.exists() for b in v.decontamination.benchmarks)
