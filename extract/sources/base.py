@@ -1,0 +1,107 @@
+"""The Source base class, the source registry and helpers shared by every source type."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, ClassVar
+
+from catalog.errors import ConfigError
+from catalog.hashing import content_hash
+from catalog.records import Rejection, StageStats
+from extract.records import RawDocument
+
+STAGE = "extract"
+
+SOURCE_TYPES: dict[str, type[Source]] = {}
+
+
+def register_source(type_name: str) -> Callable[[type[Source]], type[Source]]:
+    """Class decorator: make a Source subclass the reader for configs whose ``type`` is ``type_name``."""
+
+    def decorate(cls: type[Source]) -> type[Source]:
+        if type_name in SOURCE_TYPES:
+            raise ValueError(f"source type {type_name!r} is registered twice")
+        SOURCE_TYPES[type_name] = cls
+        return cls
+
+    return decorate
+
+
+def make_doc_id(source_name: str, native_id: str) -> str:
+    """Stable document id: the same record of the same source gets the same id in every run."""
+    return content_hash(f"{source_name}\x00{native_id}")
+
+
+def open_maybe_compressed(path: Path) -> IO[bytes]:
+    """Open a file for binary streaming, decompressing ``.gz`` / ``.bz2`` on the fly."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    if path.suffix == ".bz2":
+        return bz2.open(path, "rb")
+    return open(path, "rb")
+
+
+def find_files(path: Path, pattern: str) -> list[Path]:
+    """``path`` itself when it is a file, else the files under it matching the glob ``pattern``, sorted."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ConfigError(f"{path}: source path does not exist")
+    return sorted(p for p in path.glob(pattern) if p.is_file())
+
+
+def relative_name(path: Path, root: Path) -> str:
+    """The file's path relative to the source root (the file name when the root is the file itself)."""
+    return path.name if root.is_file() else path.relative_to(root).as_posix()
+
+
+class Source:
+    """Streams RawDocuments (and Rejections for unreadable inputs) from one configured source.
+
+    Subclasses implement ``_iter_raw``; the base class applies ``limit`` and keeps the counters in ``stats``
+    (documents read, rejections and skips by reason).
+    """
+
+    type_name: ClassVar[str]
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.name: str = cfg.name or f"{cfg.type}-{Path(cfg.path).stem}"
+        self.root = Path(cfg.path)
+        self.stats = StageStats(stage=f"{STAGE}:{self.name}")
+
+    def iter_documents(self) -> Iterator[RawDocument | Rejection]:
+        limit = self.cfg.limit
+        read = 0
+        for item in self._iter_raw():
+            if isinstance(item, Rejection):
+                self.stats.add(f"rejected_{item.reason}")
+                yield item
+                continue
+            read += 1
+            self.stats.add("documents")
+            yield item
+            if limit is not None and read >= limit:
+                return
+
+    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
+        raise NotImplementedError
+
+    def skip(self, reason: str) -> None:
+        """Count an input that is deliberately not a document (a redirect, an image record, a non-2xx response)."""
+        self.stats.add(f"skipped_{reason}")
+
+    def reject(self, input_ref: str, reason: str, detail: str = "") -> Rejection:
+        return Rejection(stage=STAGE, source=self.name, input_ref=input_ref, reason=reason, detail=detail)
+
+    def document(self, native_id: str, content: bytes | str, content_type: str, **fields) -> RawDocument:
+        return RawDocument(
+            doc_id=make_doc_id(self.name, native_id),
+            source=self.name,
+            content=content,
+            content_type=content_type,
+            **fields,
+        )

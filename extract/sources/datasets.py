@@ -1,0 +1,120 @@
+"""Text datasets: JSON Lines and Parquet files with configurable field names (dotted paths reach nested fields,
+e.g. ``meta.url`` in RedPajama arXiv or ``metadata.url`` in C4)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from catalog.records import Rejection
+from extract.records import RawDocument
+from extract.sources.base import Source, find_files, open_maybe_compressed, register_source, relative_name
+
+_PARQUET_BATCH_ROWS = 1024
+_MISSING = object()
+
+
+def field_value(row: dict[str, Any], dotted: str) -> Any:
+    """The value at ``a.b.c`` in nested dicts, or ``_MISSING``."""
+    value: Any = row
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+class _RecordSource(Source):
+    """Turns dict records into documents using the configured ``*_field`` names."""
+
+    def _from_record(self, row: Any, native_fallback: str, input_ref: str) -> RawDocument | Rejection:
+        if not isinstance(row, dict):
+            return self.reject(input_ref, "bad_record", f"expected an object, got {type(row).__name__}")
+        text = field_value(row, self.cfg.text_field)
+        if text is _MISSING or text is None:
+            return self.reject(input_ref, "missing_text", f"no field {self.cfg.text_field!r}")
+        if not isinstance(text, str):
+            return self.reject(input_ref, "bad_record", f"field {self.cfg.text_field!r} is {type(text).__name__}")
+        native_id = native_fallback
+        if self.cfg.id_field:
+            value = field_value(row, self.cfg.id_field)
+            if value is _MISSING or value is None:
+                return self.reject(input_ref, "missing_id", f"no field {self.cfg.id_field!r}")
+            native_id = str(value)
+        return self.document(
+            native_id,
+            text,
+            "text/plain",
+            url=self._optional(row, self.cfg.url_field),
+            title=self._optional(row, self.cfg.title_field),
+            input_ref=input_ref,
+        )
+
+    @staticmethod
+    def _optional(row: dict[str, Any], dotted: str | None) -> str:
+        if not dotted:
+            return ""
+        value = field_value(row, dotted)
+        return "" if value is _MISSING or value is None else str(value)
+
+
+@register_source("jsonl")
+class JsonlSource(_RecordSource):
+    """One JSON object per line (``.gz`` / ``.bz2`` decompressed); a bad line is a Rejection, the rest goes on."""
+
+    pattern = "**/*.jsonl*"
+
+    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
+        for path in find_files(self.root, self.pattern):
+            yield from self._iter_file(path)
+
+    def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:
+        name = relative_name(path, self.root)
+        lineno = 0
+        try:
+            with open_maybe_compressed(path) as f:
+                for lineno, line in enumerate(f, start=1):
+                    if not line.strip():
+                        continue
+                    ref = f"{path}:{lineno}"
+                    try:
+                        row = json.loads(line)
+                    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+                        yield self.reject(ref, "bad_json", str(exc))
+                        continue
+                    yield self._from_record(row, f"{name}:{lineno}", ref)
+        except (OSError, EOFError) as exc:
+            yield self.reject(f"{path}:{lineno + 1}", "unreadable_file", str(exc))
+
+
+@register_source("parquet")
+class ParquetSource(_RecordSource):
+    """Parquet files read in record batches (only the configured columns), never whole."""
+
+    pattern = "**/*.parquet"
+
+    def _columns(self, schema_names: list[str]) -> list[str]:
+        fields = (self.cfg.text_field, self.cfg.id_field, self.cfg.url_field, self.cfg.title_field)
+        tops = {f.split(".", 1)[0] for f in fields if f}
+        return [name for name in schema_names if name in tops]
+
+    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
+        for path in find_files(self.root, self.pattern):
+            yield from self._iter_file(path)
+
+    def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:
+        name = relative_name(path, self.root)
+        row_number = 0
+        try:
+            parquet = pq.ParquetFile(path)
+            columns = self._columns(parquet.schema_arrow.names)
+            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=columns):
+                for row in batch.to_pylist():
+                    yield self._from_record(row, f"{name}:{row_number}", f"{path}:{row_number}")
+                    row_number += 1
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            yield self.reject(f"{path}:{row_number}", "unreadable_file", f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,58 @@
+"""Local files: HTML pages (one document per file) and raw wikitext articles (title from the file name)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from catalog.records import Rejection
+from extract.records import RawDocument
+from extract.sources.base import Source, find_files, open_maybe_compressed, register_source, relative_name
+from extract.sources.charset import detect_charset
+
+_REDIRECT = re.compile(r"^\s*#REDIRECT", re.IGNORECASE)
+
+
+@register_source("html")
+class HtmlFileSource(Source):
+    """HTML files matching ``pattern`` under ``path`` (``.gz`` / ``.bz2`` are decompressed); charset detected."""
+
+    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
+        for path in find_files(self.root, self.cfg.pattern):
+            try:
+                with open_maybe_compressed(path) as f:
+                    data = f.read()
+            except (OSError, EOFError) as exc:
+                yield self.reject(str(path), "unreadable_file", str(exc))
+                continue
+            yield self.document(
+                relative_name(path, self.root),
+                data,
+                "text/html",
+                input_ref=str(path),
+                encoding=detect_charset(data),
+            )
+
+
+@register_source("wikitext")
+class WikitextFileSource(Source):
+    """One raw wikitext article per file; the title is the file stem with underscores as spaces."""
+
+    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
+        for path in find_files(self.root, self.cfg.pattern):
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                yield self.reject(str(path), "unreadable_file", str(exc))
+                continue
+            text = data.decode("utf-8", errors="replace")
+            if _REDIRECT.match(text):
+                self.skip("redirect")
+                continue
+            yield self.document(
+                relative_name(path, self.root),
+                text,
+                "text/x-wiki",
+                title=path.stem.replace("_", " "),
+                input_ref=str(path),
+            )

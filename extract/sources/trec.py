@@ -1,0 +1,56 @@
+"""TREC SGML collections: ``<DOC><DOCNO>id</DOCNO> ... </DOC>`` (Vaswani, Cranfield, TREC disks).
+
+Streamed line by line; the text is the ``<TEXT>`` element when there is one, else everything but the DOCNO, with any
+other SGML tags removed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from catalog.records import Rejection
+from extract.records import RawDocument
+from extract.sources.base import Source, find_files, open_maybe_compressed, register_source
+
+_DOCNO = re.compile(r"<DOCNO>\s*(.*?)\s*</DOCNO>", re.IGNORECASE | re.DOTALL)
+_TEXT = re.compile(r"<TEXT>(.*?)</TEXT>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+_DOC_START = re.compile(r"<DOC>", re.IGNORECASE)
+_DOC_END = re.compile(r"</DOC>", re.IGNORECASE)
+
+
+@register_source("trec")
+class TrecSource(Source):
+    pattern = "**/*"
+
+    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
+        for path in find_files(self.root, self.pattern):
+            yield from self._iter_file(path)
+
+    def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:
+        buffer: list[str] | None = None
+        start_line = 0
+        with open_maybe_compressed(path) as f:
+            for lineno, raw_line in enumerate(f, start=1):
+                line = raw_line.decode("utf-8", errors="replace")
+                if buffer is None:
+                    if not _DOC_START.search(line):
+                        continue
+                    buffer, start_line = [], lineno
+                buffer.append(line)
+                if _DOC_END.search(line):
+                    yield self._document_from("".join(buffer), f"{path}:{start_line}")
+                    buffer = None
+        if buffer is not None:
+            yield self.reject(f"{path}:{start_line}", "truncated_record", "<DOC> without </DOC> at end of file")
+
+    def _document_from(self, block: str, ref: str) -> RawDocument | Rejection:
+        docno = _DOCNO.search(block)
+        if docno is None:
+            return self.reject(ref, "missing_id", "<DOC> without <DOCNO>")
+        texts = _TEXT.findall(block)
+        body = "\n".join(texts) if texts else block[docno.end() :]
+        text = _TAG.sub(" ", body).strip()
+        return self.document(docno.group(1), text, "text/plain", input_ref=ref)

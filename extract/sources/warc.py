@@ -1,0 +1,122 @@
+"""WARC / WARC.gz files (Common Crawl style) and the crawler's WARC folders.
+
+``response`` and ``resource`` records become documents when their content type is wanted and (for HTTP responses) the
+status is 2xx. warcio returns a short payload without complaint when a file is cut off, so every record's raw stream
+is drained and checked against its Content-Length: a short record ends the file as a ``truncated_warc`` Rejection,
+after every good record before it has been yielded.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+from warcio.recordloader import ArcWarcRecord
+
+from catalog.hashing import content_hash
+from catalog.records import Rejection
+from catalog.variant import WarcSource as WarcConfig
+from extract.records import RawDocument
+from extract.sources.base import Source, find_files, register_source
+from extract.sources.charset import charset_from_content_type, detect_charset
+
+_DOCUMENT_RECORDS = ("response", "resource")
+_DRAIN_BYTES = 1 << 16
+
+
+def _mime(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _record_is_complete(record: ArcWarcRecord) -> bool:
+    """Read what is left of the record and report whether it had all of its declared bytes."""
+    while record.raw_stream.read(_DRAIN_BYTES):
+        pass
+    return getattr(record.raw_stream, "limit", 0) <= 0
+
+
+class _WarcReader(Source):
+    """Shared reader; subclasses say which files (``pattern``) and which payload types (``content_types``) to take."""
+
+    pattern: str
+    content_types: tuple[str, ...]
+
+    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
+        wanted = {_mime(t) for t in self.content_types}
+        seen_uris: set[str] = set()  # hashes, not URIs: keeps memory small on big crawls
+        for path in find_files(self.root, self.pattern):
+            yield from self._iter_file(path, wanted, seen_uris)
+
+    def _iter_file(self, path: Path, wanted: set[str], seen_uris: set[str]) -> Iterator[RawDocument | Rejection]:
+        offset = 0
+        try:
+            with open(path, "rb") as f:
+                records = ArchiveIterator(f)
+                for record in records:
+                    offset = records.get_record_offset()
+                    doc = self._document(record, path, offset, wanted, seen_uris)
+                    if not _record_is_complete(record):
+                        yield self.reject(
+                            f"{path}#{offset}",
+                            "truncated_warc",
+                            f"record shorter than its {record.length} declared bytes",
+                        )
+                        return
+                    if doc is not None:
+                        yield doc
+        except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as exc:
+            yield self.reject(f"{path}#{offset}", "truncated_warc", f"{type(exc).__name__}: {exc}")
+
+    def _document(
+        self, record: ArcWarcRecord, path: Path, offset: int, wanted: set[str], seen_uris: set[str]
+    ) -> RawDocument | None:
+        if record.rec_type not in _DOCUMENT_RECORDS:
+            return None
+        http = record.http_headers
+        if http is not None and record.rec_type == "response":
+            status = http.get_statuscode() or ""
+            if not status.startswith("2"):
+                self.skip("http_status")
+                return None
+            content_type = http.get_header("Content-Type")
+        else:
+            content_type = record.rec_headers.get_header("Content-Type")
+        mime = _mime(content_type)
+        if mime not in wanted:
+            self.skip("content_type")
+            return None
+        payload = record.content_stream().read()
+        uri = record.rec_headers.get_header("WARC-Target-URI") or ""
+        native_id = uri
+        uri_key = content_hash(uri)
+        if uri_key in seen_uris or not uri:
+            native_id = f"{uri}\x00{record.rec_headers.get_header('WARC-Record-ID')}"
+        seen_uris.add(uri_key)
+        return self.document(
+            native_id,
+            payload,
+            mime,
+            url=uri,
+            input_ref=f"{path}#{offset}",
+            encoding=detect_charset(payload, charset_from_content_type(content_type)),
+            meta={"warc_date": record.rec_headers.get_header("WARC-Date") or ""},
+        )
+
+
+@register_source("warc")
+class WarcSource(_WarcReader):
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.pattern = cfg.pattern
+        self.content_types = cfg.content_types
+
+
+@register_source("crawl")
+class CrawlSource(_WarcReader):
+    """The folder of WARC files Reread's crawler wrote, read exactly like ``warc`` with its default content types."""
+
+    pattern = "**/*.warc*"
+    content_types = WarcConfig.model_fields["content_types"].default
