@@ -1,0 +1,225 @@
+"""Chunking in the embedder's own tokens.
+
+A chunk is a window of at most ``size`` tokens of the embedder's tokenizer (no special tokens), so nothing the
+embedder sees is silently truncated by a mismatched word count. Each document is tokenized once (many documents per
+tokenizer call) and the fast tokenizer's offset mapping turns token windows back into exact character spans, so
+``text[char_start:char_end] == chunk.text`` always holds.
+
+Where a window ends is chosen by boundary preference: the last paragraph break in the second half of the window,
+else the last sentence end there, else the last word boundary, else (one giant "word", e.g. a base64 blob) a plain
+token boundary. The next window starts ``overlap`` tokens before the previous end, moved forward to a word start.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+from tqdm import tqdm
+
+from catalog.errors import ConfigError
+from catalog.hashing import content_hash
+from catalog.records import Rejection, StageStats
+from catalog.variant import ChunkingConfig
+
+STAGE = "chunk"
+
+# Boundary strength of the gap before a token; a window prefers to end at the strongest gap it can.
+TOKEN_GAP = 0  # inside a word ("wörld" + "." or word pieces): only when nothing better exists
+WORD_GAP = 1  # whitespace between tokens
+SENTENCE_GAP = 2  # whitespace after . ! ? (closing quotes/brackets allowed), or a single line break
+PARAGRAPH_GAP = 3  # a blank line
+
+_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")
+_SENTENCE_END_LOOKBACK = 4  # chars before a gap inspected for a sentence end (the mark plus closing quotes)
+
+# Documents per tokenizer call: large enough to amortise the call, small enough to keep memory flat.
+TOKENIZE_BATCH_DOCS = 256
+
+CHUNK_COLUMNS = ("chunk_id", "doc_id", "source", "url", "title", "text", "char_start", "char_end", "n_tokens")
+CHUNK_SCHEMA = {
+    "chunk_id": pl.String,
+    "doc_id": pl.String,
+    "source": pl.String,
+    "url": pl.String,
+    "title": pl.String,
+    "text": pl.String,
+    "char_start": pl.Int64,
+    "char_end": pl.Int64,
+    "n_tokens": pl.Int32,
+}
+_PROVENANCE = ("source", "url", "title")
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    chunk_id: str
+    doc_id: str
+    source: str | None
+    url: str | None
+    title: str | None
+    text: str
+    char_start: int
+    char_end: int
+    n_tokens: int
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def chunk_id_for(doc_id: str, char_start: int, char_end: int, text: str) -> str:
+    """The stable id of a chunk: its document, its span and its text."""
+    return content_hash(f"{doc_id}:{char_start}:{char_end}:{text}")
+
+
+def load_tokenizer(model_name: str) -> Any:
+    """The fast tokenizer of an embedder (bundled name or local path), loaded offline."""
+    from indexing.embed import offline_hub, resolve_model_path
+
+    path = resolve_model_path(model_name)
+    with offline_hub():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    if not tokenizer.is_fast:
+        raise ConfigError(f"embedder {model_name!r}: chunking needs a fast tokenizer (offset mapping), got a slow one")
+    return tokenizer
+
+
+def gap_strengths(text: str, offsets: np.ndarray) -> np.ndarray:
+    """Boundary strength of the gap *before* each token (index 0 is the document start, never a cut point).
+
+    ``offsets`` is the ``[n, 2]`` character span of each token.
+    """
+    n = len(offsets)
+    strengths = np.full(n, TOKEN_GAP, dtype=np.int8)
+    if n < 2:
+        return strengths
+    prev_ends = offsets[:-1, 1]
+    starts = offsets[1:, 0]
+    for k in np.flatnonzero(starts > prev_ends) + 1:  # only whitespace gaps can be more than a token gap
+        gap = text[offsets[k - 1, 1] : offsets[k, 0]]
+        if _PARAGRAPH_BREAK.search(gap):
+            strengths[k] = PARAGRAPH_GAP
+        elif "\n" in gap or _SENTENCE_END.search(
+            text[max(0, offsets[k - 1, 1] - _SENTENCE_END_LOOKBACK) : offsets[k - 1, 1]]
+        ):
+            strengths[k] = SENTENCE_GAP
+        else:
+            strengths[k] = WORD_GAP
+    return strengths
+
+
+def token_windows(strengths: np.ndarray, size: int, overlap: int) -> Iterator[tuple[int, int]]:
+    """Token windows ``[start, end)`` of at most ``size`` tokens covering all tokens, consecutive ones overlapping by
+    about ``overlap`` tokens, each ending at the strongest boundary in its second half."""
+    n = len(strengths)
+    min_fill = max(1, size // 2)  # never cut a window below half its size just to reach a nicer boundary
+    start = 0
+    while start < n:
+        if start + size >= n:
+            yield start, n
+            return
+        candidates = strengths[start + min_fill : start + size + 1]  # the gap before token k ends a window at k
+        best = candidates.max()
+        end = start + min_fill + int(np.flatnonzero(candidates == best)[-1])
+        yield start, end
+        start = _next_start(strengths, start, end, overlap)
+
+
+def _next_start(strengths: np.ndarray, start: int, end: int, overlap: int) -> int:
+    """``overlap`` tokens before ``end``, moved forward to the next word start (but always past ``start``)."""
+    nxt = max(end - overlap, start + 1)
+    while nxt < end and strengths[nxt] == TOKEN_GAP:
+        nxt += 1
+    return nxt
+
+
+class Chunker:
+    """Splits documents into overlapping windows of the embedder's tokens. Keeps counters and rejections."""
+
+    def __init__(self, tokenizer: Any, cfg: ChunkingConfig):
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.stats = StageStats(STAGE)
+        self.rejections: list[Rejection] = []
+
+    def _offsets(self, texts: list[str]) -> list[np.ndarray]:
+        encoded = self.tokenizer(
+            texts,
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,  # documents are longer than the model's max length on purpose: no warning per document
+        )
+        return [np.asarray(o, dtype=np.int64).reshape(-1, 2) for o in encoded["offset_mapping"]]
+
+    def _chunks_of(self, doc: Mapping[str, Any], offsets: np.ndarray) -> list[Chunk]:
+        doc_id, text = doc["doc_id"], doc["text"]
+        self.stats.add("documents_in")
+        if len(offsets) == 0:
+            self._reject(doc, "empty_text", "the text has no tokens (empty or whitespace only)")
+            return []
+        provenance = {key: doc.get(key) for key in _PROVENANCE}
+        chunks = []
+        for start, end in token_windows(gap_strengths(text, offsets), self.cfg.size, self.cfg.overlap):
+            char_start, char_end = int(offsets[start, 0]), int(offsets[end - 1, 1])
+            chunk_text = text[char_start:char_end]
+            chunks.append(
+                Chunk(
+                    chunk_id=chunk_id_for(doc_id, char_start, char_end, chunk_text),
+                    doc_id=doc_id,
+                    text=chunk_text,
+                    char_start=char_start,
+                    char_end=char_end,
+                    n_tokens=end - start,
+                    **provenance,
+                )
+            )
+        self.stats.add("documents_out")
+        self.stats.add("chunks_out", len(chunks))
+        return chunks
+
+    def _reject(self, doc: Mapping[str, Any], reason: str, detail: str) -> None:
+        self.stats.add(f"rejected_{reason}")
+        self.rejections.append(Rejection(STAGE, str(doc.get("source") or ""), str(doc.get("doc_id")), reason, detail))
+
+    def chunk(self, doc_id: str, text: str, **provenance: Any) -> list[Chunk]:
+        """Chunks of one document; ``provenance`` (source, url, title) is copied to every chunk."""
+        return self.chunk_many([{"doc_id": doc_id, "text": text, **provenance}])
+
+    def chunk_many(self, docs: Iterable[Mapping[str, Any]]) -> list[Chunk]:
+        """Chunks of many documents (dicts with doc_id, text and optional source, url, title), one tokenizer call."""
+        valid = []
+        for doc in docs:
+            if not isinstance(doc.get("text"), str) or not isinstance(doc.get("doc_id"), str):
+                self.stats.add("documents_in")
+                self._reject(doc, "missing_text", "doc_id or text is missing or not a string")
+                continue
+            valid.append(doc)
+        if not valid:
+            return []
+        chunks: list[Chunk] = []
+        for doc, offsets in zip(valid, self._offsets([d["text"] for d in valid]), strict=True):
+            chunks.extend(self._chunks_of(doc, offsets))
+        return chunks
+
+
+def chunk_documents(docs: pl.DataFrame, chunker: Chunker) -> pl.DataFrame:
+    """The chunk step: a documents frame (doc_id, text, and source, url, title when present) to a chunks frame
+    with ``CHUNK_COLUMNS``. Documents are tokenized ``TOKENIZE_BATCH_DOCS`` at a time."""
+    for column in _PROVENANCE:
+        if column not in docs.columns:
+            docs = docs.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+    rows: list[dict[str, Any]] = []
+    with tqdm(total=docs.height, desc="chunk", unit="doc", disable=None) as bar:
+        for batch in docs.select("doc_id", "text", *_PROVENANCE).iter_slices(TOKENIZE_BATCH_DOCS):
+            rows.extend(chunk.as_row() for chunk in chunker.chunk_many(batch.iter_rows(named=True)))
+            bar.update(batch.height)
+    return pl.DataFrame(rows, schema=CHUNK_SCHEMA) if rows else pl.DataFrame(schema=CHUNK_SCHEMA)
