@@ -1,0 +1,229 @@
+"""MATH answer equivalence: a cheap normalized-string check, then Math-Verify in a worker process with a hard timeout.
+
+Safety: model text is never evaluated. Math-Verify's default extraction includes ``ExprExtractionConfig``, whose
+``extract_expr`` calls sympy's ``parse_expr`` (which runs ``eval``) on the raw string; we pass only
+``LatexExtractionConfig``, which parses LaTeX with latex2sympy's own grammar and builds sympy objects directly.
+Even a grammar parser can make sympy compute something enormous (``2^{2^{2^{2^{100}}}}``), and Math-Verify's SIGALRM
+timeouts cannot interrupt C code and break in threads, so grading runs in a separate process (spawn context, address
+space capped) that is killed and restarted when one comparison runs past ``timeout_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import re
+from collections.abc import Sequence
+from fractions import Fraction
+from multiprocessing.connection import Connection
+
+from tqdm import tqdm
+
+from eval.graders.base import CORRECT, INCORRECT, TIMEOUT, UNPARSED, Grade, check_lengths, register_grader
+
+# ---------------------------------------------------------------- cheap pre-check (no worker)
+_SPACING_RE = re.compile(r"\\[,;:! ]|\\(?:left|right|displaystyle)\b|\s+")
+_UNIT_RE = re.compile(r"^(.+?)\\(?:text|mbox|mathrm)\{\s*[A-Za-z][A-Za-z ]*\}(?:\^\{?\d\}?)?$")
+_DEGREE_RE = re.compile(r"(?:\^\{?\\circ\}?|°|\\%|%|\\\$)$")
+_SINGLE_VAR_EQ_RE = re.compile(r"^[A-Za-z]=(?!=)(.+)$")
+_FRAC_SHORT_RE = re.compile(r"\\frac(\d)(\d)")
+_FRAC_HALF_SHORT_RE = re.compile(r"\\frac(\{[^{}]*\}|\d)(\{[^{}]*\}|\d)")
+_SQRT_SHORT_RE = re.compile(r"\\sqrt(\d)")
+_NUMBER_RE = re.compile(r"^-?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?$")
+_FRACTION_RE = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}$|^(-?\d+)/(-?\d+)$")
+
+
+def _brace(arg: str) -> str:
+    return arg if arg.startswith("{") else "{" + arg + "}"
+
+
+def normalize_math_answer(answer: str) -> str:
+    """A canonical string form: no spacing commands or $, \\dfrac -> \\frac, \\frac12 -> \\frac{1}{2}, units and
+    degree signs dropped, ``x=2`` -> ``2``."""
+    text = answer.strip().strip("$")
+    text = _SPACING_RE.sub("", text)
+    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    text = _FRAC_SHORT_RE.sub(r"\\frac{\1}{\2}", text)
+    text = _FRAC_HALF_SHORT_RE.sub(lambda m: "\\frac" + _brace(m.group(1)) + _brace(m.group(2)), text)
+    text = _SQRT_SHORT_RE.sub(r"\\sqrt{\1}", text)
+    unit = _UNIT_RE.match(text)
+    if unit:
+        text = unit.group(1)
+    text = _DEGREE_RE.sub("", text)
+    variable = _SINGLE_VAR_EQ_RE.match(text)
+    if variable:
+        text = variable.group(1)
+    return text.rstrip(".")
+
+
+def exact_number(normalized: str) -> Fraction | None:
+    """The exact value of a plain integer, decimal or integer fraction (read with regexes, not evaluated)."""
+    if normalized and normalized not in ("-", ".") and _NUMBER_RE.match(normalized):
+        return Fraction(normalized.replace(",", ""))
+    fraction = _FRACTION_RE.match(normalized)
+    if fraction:
+        sign, num, den = (fraction.group(1), fraction.group(2), fraction.group(3))
+        if num is None:
+            sign, num, den = "", fraction.group(4), fraction.group(5)
+        if int(den) == 0:
+            return None
+        value = Fraction(int(num), int(den))
+        return -value if sign else value
+    return None
+
+
+def precheck(predicted: str, gold: str) -> Grade | None:
+    """A sure verdict from normalized strings or exact numbers, or None when Math-Verify must decide."""
+    pred, ref = normalize_math_answer(predicted), normalize_math_answer(gold)
+    if pred == ref:
+        return Grade(CORRECT, "normalized string match")
+    pred_value, ref_value = exact_number(pred), exact_number(ref)
+    if pred_value is not None and ref_value is not None:
+        return Grade(CORRECT if pred_value == ref_value else INCORRECT, "exact number comparison")
+    return None
+
+
+# ---------------------------------------------------------------- worker process
+def _worker_main(conn: Connection, internal_timeout_s: int, max_memory_mb: int | None) -> None:
+    """Loop: receive a JSON [gold, predicted], reply with a JSON [outcome, detail]. Runs in its own process."""
+    if max_memory_mb:
+        import resource
+
+        limit = max_memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    import logging
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    from math_verify import LatexExtractionConfig, parse, verify
+
+    latex_only = [LatexExtractionConfig()]  # never ExprExtractionConfig: it calls sympy parse_expr (eval)
+    while True:
+        try:
+            gold, predicted = json.loads(conn.recv_bytes())
+        except EOFError:
+            return
+        try:
+            gold_parsed = parse(f"${gold}$", extraction_config=latex_only, parsing_timeout=internal_timeout_s)
+            pred_parsed = parse(f"${predicted}$", extraction_config=latex_only, parsing_timeout=internal_timeout_s)
+            if not pred_parsed:
+                reply = [UNPARSED, "math parser found no expression in the prediction"]
+            elif not gold_parsed:
+                reply = [INCORRECT, "gold answer could not be parsed"]
+            elif verify(gold_parsed, pred_parsed, timeout_seconds=internal_timeout_s):
+                reply = [CORRECT, "math-verify"]
+            else:
+                reply = [INCORRECT, "math-verify"]
+        except (Exception, RecursionError, MemoryError) as exc:  # a hostile input must not end the worker's loop
+            reply = [UNPARSED, f"math parser failed: {type(exc).__name__}"]
+        conn.send_bytes(json.dumps(reply).encode("utf-8"))
+
+
+class _Worker:
+    """One long-lived grading process; killed and replaced when it runs past the timeout."""
+
+    def __init__(self, internal_timeout_s: int, max_memory_mb: int | None) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads, DuckDB, torch
+        self.conn, child_conn = context.Pipe()
+        self.process = context.Process(
+            target=_worker_main, args=(child_conn, internal_timeout_s, max_memory_mb), daemon=True
+        )
+        self.process.start()
+        child_conn.close()
+
+    def ask(self, gold: str, predicted: str, timeout_s: float) -> tuple[str, str] | None:
+        """The worker's [outcome, detail], or None when it did not answer in time or died."""
+        try:
+            self.conn.send_bytes(json.dumps([gold, predicted]).encode("utf-8"))
+            if not self.conn.poll(timeout_s):
+                return None
+            outcome, detail = json.loads(self.conn.recv_bytes())
+            return outcome, detail
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            return None
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.process.kill()
+        self.process.join(timeout=5)
+
+
+@register_grader("math")
+class MathGrader:
+    """Grades MATH answers; use as a context manager (or call ``close()``) to stop the worker process.
+
+    ``timeout_s`` bounds one comparison's wall time (the first call also pays the worker's start, a few seconds,
+    outside the bound). Predictions longer than ``max_chars`` are ``unparsed`` without reaching the parser.
+    """
+
+    name: str
+
+    def __init__(
+        self,
+        timeout_s: float = 5.0,
+        max_chars: int = 2000,
+        max_memory_mb: int | None = 2048,
+        parser_timeout_s: int | None = None,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.max_chars = max_chars
+        self.max_memory_mb = max_memory_mb
+        # Math-Verify's own SIGALRM timeouts (whole seconds, per parse and per verify) stop most slow sympy work
+        # without losing the worker; the hard timeout catches what they cannot interrupt (C code, a stuck parser).
+        self._internal_timeout_s = parser_timeout_s or max(1, int(timeout_s / 4))
+        self._worker: _Worker | None = None
+        self.restarts = 0
+
+    def __enter__(self) -> MathGrader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    def _ensure_worker(self) -> _Worker:
+        if self._worker is None or not self._worker.process.is_alive():
+            if self._worker is not None:
+                self._worker.stop()
+            self._worker = _Worker(self._internal_timeout_s, self.max_memory_mb)
+            self._warm_up(self._worker)
+        return self._worker
+
+    def _warm_up(self, worker: _Worker) -> None:
+        # The first request imports sympy and Math-Verify; keep that start-up cost out of the per-item timeout.
+        if worker.ask("1", "1", timeout_s=120.0) is None:
+            raise RuntimeError("math grading worker failed to start")
+
+    def grade_one(self, predicted: str | None, gold: str) -> Grade:
+        if predicted is None or not predicted.strip():
+            return Grade(UNPARSED, "no answer extracted")
+        if len(predicted) > self.max_chars:
+            return Grade(UNPARSED, f"answer longer than {self.max_chars} characters")
+        sure = precheck(predicted, gold)
+        if sure is not None:
+            return sure
+        worker = self._ensure_worker()
+        reply = worker.ask(gold, predicted, self.timeout_s)
+        if reply is None:
+            alive = worker.process.is_alive()
+            worker.stop()
+            self._worker = None
+            self.restarts += 1
+            if alive:
+                return Grade(TIMEOUT, f"no verdict within {self.timeout_s:g}s; worker killed")
+            return Grade(UNPARSED, f"math worker died (exit code {worker.process.exitcode})")
+        return Grade(*reply)
+
+    def equivalent(self, a: str, b: str) -> bool:
+        """Whether two extracted answers are the same mathematical answer (``b`` plays the gold's role)."""
+        return self.grade_one(a, b).correct
+
+    def grade(
+        self, predictions: Sequence[str | None], golds: Sequence[str], questions: Sequence[str] | None = None
+    ) -> list[Grade]:
+        check_lengths(predictions, golds, questions)
+        pairs = zip(predictions, golds, strict=True)
+        return [self.grade_one(p, g) for p, g in tqdm(pairs, total=len(golds), desc="math grading", disable=None)]
