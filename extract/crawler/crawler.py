@@ -1,0 +1,157 @@
+"""The crawl loop: a frontier of (url, depth), workers visiting pages, records and WARC files as the result."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+from catalog.records import StageStats
+from extract.crawler.config import CrawlConfig
+from extract.crawler.fetcher import Fetcher
+from extract.crawler.politeness import Politeness
+from extract.crawler.records import STAGE, CrawlResult, FetchRecord
+from extract.crawler.robots import RobotsCache
+from extract.crawler.safety import AddressGuard, PinnedTransport, Resolver, system_resolver
+from extract.crawler.scope import Scope
+from extract.crawler.sitemap import sitemap_urls
+from extract.crawler.urls import normalize_url
+from extract.crawler.visit import PageVisitor
+from extract.crawler.warc import WarcRecorder
+
+
+class Frontier:
+    """URLs waiting to be visited; each normalized URL is admitted once, at most ``max_pages`` in all."""
+
+    def __init__(self, max_pages: int) -> None:
+        self.queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        self._seen: set[str] = set()
+        self._admitted = 0
+        self._max_pages = max_pages
+
+    def add(self, url: str, depth: int) -> bool:
+        if url in self._seen or self._admitted >= self._max_pages:
+            return False
+        self._seen.add(url)
+        self._admitted += 1
+        self.queue.put_nowait((url, depth))
+        return True
+
+    def mark_seen(self, url: str) -> None:
+        """A redirect target already fetched under another URL: do not fetch it again."""
+        self._seen.add(url)
+
+
+class Crawler:
+    """Crawls from ``config`` seeds and sitemaps into WARC files under ``warc_dir``.
+
+    With ``previous`` (the records of the last crawl, by URL) every live page of that crawl is revisited with
+    conditional requests, and each record says whether the page is new, changed, unchanged or gone.
+    ``resolver`` replaces DNS resolution (the system's by default).
+    """
+
+    def __init__(
+        self,
+        config: CrawlConfig,
+        warc_dir: str | Path,
+        previous: Mapping[str, FetchRecord] | None = None,
+        *,
+        resolver: Resolver = system_resolver,
+    ) -> None:
+        self.config = config
+        self.warc_dir = Path(warc_dir)
+        self.previous = {normalize_url(url) or url: record for url, record in (previous or {}).items()}
+        self._resolver = resolver
+
+    async def run(self) -> CrawlResult:
+        config = self.config
+        started = time.monotonic()
+        stats = StageStats(STAGE)
+        guard = AddressGuard(config.allow_addresses, self._resolver)
+        politeness = Politeness(config)
+        scope = Scope(config)
+        limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+        with WarcRecorder(self.warc_dir, max_file_bytes=config.warc_file_bytes) as recorder:
+            async with httpx.AsyncClient(
+                transport=PinnedTransport(guard, limits),
+                timeout=httpx.Timeout(config.timeout_s),
+                follow_redirects=False,
+                trust_env=False,
+                headers={"User-Agent": config.user_agent},
+            ) as client:
+                fetcher = Fetcher(client, politeness, config, recorder)
+                robots = RobotsCache(fetcher, politeness, config.user_agent)
+                visitor = PageVisitor(config, scope, guard, robots, fetcher, self.previous)
+                frontier = Frontier(config.max_pages)
+                await self._seed(frontier, fetcher, stats)
+                records = await self._drain(frontier, visitor, scope, stats)
+        return CrawlResult(
+            records=records,
+            warc_dir=self.warc_dir,
+            warc_files=list(recorder.files),
+            stats=stats,
+            elapsed_s=time.monotonic() - started,
+        )
+
+    async def _seed(self, frontier: Frontier, fetcher: Fetcher, stats: StageStats) -> None:
+        config = self.config
+        for seed in config.seeds:
+            frontier.add(normalize_url(seed) or seed, 0)
+        if config.sitemaps:
+            for url in await sitemap_urls(fetcher, config.sitemaps, config.max_pages, config.max_bytes, stats):
+                frontier.add(url, 0)
+        for url, record in self.previous.items():
+            if record.is_live:  # pages of the last crawl, also those no longer linked: they may be gone
+                frontier.add(url, record.depth)
+
+    async def _drain(
+        self, frontier: Frontier, visitor: PageVisitor, scope: Scope, stats: StageStats
+    ) -> list[FetchRecord]:
+        records: list[FetchRecord] = []
+        progress = tqdm(desc="crawl", unit="page", disable=None)
+
+        async def worker() -> None:
+            while True:
+                url, depth = await frontier.queue.get()
+                try:
+                    record, links = await visitor.visit(url, depth)
+                    records.append(record)
+                    stats.add(f"outcome_{record.outcome}")
+                    if record.reason:
+                        stats.add(f"skipped_{record.reason}")
+                    stats.add("bytes", record.bytes)
+                    if record.final_url != url:
+                        frontier.mark_seen(record.final_url)
+                    for link in links:
+                        if scope.why_out(link, depth + 1) is None:
+                            stats.add("links_admitted" if frontier.add(link, depth + 1) else "links_known")
+                        else:
+                            stats.add("links_out_of_scope")
+                finally:
+                    frontier.queue.task_done()
+                    progress.update()
+
+        workers = [asyncio.create_task(worker()) for _ in range(self.config.concurrency)]
+        try:
+            await frontier.queue.join()
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            progress.close()
+        return records
+
+
+def crawl(
+    config: CrawlConfig,
+    warc_dir: str | Path,
+    previous: Mapping[str, FetchRecord] | None = None,
+    *,
+    resolver: Resolver = system_resolver,
+) -> CrawlResult:
+    """Run one crawl to completion (blocking). Inside a running event loop, ``await Crawler(...).run()`` instead."""
+    return asyncio.run(Crawler(config, warc_dir, previous, resolver=resolver).run())

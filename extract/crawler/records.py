@@ -1,0 +1,100 @@
+"""What a crawl returns: one FetchRecord per admitted URL, and the CrawlResult around them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from catalog.records import Rejection, StageStats
+
+STAGE = "crawl"
+
+Outcome = Literal["fetched", "not_modified", "unchanged", "gone", "skipped"]
+# Relative to a previous crawl: what the refresh flow does with the page (re-extract new/changed, tombstone gone).
+Change = Literal["new", "changed", "unchanged", "gone", ""]
+
+
+class FetchRefused(Exception):
+    """A URL the crawler will not (or could not) fetch; ``reason`` is the snake_case skip reason of its record."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRecord:
+    """The catalog row of one URL: where it ended, what came back, and how it compares to the previous crawl."""
+
+    url: str
+    final_url: str
+    outcome: Outcome
+    depth: int
+    fetched_at: str  # ISO 8601 UTC
+    status: int | None = None
+    reason: str = ""  # skip reason (robots_disallowed, out_of_scope, non_public_address, too_large, timeout, ...)
+    detail: str = ""
+    change: Change = ""
+    content_hash: str = ""  # catalog.hashing.content_hash of the decoded body
+    content_type: str = ""
+    bytes: int = 0
+    etag: str = ""
+    last_modified: str = ""
+    redirects: int = 0
+    warc_file: str = ""  # file name (in the crawl's WARC folder) holding the final response or revisit
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict) -> FetchRecord:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
+
+    @property
+    def is_live(self) -> bool:
+        """The page existed at fetch time (its content is known, in this crawl's WARC or an earlier one)."""
+        return self.outcome in ("fetched", "not_modified", "unchanged")
+
+
+@dataclass(slots=True)
+class CrawlResult:
+    records: list[FetchRecord]
+    warc_dir: Path
+    warc_files: list[Path]
+    stats: StageStats = field(default_factory=lambda: StageStats(STAGE))
+    elapsed_s: float = 0.0
+
+    def outcomes(self) -> dict[str, int]:
+        return dict(sorted(Counter(r.outcome for r in self.records).items()))
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        return dict(sorted(Counter(r.reason for r in self.records if r.outcome == "skipped").items()))
+
+    def changed(self) -> list[FetchRecord]:
+        """New or changed pages: the only ones a refresh sends through extraction and later stages."""
+        return [r for r in self.records if r.change in ("new", "changed")]
+
+    def gone(self) -> list[FetchRecord]:
+        """Pages that answered 404/410: tombstone their documents."""
+        return [r for r in self.records if r.outcome == "gone"]
+
+    def rejections(self, source: str) -> list[Rejection]:
+        return [
+            Rejection(stage=STAGE, source=source, input_ref=r.url, reason=r.reason, detail=r.detail)
+            for r in self.records
+            if r.outcome == "skipped"
+        ]
+
+    def summary(self) -> dict:
+        return {
+            "pages": len(self.records),
+            "outcomes": self.outcomes(),
+            "skipped_by_reason": self.skipped_by_reason(),
+            "changes": dict(sorted(Counter(r.change for r in self.records if r.change).items())),
+            "warc_files": [p.name for p in self.warc_files],
+            "elapsed_s": round(self.elapsed_s, 3),
+            "counters": self.stats.as_dict(),
+        }
