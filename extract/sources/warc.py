@@ -31,6 +31,13 @@ def _mime(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def _payload_content_type(record: ArcWarcRecord) -> str | None:
+    """HTTP Content-Type for a response, the WARC Content-Type for a resource record."""
+    if record.http_headers is not None and record.rec_type == "response":
+        return record.http_headers.get_header("Content-Type")
+    return record.rec_headers.get_header("Content-Type")
+
+
 def _record_is_complete(record: ArcWarcRecord) -> bool:
     """Read what is left of the record and report whether it had all of its declared bytes."""
     while record.raw_stream.read(_DRAIN_BYTES):
@@ -51,28 +58,27 @@ class _WarcReader(Source):
             yield from self._iter_file(path, wanted, seen_uris)
 
     def _iter_file(self, path: Path, wanted: set[str], seen_uris: set[str]) -> Iterator[RawDocument | Rejection]:
-        offset = 0
+        next_offset = 0  # where the record after the last complete one starts: the place to look when it breaks
         try:
             with open(path, "rb") as f:
                 records = ArchiveIterator(f)
                 for record in records:
-                    offset = records.get_record_offset()
-                    doc = self._document(record, path, offset, wanted, seen_uris)
-                    if not _record_is_complete(record):
-                        yield self.reject(
-                            f"{path}#{offset}",
-                            "truncated_warc",
-                            f"record shorter than its {record.length} declared bytes",
-                        )
+                    mime = self._wanted_mime(record, wanted)
+                    payload = record.content_stream().read() if mime else b""
+                    complete = _record_is_complete(record)
+                    offset = records.get_record_offset()  # warcio knows it only once the record is read
+                    if not complete:
+                        detail = f"record shorter than its {record.length} declared bytes"
+                        yield self.reject(f"{path}#{offset}", "truncated_warc", detail)
                         return
-                    if doc is not None:
-                        yield doc
+                    next_offset = offset + records.get_record_length()
+                    if mime:
+                        yield self._document(record, mime, payload, f"{path}#{offset}", seen_uris)
         except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as exc:
-            yield self.reject(f"{path}#{offset}", "truncated_warc", f"{type(exc).__name__}: {exc}")
+            yield self.reject(f"{path}#{next_offset}", "truncated_warc", f"{type(exc).__name__}: {exc}")
 
-    def _document(
-        self, record: ArcWarcRecord, path: Path, offset: int, wanted: set[str], seen_uris: set[str]
-    ) -> RawDocument | None:
+    def _wanted_mime(self, record: ArcWarcRecord, wanted: set[str]) -> str | None:
+        """The payload's MIME type when the record is a document to keep, else None (and the skip is counted)."""
         if record.rec_type not in _DOCUMENT_RECORDS:
             return None
         http = record.http_headers
@@ -81,14 +87,15 @@ class _WarcReader(Source):
             if not status.startswith("2"):
                 self.skip("http_status")
                 return None
-            content_type = http.get_header("Content-Type")
-        else:
-            content_type = record.rec_headers.get_header("Content-Type")
-        mime = _mime(content_type)
+        mime = _mime(_payload_content_type(record))
         if mime not in wanted:
             self.skip("content_type")
             return None
-        payload = record.content_stream().read()
+        return mime
+
+    def _document(
+        self, record: ArcWarcRecord, mime: str, payload: bytes, input_ref: str, seen_uris: set[str]
+    ) -> RawDocument:
         uri = record.rec_headers.get_header("WARC-Target-URI") or ""
         native_id = uri
         uri_key = content_hash(uri)
@@ -100,8 +107,8 @@ class _WarcReader(Source):
             payload,
             mime,
             url=uri,
-            input_ref=f"{path}#{offset}",
-            encoding=detect_charset(payload, charset_from_content_type(content_type)),
+            input_ref=input_ref,
+            encoding=detect_charset(payload, charset_from_content_type(_payload_content_type(record))),
             meta={"warc_date": record.rec_headers.get_header("WARC-Date") or ""},
         )
 
