@@ -1,7 +1,7 @@
 """Content-addressed artifact folders under ``<data-dir>/artifacts/<stage>/<key>/``.
 
 A stage writes into ``<key>.partial/`` (kept across crashes, so stages that resume by shard can pick up where they
-stopped) and the folder is renamed to ``<key>/`` with a ``manifest.json`` only when complete. A folder with a manifest
+stopped) and the folder is renamed to ``<key>/`` with an ``artifact.json`` only when complete. A folder with a manifest
 is immutable: a changed config or input gives a new key, never an overwrite.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from catalog.errors import ArtifactError
 from catalog.hashing import combine_hashes, stable_hash
 
-MANIFEST = "manifest.json"
+MANIFEST = "artifact.json"  # the folder's own manifest; stages may write their own manifest.json inside
 
 
 def artifact_key(stage: str, stage_version: str, config_hash: str, input_hash: str) -> str:
@@ -40,6 +40,7 @@ class ArtifactManifest:
     files: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     shard: str = ""
+    detail_files: dict[str, list[str]] = field(default_factory=dict)  # catalog table -> Parquet files in the folder
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
@@ -98,3 +99,16 @@ class ArtifactStore:
         else:
             os.replace(partial, final)
         return manifest
+
+
+@dataclass
+class StageResult:
+    """What a stage function returns to the orchestrator: files it wrote into its folder, counts, rejections, and
+    detail rows for catalog tables (table name -> Parquet file in the folder)."""
+
+    files: list[str]
+    rows: int
+    content_hash: str
+    stats: dict[str, Any] = field(default_factory=dict)
+    rejections: list = field(default_factory=list)  # catalog.records.Rejection
+    detail_files: dict[str, list[str]] = field(default_factory=dict)

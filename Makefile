@@ -1,0 +1,22 @@
+# The two quick-start commands of the README: `make demo` and `make test`. Both create .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+$(BIN)/reread: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: the CPU build; an unpinned torch pulls several GB of CUDA packages
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/reread
+
+venv: $(BIN)/reread
+
+demo: venv
+	HF_HUB_OFFLINE=1 $(BIN)/reread demo
+
+test: venv
+	HF_HUB_OFFLINE=1 $(BIN)/pytest
+
+.PHONY: venv demo test

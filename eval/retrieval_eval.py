@@ -1,0 +1,151 @@
+"""Retrieval quality without a reader: per-query metrics from ranked hits.
+
+- IR collections with qrels: nDCG@k and recall@k at the document level (chunk hits collapse to their document, best
+  rank first), mapping the collection's native document ids to Reread doc ids through the variant's source.
+- QA benchmarks: answer-in-context recall@k (the normalized gold answer appears in the top-k passages, SimpleQA
+  style), gold-URL hits (a passage comes from a page listed in the item's metadata), and each item's contamination
+  status in the datastore.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import polars as pl
+
+from catalog.errors import RereadError
+from catalog.hashing import content_hash
+
+
+class HitLike(Protocol):
+    doc_id: str
+    url: str
+    text: str
+
+
+_QUERY_BLOCK = re.compile(r"<top>(.*?)</top>", re.IGNORECASE | re.DOTALL)
+_NUM = re.compile(r"<num>\s*(?:Number:)?\s*(\S+?)\s*(?:</num>|\n|<)", re.IGNORECASE)
+_TITLE = re.compile(r"<title>\s*(.*?)\s*(?:</title>|<desc>|<narr>|$)", re.IGNORECASE | re.DOTALL)
+
+
+def load_trec_queries(path: Path) -> dict[str, str]:
+    """TREC topics (``<top><num>..</num><title>..</title></top>``) as query id -> text."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    queries = {}
+    for block in _QUERY_BLOCK.findall(text):
+        num, title = _NUM.search(block), _TITLE.search(block)
+        if num and title and title.group(1).strip():
+            queries[num.group(1)] = " ".join(title.group(1).split())
+    if not queries:
+        raise RereadError(f"{path}: no TREC topics found (expected <top><num>..</num><title>..</title></top>)")
+    return queries
+
+
+def load_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """TREC qrels (``qid iter docno relevance``) as query id -> {docno: grade}, positive grades only."""
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 4:
+            raise RereadError(f"{path}:{lineno}: a qrels line has 4 fields (qid iter docno rel), got {len(parts)}")
+        qid, _, docno, rel = parts
+        if int(rel) > 0:
+            qrels.setdefault(qid, {})[docno] = int(rel)
+    return qrels
+
+
+def native_to_doc_ids(source: str, qrels: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Qrels keyed by Reread doc ids: the same hash the sources give a document from its native id."""
+    return {
+        qid: {content_hash(f"{source}\x00{docno}"): rel for docno, rel in rels.items()} for qid, rels in qrels.items()
+    }
+
+
+def ranked_doc_ids(hits: Iterable[HitLike]) -> list[str]:
+    """Chunk hits collapsed to documents, keeping each document's best rank."""
+    seen: dict[str, None] = {}
+    for hit in hits:
+        seen.setdefault(hit.doc_id, None)
+    return list(seen)
+
+
+def ndcg_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
+    dcg = sum((2 ** relevant.get(d, 0) - 1) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
+    ideal = sorted(relevant.values(), reverse=True)[:k]
+    idcg = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def recall_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
+    return len(set(ranked[:k]) & set(relevant)) / len(relevant) if relevant else 0.0
+
+
+def qrels_metrics(
+    queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], hits: Mapping[str, Sequence[HitLike]], ks
+) -> pl.DataFrame:
+    """One row per judged query: ndcg@k and recall@k for every k."""
+    rows = []
+    for qid in queries:
+        relevant = qrels.get(qid)
+        if not relevant:
+            continue  # unjudged queries say nothing about quality
+        ranked = ranked_doc_ids(hits[qid])
+        row = {"item_id": qid}
+        for k in ks:
+            row[f"ndcg@{k}"] = ndcg_at_k(ranked, relevant, k)
+            row[f"recall@{k}"] = recall_at_k(ranked, relevant, k)
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, strip accents and punctuation, drop articles, collapse spaces (SQuAD-style)."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = re.sub(r"[^\w\s]", " ", text)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def answer_in_context(answer: str, passages: Sequence[str]) -> bool:
+    """The normalized answer occurs, on word boundaries, in the normalized concatenated passages."""
+    needle = normalize_answer(answer)
+    if not needle:
+        return False
+    haystack = f" {normalize_answer(' '.join(passages))} "
+    return f" {needle} " in haystack
+
+
+def normalize_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    host = parts.netloc.lower().removeprefix("www.")
+    return f"{host}{parts.path.rstrip('/')}".lower()
+
+
+def gold_url_hit(gold_urls: Iterable[str], hits: Sequence[HitLike]) -> bool:
+    gold = {normalize_url(u) for u in gold_urls if u}
+    return any(normalize_url(h.url) in gold for h in hits if h.url)
+
+
+def qa_metrics(items, hits: Mapping[str, Sequence[HitLike]], ks, contaminated: set[str]) -> pl.DataFrame:
+    """One row per QA item: answer-in-context recall@k, gold-URL hit@k (when the item lists URLs), contamination."""
+    rows = []
+    for item in items:
+        item_hits = hits[item.item_id]
+        answer = item.choices[item.answer_index] if item.is_multiple_choice else item.answer
+        urls = [u for u in re.split(r"[\s,]+", str(item.metadata.get("urls", ""))) if u.startswith("http")]
+        row = {"item_id": item.item_id, "contaminated": item.item_id in contaminated}
+        for k in ks:
+            row[f"answer_recall@{k}"] = float(answer_in_context(answer, [h.text for h in item_hits[:k]]))
+            if urls:
+                row[f"gold_url@{k}"] = float(gold_url_hit(urls, item_hits[:k]))
+        rows.append(row)
+    return pl.DataFrame(rows)

@@ -1,0 +1,90 @@
+"""Evaluation tasks as declarative YAML, validated on load (lm-evaluation-harness style).
+
+A task names what to evaluate a datastore on: an IR collection with qrels (retrieval quality, no reader), or a QA
+benchmark (answer-in-context recall, gold-URL hits, contamination status; reader accuracy when a reader is given).
+Paths are relative to the task file. ``resolve_task`` accepts a path or a name looked up in the tasks folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from catalog.errors import ConfigError
+
+DEFAULT_TASKS_DIR = Path("sample_data") / "tasks"
+
+
+class _Task(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    description: str = ""
+    limit: int | None = Field(default=None, ge=1, description="evaluate at most this many queries/items")
+    ks: tuple[int, ...] = (1, 5, 10, 100)
+    retrieve_k: int = Field(default=100, ge=1, description="hits retrieved per query (the candidate pool)")
+
+
+class QrelsTask(_Task):
+    """An IR test collection: TREC-style queries and qrels whose doc ids are a source's native ids."""
+
+    kind: Literal["qrels"]
+    queries: Path
+    qrels: Path
+    source: str  # the variant source whose native document ids the qrels use
+
+
+class QATask(_Task):
+    """A QA benchmark (loaded by ``eval.benchmarks.load_benchmark``) evaluated by retrieval-only metrics."""
+
+    kind: Literal["qa"]
+    benchmark: str
+    path: Path
+    options: dict = Field(default_factory=dict)
+
+
+EvalTask = Annotated[QrelsTask | QATask, Field(discriminator="kind")]
+
+
+class _TaskFile(BaseModel):
+    task: EvalTask
+
+
+def tasks_dir() -> Path:
+    return Path(os.environ.get("REREAD_TASKS_DIR", DEFAULT_TASKS_DIR))
+
+
+def load_task(path: str | Path) -> QrelsTask | QATask:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read task file ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a task must be a YAML mapping")
+    for key in ("queries", "qrels", "path"):
+        if isinstance(raw.get(key), str):
+            raw[key] = str((path.parent / raw[key]).resolve())
+    try:
+        return _TaskFile.model_validate({"task": raw}).task
+    except ValidationError as exc:
+        fields = "; ".join(f"field '{'.'.join(map(str, e['loc'][2:])) or 'kind'}': {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: invalid task: {fields}") from None
+
+
+def resolve_task(name_or_path: str) -> QrelsTask | QATask:
+    """A task file path, or the name of a task in the tasks folder (``REREAD_TASKS_DIR``, default sample_data/tasks)."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return load_task(candidate)
+    folder = tasks_dir()
+    path = folder / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+        raise ConfigError(f"unknown task {name_or_path!r}: no {path}; known tasks: {', '.join(known) or 'none'}")
+    return load_task(path)

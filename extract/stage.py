@@ -1,0 +1,144 @@
+"""The extract stage: one source -> Parquet documents with extracted text, raw-document metadata and rejections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from catalog.artifacts import StageResult
+from catalog.hashing import combine_hashes, content_hash, file_hash
+from catalog.parquet import DOCUMENT_SCHEMA, PartWriter
+from catalog.records import Rejection, StageStats
+from catalog.variant import Variant
+from extract.records import ExtractedDocument, RawDocument
+from extract.runner import ExtractionRunner
+from extract.sources import open_source
+from extract.sources.base import find_files
+
+EXTRACT_STAGE_VERSION = "1"
+_GLOB_TYPES = {"html", "warc", "wikitext", "crawl"}
+
+RAW_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("raw_hash", pa.string()),
+        ("source", pa.string()),
+        ("url", pa.string()),
+        ("title", pa.string()),
+        ("input_ref", pa.string()),
+        ("n_bytes", pa.int64()),
+        ("content_type", pa.string()),
+    ]
+)
+TEXTS_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("raw_hash", pa.string()),
+        ("extractor", pa.string()),
+        ("extractor_version", pa.string()),
+        ("text_hash", pa.string()),
+        ("n_chars", pa.int64()),
+    ]
+)
+
+
+def source_files(source_cfg) -> list[Path]:
+    path = Path(source_cfg.path)
+    if path.is_dir():
+        pattern = getattr(source_cfg, "pattern", None) or ("**/*.warc*" if source_cfg.type == "crawl" else "**/*")
+        return find_files(path, pattern)
+    return [path]
+
+
+def source_fingerprint(source_cfg) -> str:
+    """Content hash of every file a source reads (names and bytes): the extract stage's input hash."""
+    root = Path(source_cfg.path)
+    parts = []
+    for f in source_files(source_cfg):
+        rel = f.relative_to(root) if root.is_dir() else Path(f.name)
+        parts.append(f"{rel}:{file_hash(f)}")
+    return combine_hashes(parts)
+
+
+def extractor_for(variant: Variant, source_cfg) -> tuple[str, dict]:
+    name = source_cfg.extractor or variant.extractor
+    options = source_cfg.extractor_options if source_cfg.extractor_options is not None else variant.extractor_options
+    return name, dict(options)
+
+
+def run_extract(variant: Variant, source_name: str, out_dir: Path, rows_per_part: int = 50_000) -> StageResult:
+    """Read one source of a variant, extract every document, write documents and catalog detail rows to ``out_dir``."""
+    source_cfg = next(s for s in variant.sources if s.name == source_name)
+    extractor, options = extractor_for(variant, source_cfg)
+    source = open_source(source_cfg)
+    runner = ExtractionRunner(extractor, options, variant.extraction)
+    stats = StageStats("extract")
+    rejections: list[Rejection] = []
+    docs = PartWriter(out_dir, DOCUMENT_SCHEMA, "part", rows_per_part)
+    raw_rows = PartWriter(out_dir, RAW_SCHEMA, "raw_documents", rows_per_part)
+    text_rows = PartWriter(out_dir, TEXTS_SCHEMA, "extracted_texts", rows_per_part)
+    doc_hashes: list[str] = []
+
+    def raw_documents():
+        for item in source.iter_documents():
+            if isinstance(item, RawDocument):
+                stats.add("documents_read")
+                content = item.content.encode("utf-8", "replace") if isinstance(item.content, str) else item.content
+                raw_rows.add(
+                    {
+                        "doc_id": item.doc_id,
+                        "raw_hash": content_hash(content),
+                        "source": item.source,
+                        "url": item.url,
+                        "title": item.title,
+                        "input_ref": item.input_ref,
+                        "n_bytes": len(content),
+                        "content_type": item.content_type,
+                    }
+                )
+            yield item
+
+    for item in runner.run(raw_documents()):
+        if isinstance(item, Rejection):
+            rejections.append(item)
+            stats.add(f"rejected_{item.reason}")
+            continue
+        assert isinstance(item, ExtractedDocument)
+        stats.add("documents_extracted")
+        text_hash = content_hash(item.text)
+        doc_hashes.append(f"{item.doc_id}:{text_hash}")
+        docs.add(
+            {
+                "doc_id": item.doc_id,
+                "source": item.source,
+                "url": item.url,
+                "title": item.title,
+                "text": item.text,
+                "extractor": item.extractor,
+                "extractor_version": item.extractor_version,
+                "raw_hash": item.raw_hash,
+            }
+        )
+        text_rows.add(
+            {
+                "doc_id": item.doc_id,
+                "raw_hash": item.raw_hash,
+                "extractor": item.extractor,
+                "extractor_version": item.extractor_version,
+                "text_hash": text_hash,
+                "n_chars": len(item.text),
+            }
+        )
+    stats.add("documents_rejected", len(rejections))
+    files = docs.close()
+    raw_files = raw_rows.close()
+    text_files = text_rows.close()
+    return StageResult(
+        files=files,
+        rows=docs.rows,
+        content_hash=combine_hashes(doc_hashes),
+        stats=stats.as_dict(),
+        rejections=rejections,
+        detail_files={"raw_documents": raw_files, "extracted_texts": text_files},
+    )

@@ -1,0 +1,242 @@
+"""``build_datastore``: sources -> extract -> decontaminate -> dedup -> chunk -> embed -> index, as Prefect tasks.
+
+Tasks pass small ``ArtifactManifest``s (paths, hashes, counts), one task per source or document part. Each task first
+looks up its content-addressed artifact (stage, stage version, config hash, input-manifest hash) and returns it without
+work when it exists, so re-runs in the same or a new flow run skip finished stages, and a killed run resumes. Only the
+flow itself writes the catalog (the single writer), whatever task runner executes the tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.events import emit_event
+
+from catalog.artifacts import ArtifactManifest, ArtifactStore, StageResult, inputs_hash
+from catalog.db import Catalog
+from catalog.stage_runner import StageSpec, execute_stage, read_rejections, register_artifact
+from catalog.variant import Variant, load_variant
+from extract.stage import EXTRACT_STAGE_VERSION, run_extract, source_fingerprint
+from flows.runtime import make_task_runner, offline_defaults
+from indexing import stages
+
+INDEX_BUILT_EVENT = "reread.index.built"
+
+
+@dataclass
+class StageRun:
+    """One task's outcome as the build summary shows it."""
+
+    stage: str
+    shard: str
+    key: str
+    cached: bool
+    rows: int
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class BuildSummary:
+    variant: str
+    run_id: str
+    index_key: str
+    stages: list[StageRun]
+
+    @property
+    def executed(self) -> list[str]:
+        return [f"{s.stage}:{s.shard}" if s.shard else s.stage for s in self.stages if not s.cached]
+
+    def as_dict(self) -> dict:
+        return {
+            "variant": self.variant,
+            "run_id": self.run_id,
+            "index_key": self.index_key,
+            "stages": [vars(s) for s in self.stages],
+        }
+
+
+def _artifact_key_name(text: str) -> str:
+    """Prefect artifact keys: lowercase letters, digits and dashes only."""
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:100]
+
+
+def _publish_stage_table(manifest: ArtifactManifest, variant: str, cached: bool) -> None:
+    rows = [{"metric": k, "value": str(v)} for k, v in sorted(manifest.stats.items())]
+    rows += [{"metric": "rows_out", "value": str(manifest.rows)}, {"metric": "cached", "value": str(cached)}]
+    rejections: dict[str, int] = {}
+    for r in read_rejections(manifest):
+        rejections[r.reason] = rejections.get(r.reason, 0) + 1
+    rows += [{"metric": f"rejected: {reason}", "value": str(n)} for reason, n in sorted(rejections.items())]
+    create_table_artifact(
+        key=_artifact_key_name(f"{variant}-{manifest.stage}-{manifest.shard or 'all'}"),
+        table=rows,
+        description=f"{manifest.stage} {manifest.shard} of {variant} (artifact {manifest.key})",
+    )
+
+
+def _run(data_dir: str, variant: Variant, spec: StageSpec, fn) -> tuple[ArtifactManifest, bool]:
+    manifest, cached = execute_stage(ArtifactStore(data_dir), spec, fn)
+    get_run_logger().info(
+        "%s %s: %s (%d rows)", spec.stage, spec.shard or "", "cached" if cached else "done", manifest.rows
+    )
+    _publish_stage_table(manifest, variant.name, cached)
+    return manifest, cached
+
+
+# ---------------------------------------------------------------- tasks (module-level: picklable for Dask/processes)
+@task(name="extract", retries=2, retry_delay_seconds=[2, 10])
+def extract_task(variant: Variant, source: str, data_dir: str) -> tuple[ArtifactManifest, bool]:
+    cfg = next(s for s in variant.sources if s.name == source)
+    spec = StageSpec("extract", EXTRACT_STAGE_VERSION, variant.stage_hash("extract"), source_fingerprint(cfg), source)
+    return _run(data_dir, variant, spec, lambda out: run_extract(variant, source, out))
+
+
+@task(name="decontaminate", retries=1, retry_delay_seconds=5)
+def decontaminate_task(variant: Variant, docs: ArtifactManifest, data_dir: str) -> tuple[ArtifactManifest, bool]:
+    spec = StageSpec(
+        "decontaminate", stages.STAGE_VERSIONS["decontaminate"], variant.stage_hash("decontaminate"),
+        inputs_hash([docs]), docs.shard,
+    )  # fmt: skip
+    return _run(data_dir, variant, spec, lambda out: stages.run_decontaminate(variant, docs, out))
+
+
+@task(name="dedup", retries=1, retry_delay_seconds=5)
+def dedup_task(variant: Variant, docs: list[ArtifactManifest], data_dir: str) -> tuple[ArtifactManifest, bool]:
+    spec = StageSpec("dedup", stages.STAGE_VERSIONS["dedup"], variant.stage_hash("dedup"), inputs_hash(docs))
+    return _run(data_dir, variant, spec, lambda out: stages.run_dedup(variant, docs, out))
+
+
+@task(name="chunk", retries=1, retry_delay_seconds=5)
+def chunk_task(variant: Variant, docs: ArtifactManifest, part: str, data_dir: str) -> tuple[ArtifactManifest, bool]:
+    spec = StageSpec("chunk", stages.STAGE_VERSIONS["chunk"], variant.stage_hash("chunk"), inputs_hash([docs]), part)
+    return _run(data_dir, variant, spec, lambda out: stages.run_chunk(variant, docs, part, out))
+
+
+@task(name="embed", retries=1, retry_delay_seconds=5)
+def embed_task(variant: Variant, chunks: list[ArtifactManifest], data_dir: str) -> tuple[ArtifactManifest, bool]:
+    spec = StageSpec("embed", stages.STAGE_VERSIONS["embed"], variant.stage_hash("embed"), inputs_hash(chunks))
+    total = sum(m.rows for m in chunks)
+
+    def embed(out: Path) -> StageResult:
+        progress_id = create_progress_artifact(
+            progress=0.0,
+            key=_artifact_key_name(f"{variant.name}-embed-progress"),
+            description=f"embedding {total} chunks of {variant.name}",
+        )
+        done = 0
+
+        def on_shard(shard, skipped: bool) -> None:
+            nonlocal done
+            done += shard.rows
+            update_progress_artifact(progress_id, progress=100.0 * done / max(total, 1))
+
+        return stages.run_embed(variant, chunks, out, on_shard=on_shard)
+
+    return _run(data_dir, variant, spec, embed)
+
+
+@task(name="index", retries=1, retry_delay_seconds=5)
+def index_task(variant: Variant, embeddings: ArtifactManifest, data_dir: str) -> tuple[ArtifactManifest, bool]:
+    spec = StageSpec("index", stages.STAGE_VERSIONS["index"], variant.stage_hash("index"), inputs_hash([embeddings]))
+    return _run(data_dir, variant, spec, lambda out: stages.run_index(variant, embeddings, out))
+
+
+# ---------------------------------------------------------------- the flow
+def _register(catalog: Catalog, variant: Variant, run_id: str, results, log: list[StageRun]) -> list[ArtifactManifest]:
+    manifests = []
+    for manifest, cached in results:
+        register_artifact(catalog, manifest, variant.name, run_id)
+        log.append(StageRun(manifest.stage, manifest.shard, manifest.key, cached, manifest.rows, manifest.stats))
+        manifests.append(manifest)
+    return manifests
+
+
+def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str) -> BuildSummary:
+    """The stage graph, run inside a flow: fan out per source and per document part, fan in for dedup and embed."""
+    log: list[StageRun] = []
+    for source in variant.sources:
+        catalog.register_source(
+            variant.name, source.name, source.type, str(source.path), variant.stage_hash("extract"), ""
+        )
+    extracted = _register(
+        catalog, variant, run_id, [f.result() for f in extract_task.map(variant, [s.name for s in variant.sources],
+                                                                         data_dir)], log
+    )  # fmt: skip
+    clean = _register(
+        catalog, variant, run_id, [f.result() for f in decontaminate_task.map(variant, extracted, data_dir)], log
+    )
+    (deduped,) = _register(catalog, variant, run_id, [dedup_task(variant, clean, data_dir)], log)
+    chunk_futures = [chunk_task.submit(variant, deduped, part, data_dir) for part in deduped.files]
+    chunks = _register(catalog, variant, run_id, [f.result() for f in chunk_futures], log)
+    (embedded,) = _register(catalog, variant, run_id, [embed_task(variant, chunks, data_dir)], log)
+    (index,) = _register(catalog, variant, run_id, [index_task(variant, embedded, data_dir)], log)
+    catalog.register_datastore(
+        variant.name, str(variant.path), index.key, [m.key for m in chunks], embedded.key, run_id
+    )
+    return BuildSummary(variant.name, run_id, index.key, log)
+
+
+@flow(name="build-datastore", log_prints=True)
+def build_datastore(variant_path: str, data_dir: str) -> dict:
+    """Build (or bring up to date) the datastore of one corpus variant."""
+    offline_defaults()
+    variant = load_variant(variant_path)
+    with Catalog.in_data_dir(data_dir) as catalog:
+        run_id = catalog.start_run(variant.name, "build")
+        try:
+            summary = build_stages(variant, data_dir, catalog, run_id)
+        except BaseException as exc:
+            catalog.finish_run(run_id, "failed", {"error": str(exc)})
+            raise
+        catalog.finish_run(run_id, "completed", {"executed": summary.executed, "index_key": summary.index_key})
+    if summary.executed:
+        emit_event(
+            event=INDEX_BUILT_EVENT,
+            resource={"prefect.resource.id": f"reread.variant.{variant.name}", "reread.variant-path": variant_path},
+            payload={"index_key": summary.index_key, "data_dir": data_dir},
+        )
+    return summary.as_dict()
+
+
+def run_build(variant_path: str | Path, data_dir: str | Path, runner: str = "threads", workers: int | None = None):
+    """Run ``build_datastore`` in-process (or against ``PREFECT_API_URL`` when set) with the chosen task runner."""
+    flow_with_runner = build_datastore.with_options(task_runner=make_task_runner(runner, workers))
+    return flow_with_runner(str(Path(variant_path).resolve()), str(Path(data_dir).resolve()))
+
+
+@flow(name="ingest", log_prints=True)
+def ingest(variant_path: str, data_dir: str) -> dict:
+    """Read every source of a variant and extract its documents into the catalog (the first stage of a build)."""
+    offline_defaults()
+    variant = load_variant(variant_path)
+    with Catalog.in_data_dir(data_dir) as catalog:
+        run_id = catalog.start_run(variant.name, "ingest")
+        log: list[StageRun] = []
+        futures = extract_task.map(variant, [s.name for s in variant.sources], data_dir)
+        manifests = _register(catalog, variant, run_id, [f.result() for f in futures], log)
+        sources = []
+        for manifest, entry in zip(manifests, log, strict=True):
+            reasons: dict[str, int] = {}
+            for r in read_rejections(manifest):
+                reasons[r.reason] = reasons.get(r.reason, 0) + 1
+            sources.append(
+                {
+                    "source": manifest.shard,
+                    "cached": entry.cached,
+                    "read": manifest.stats.get("documents_read", 0),
+                    "extracted": manifest.rows,
+                    "rejected": sum(reasons.values()),
+                    "rejections": reasons,
+                    "artifact": manifest.key,
+                }
+            )
+        catalog.finish_run(run_id, "completed", {"sources": sources})
+    return {"variant": variant.name, "run_id": run_id, "sources": sources}
+
+
+def run_ingest(variant_path: str | Path, data_dir: str | Path, runner: str = "threads", workers: int | None = None):
+    flow_with_runner = ingest.with_options(task_runner=make_task_runner(runner, workers))
+    return flow_with_runner(str(Path(variant_path).resolve()), str(Path(data_dir).resolve()))

@@ -1,0 +1,75 @@
+"""reread build / reread ingest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.commands._common import DataDirOption, JsonOption
+
+RunnerOption = Annotated[
+    str, typer.Option("--runner", help="Task runner: threads (default), processes, dask, ray (scale extra).")
+]
+WorkersOption = Annotated[int | None, typer.Option("--workers", help="Workers of the task runner.")]
+
+
+def _print_stages(summary: dict, console: Console) -> None:
+    table = Table(title=f"build of {summary['variant']} (run {summary['run_id']})")
+    for column in ("stage", "shard", "status", "rows", "details"):
+        table.add_column(column)
+    for s in summary["stages"]:
+        details = ", ".join(f"{k}={v}" for k, v in sorted(s["stats"].items()) if not isinstance(v, dict))
+        table.add_row(s["stage"], s["shard"], "cached" if s["cached"] else "built", str(s["rows"]), details[:120])
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def build(
+        variant: Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)],
+        data_dir: DataDirOption,
+        runner: RunnerOption = "threads",
+        workers: WorkersOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Build a variant's datastore: ingest -> extract -> decontaminate -> dedup -> chunk -> embed -> index.
+        Stages whose inputs and config are unchanged are skipped."""
+        from flows.build import run_build
+
+        summary = run_build(variant, data_dir, runner=runner, workers=workers)
+        if as_json:
+            typer.echo(json.dumps(summary, default=str))
+        else:
+            _print_stages(summary, Console())
+
+    @app.command()
+    def ingest(
+        variant: Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)],
+        data_dir: DataDirOption,
+        runner: RunnerOption = "threads",
+        workers: WorkersOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Read a variant's sources and extract their text into the catalog (documents read, extracted, rejected)."""
+        from flows.build import run_ingest
+
+        summary = run_ingest(variant, data_dir, runner=runner, workers=workers)
+        if as_json:
+            typer.echo(json.dumps(summary, default=str))
+            return
+        console = Console()
+        table = Table(title=f"ingest of {summary['variant']}")
+        for column in ("source", "status", "read", "extracted", "rejected", "rejections by reason"):
+            table.add_column(column)
+        for s in summary["sources"]:
+            reasons = ", ".join(f"{k}={v}" for k, v in sorted(s["rejections"].items()))
+            table.add_row(
+                s["source"], "cached" if s["cached"] else "extracted", str(s["read"]), str(s["extracted"]),
+                str(s["rejected"]), reasons,
+            )  # fmt: skip
+        console.print(table)

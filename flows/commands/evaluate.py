@@ -1,0 +1,86 @@
+"""reread eval / reread compare / reread demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+
+from flows.commands._common import DataDirOption, JsonOption
+
+VariantArg = Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)]
+TaskOption = Annotated[
+    list[str],
+    typer.Option("--benchmark", "--task", "-b", help="Evaluation task: a name in sample_data/tasks or a task YAML."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_command(
+        variant: VariantArg,
+        data_dir: DataDirOption,
+        tasks: TaskOption = ["vaswani"],  # noqa: B006 (typer needs a literal default)
+        as_json: JsonOption = False,
+    ) -> None:
+        """Retrieval quality of a built variant on evaluation tasks (cached per index and task)."""
+        from flows.evaluate import evaluate
+
+        report = evaluate(str(variant.resolve()), str(data_dir.resolve()), tasks)
+        if as_json:
+            typer.echo(json.dumps(report, default=str))
+            return
+        console = Console()
+        for name, metrics in report["tasks"].items():
+            values = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+            console.print(f"[bold]{report['variant']}[/bold] on {name} (n={metrics['n']}): {values}")
+
+    @app.command()
+    def compare(
+        variants: Annotated[list[Path], typer.Argument(help="Two or more variant YAML files.", exists=True)],
+        data_dir: DataDirOption,
+        task: Annotated[str, typer.Option("--benchmark", "--task", "-b", help="Evaluation task.")] = "vaswani",
+        out: Annotated[Path | None, typer.Option("--out", help="Folder for the HTML report and plots.")] = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Compare built variants side by side: one table, paired bootstrap tests, plots, an HTML report."""
+        from flows.evaluate import compare_variants
+
+        report = compare_variants(
+            [str(v.resolve()) for v in variants], str(data_dir.resolve()), task, str(out) if out else None
+        )
+        if as_json:
+            typer.echo(json.dumps(report, default=str))
+            return
+        console = Console()
+        console.print(Markdown(Path(report["html"]).with_name("compare.md").read_text().split("![")[0]))
+        console.print(f"HTML report: {report['html']}")
+
+    @app.command()
+    def demo(
+        data_dir: DataDirOption,
+        sample_dir: Annotated[Path, typer.Option(help="The bundled sample data folder.")] = Path("sample_data"),
+        as_json: JsonOption = False,
+    ) -> None:
+        """The quick-start job: build the bundled sample datastores and report their retrieval quality."""
+        from flows.demo import demo as demo_flow
+
+        report = demo_flow(str(sample_dir.resolve()), str(data_dir.resolve()))
+        if as_json:
+            typer.echo(json.dumps(report, default=str))
+            return
+        console = Console()
+        for build in report["builds"]:
+            built = [s for s in build["stages"] if not s["cached"]]
+            console.print(
+                f"built [bold]{build['variant']}[/bold]: {len(build['stages'])} stage outputs, {len(built)} computed now"
+            )
+        for name, metrics in report["sample_eval"]["tasks"].items():
+            values = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+            console.print(f"sample on {name}: {values}")
+        console.print(Markdown(report["comparison_markdown"]))
+        console.print(f"HTML report: {report['comparison']['html']}")

@@ -1,0 +1,68 @@
+"""reread runs / reread contamination: read-only views of the catalog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.commands._common import DataDirOption, JsonOption
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def runs(
+        data_dir: DataDirOption,
+        limit: Annotated[int, typer.Option("--limit", "-n", help="How many recent runs.")] = 10,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Recent runs and their stage stats, from the catalog."""
+        from flows.reports import recent_runs
+
+        report = recent_runs(data_dir, limit)
+        if as_json:
+            typer.echo(json.dumps(report, default=str))
+            return
+        console = Console()
+        for run in report:
+            table = Table(
+                title=f"{run['run_id']}  {run['command']} {run['variant']}  {run['status']}  "
+                f"{run['started_at']:%Y-%m-%d %H:%M:%S} ({run['seconds']:.1f} s)"
+            )
+            for column in ("stage", "shard", "rows", "stats"):
+                table.add_column(column)
+            for s in run["stages"]:
+                stats = ", ".join(f"{k}={v}" for k, v in sorted(s["stats"].items()))
+                table.add_row(s["stage"], s["shard"], str(s["row_count"]), stats[:140])
+            console.print(table)
+
+    @app.command()
+    def contamination(
+        variant: Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)],
+        data_dir: DataDirOption,
+        as_json: JsonOption = False,
+    ) -> None:
+        """The decontamination report of a built variant: per benchmark items checked, found and rate, and the
+        removed documents or chunks with the benchmark items that matched them."""
+        from catalog.variant import load_variant
+        from flows.reports import contamination_report
+
+        report = contamination_report(load_variant(variant), data_dir)
+        if as_json:
+            typer.echo(json.dumps(report, default=str))
+            return
+        console = Console()
+        table = Table(title=f"contamination of {report['variant']} ({report['action']})")
+        for column in ("benchmark", "items checked", "items found", "rate"):
+            table.add_column(column)
+        for b in report["benchmarks"]:
+            table.add_row(b["benchmark"], str(b["items_checked"]), str(b["items_found"]), f"{b['rate']:.2%}")
+        console.print(table)
+        for r in report["removed"][:50]:
+            console.print(f"removed {r['kind']} {r['id']}: {', '.join(r['items'])}")
+        if len(report["removed"]) > 50:
+            console.print(f"... and {len(report['removed']) - 50} more (use --json)")

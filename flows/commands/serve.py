@@ -1,0 +1,22 @@
+"""reread serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        config: Annotated[
+            Path | None, typer.Option("--config", help="Schedule config YAML (see docs/orchestration.md).")
+        ] = None,
+    ) -> None:
+        """Serve the deployments: scheduled refresh, nightly evaluation, evaluation when an index is built."""
+        from flows.serve import load_serve_config
+        from flows.serve import serve as serve_deployments
+
+        serve_deployments(load_serve_config(config))

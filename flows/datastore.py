@@ -1,0 +1,47 @@
+"""Find a built datastore's artifacts (chunks, embeddings, index) from the catalog, for search and evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from catalog.artifacts import ArtifactStore
+from catalog.db import Catalog
+from catalog.errors import RereadError
+from catalog.variant import Variant
+from indexing.stages import EMBEDDINGS_DIR, INDEX_DIR
+
+
+@dataclass(frozen=True)
+class DatastorePaths:
+    variant: str
+    index_key: str
+    chunks: list[Path]  # chunk Parquet files (chunk_id, doc_id, source, url, title, text, char_start, char_end, ...)
+    embeddings_dir: Path  # shard-*.npy + shard-*.ids.parquet + manifest.json
+    index_dir: Path  # index.faiss + ids.parquet + manifest.json
+
+
+def locate_datastore(variant: Variant, data_dir: str | Path) -> DatastorePaths:
+    """The artifacts of the last build of ``variant`` in ``data_dir``; a clear error when it was never built."""
+    catalog_path = Path(data_dir) / "catalog.duckdb"
+    if not catalog_path.exists():
+        raise RereadError(f"{catalog_path}: no catalog; build the datastore first: reread build {variant.path}")
+    with Catalog(catalog_path, read_only=True) as catalog:
+        record = catalog.datastore(variant.name)
+    if record is None:
+        raise RereadError(f"variant {variant.name!r} has no datastore in {data_dir}; run: reread build {variant.path}")
+    store = ArtifactStore(data_dir)
+    chunk_manifests = [store.find("chunk", key) for key in record["chunk_keys"]]
+    embed = store.find("embed", record["embed_key"])
+    index = store.find("index", record["index_key"])
+    if embed is None or index is None or any(m is None for m in chunk_manifests):
+        raise RereadError(
+            f"the datastore of {variant.name!r} in {data_dir} is incomplete; run: reread build {variant.path}"
+        )
+    return DatastorePaths(
+        variant=variant.name,
+        index_key=index.key,
+        chunks=[p for m in chunk_manifests for p in m.file_paths()],
+        embeddings_dir=embed.folder / EMBEDDINGS_DIR,
+        index_dir=index.folder / INDEX_DIR,
+    )

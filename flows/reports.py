@@ -1,0 +1,72 @@
+"""Read-only reports over the catalog (runs, contamination), shared by the CLI and the dashboard artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from catalog.db import Catalog
+from catalog.errors import RereadError
+from catalog.variant import Variant
+
+
+def recent_runs(data_dir: str | Path, limit: int = 10) -> list[dict]:
+    with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
+        runs = catalog.recent_runs(limit).to_dicts()
+        for run in runs:
+            end = run["finished_at"] or run["started_at"]
+            run["seconds"] = (end - run["started_at"]).total_seconds()
+            run["stats"] = json.loads(run["stats"] or "{}")
+            stages = catalog.query(
+                "SELECT stage, shard, row_count, stats FROM stage_outputs WHERE run_id = ? ORDER BY created_at",
+                [run["run_id"]],
+            ).to_dicts()
+            run["stages"] = [{**s, "stats": json.loads(s["stats"] or "{}")} for s in stages]
+    return runs
+
+
+def contamination_report(variant: Variant, data_dir: str | Path) -> dict:
+    """Per benchmark: items checked, items found, rate; and removed document or chunk ids with matching items."""
+    action = variant.decontamination.action
+    stage = "chunk" if action == "drop_chunk" else "decontaminate"
+    with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
+        record = catalog.datastore(variant.name)
+        keys = catalog.query(
+            "SELECT artifact_key FROM stage_outputs WHERE stage = ? AND config_hash = ? AND variant = ?",
+            [stage, variant.stage_hash(stage), variant.name],
+        )["artifact_key"].to_list()
+        if record is None and not keys:
+            raise RereadError(f"variant {variant.name!r} was not built in {data_dir}; run: reread build {variant.path}")
+        if not keys:
+            return {"variant": variant.name, "action": action, "benchmarks": [], "removed": []}
+        summary = catalog.query(
+            "SELECT benchmark, max(items_checked) AS items_checked, sum(items_found) AS items_found"
+            " FROM contamination_summary WHERE list_contains(?, artifact_key) GROUP BY benchmark ORDER BY benchmark",
+            [keys],
+        )
+        # items found in several shards count once: recount distinct items from the hits
+        hits = catalog.query(
+            "SELECT benchmark, item_id, doc_id, chunk_id FROM contamination_hits WHERE list_contains(?, artifact_key)",
+            [keys],
+        )
+    found = {b: set() for b in summary["benchmark"].to_list()}
+    removed: dict[tuple[str, str], set[str]] = {}
+    for h in hits.iter_rows(named=True):
+        found.setdefault(h["benchmark"], set()).add(h["item_id"])
+        kind, ident = ("chunk", h["chunk_id"]) if action == "drop_chunk" else ("document", h["doc_id"])
+        removed.setdefault((kind, ident), set()).add(f"{h['benchmark']}/{h['item_id']}")
+    benchmarks = [
+        {
+            "benchmark": row["benchmark"],
+            "items_checked": int(row["items_checked"]),
+            "items_found": len(found[row["benchmark"]]),
+            "rate": len(found[row["benchmark"]]) / max(int(row["items_checked"]), 1),
+        }
+        for row in summary.iter_rows(named=True)
+    ]
+    return {
+        "variant": variant.name,
+        "action": action,
+        "benchmarks": benchmarks,
+        "removed": [{"kind": k, "id": i, "items": sorted(v)} for (k, i), v in sorted(removed.items())],
+    }

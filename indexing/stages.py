@@ -1,0 +1,141 @@
+"""The datastore stages as plain functions over artifact folders: documents -> decontaminated -> deduplicated ->
+chunks -> embeddings -> index. Each reads its inputs' Parquet files, writes into the folder it is given and returns a
+``StageResult``; orchestration (caching, retries, the catalog) is the caller's job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+from catalog.artifacts import ArtifactManifest, StageResult
+from catalog.hashing import combine_hashes, stable_hash
+from catalog.parquet import CHUNK_SCHEMA, DOCUMENT_SCHEMA
+from catalog.variant import Variant
+from indexing.chunk import Chunker, chunk_documents, load_tokenizer
+from indexing.decontaminate import Decontaminator
+from indexing.dedup import deduplicate
+from indexing.embed import Embedder, ShardInfo, embed_chunks
+from indexing.vector_index import build_index
+
+STAGE_VERSIONS = {"decontaminate": "1", "dedup": "1", "chunk": "1", "embed": "1", "index": "1"}
+DOCS_PER_PART = 20_000  # dedup output parts: the unit of work of the chunk stage (one task per part)
+EMBEDDINGS_DIR = "embeddings"
+INDEX_DIR = "index"
+
+
+def read_parts(manifests: list[ArtifactManifest]) -> pl.DataFrame:
+    """All rows of the Parquet parts of some document or chunk artifacts."""
+    paths = [str(p) for m in manifests for p in m.file_paths()]
+    return pl.read_parquet(paths) if paths else pl.DataFrame()
+
+
+def _write_frame(frame: pl.DataFrame, out_dir: Path, name: str = "part-00000.parquet") -> str:
+    tmp = out_dir / (name + ".tmp")
+    frame.write_parquet(tmp, compression="zstd")
+    tmp.rename(out_dir / name)
+    return name
+
+
+def _frame_hash(frame: pl.DataFrame, id_column: str) -> str:
+    """Content hash of a documents/chunks frame: ids and text hashes in row order."""
+    if frame.height == 0:
+        return combine_hashes([])
+    hashed = frame.select(pl.col(id_column), pl.col("text").hash(seed=0).cast(pl.String))
+    return combine_hashes(f"{i}:{h}" for i, h in hashed.iter_rows())
+
+
+def _write_details(out_dir: Path, tables: dict[str, pl.DataFrame]) -> dict[str, list[str]]:
+    return {t: [_write_frame(f, out_dir, f"{t}.parquet")] for t, f in tables.items() if f.height}
+
+
+def run_decontaminate(variant: Variant, docs_in: ArtifactManifest, out_dir: Path) -> StageResult:
+    """Drop documents that share an n-gram with a benchmark question (``drop_document``); with ``drop_chunk`` the
+    documents pass through and the chunk stage removes contaminated chunks instead."""
+    docs = read_parts([docs_in])
+    cfg = variant.decontamination
+    if cfg.action == "drop_chunk" or not cfg.benchmarks or docs.height == 0:
+        kept, tables, stats = docs, {}, {"documents_in": docs.height, "documents_out": docs.height}
+    else:
+        result = Decontaminator.from_config(cfg).filter_documents(docs)
+        kept, stats = result.kept, result.stats
+        tables = {"contamination_hits": result.hits, "contamination_summary": result.summary}
+    kept = kept if kept.height or kept.columns else pl.DataFrame(schema=DOCUMENT_SCHEMA)
+    return StageResult(
+        files=[_write_frame(kept, out_dir)],
+        rows=kept.height,
+        content_hash=_frame_hash(kept, "doc_id"),
+        stats=stats,
+        detail_files=_write_details(out_dir, tables),
+    )
+
+
+def run_dedup(variant: Variant, docs_in: list[ArtifactManifest], out_dir: Path) -> StageResult:
+    """Exact and near-duplicate removal across every source of the variant (duplicates cross sources)."""
+    docs = read_parts(docs_in)
+    if docs.height == 0:
+        docs = pl.DataFrame(schema=DOCUMENT_SCHEMA)
+    result = deduplicate(docs, variant.dedup)
+    parts = [
+        _write_frame(result.kept.slice(offset, DOCS_PER_PART), out_dir, f"part-{i:05d}.parquet")
+        for i, offset in enumerate(range(0, max(result.kept.height, 1), DOCS_PER_PART))
+    ]
+    return StageResult(
+        files=parts,
+        rows=result.kept.height,
+        content_hash=_frame_hash(result.kept, "doc_id"),
+        stats=result.stats,
+    )
+
+
+def run_chunk(variant: Variant, docs_in: ArtifactManifest, part: str, out_dir: Path) -> StageResult:
+    """Chunk one part of the documents in the embedder's tokens; with ``drop_chunk``, drop contaminated chunks."""
+    docs = pl.read_parquet(docs_in.folder / part)
+    chunker = Chunker(load_tokenizer(variant.embedder.model), variant.chunking)
+    chunks = chunk_documents(docs, chunker) if docs.height else pl.DataFrame(schema=CHUNK_SCHEMA)
+    stats = chunker.stats.as_dict()
+    tables: dict[str, pl.DataFrame] = {}
+    cfg = variant.decontamination
+    if cfg.action == "drop_chunk" and cfg.benchmarks and chunks.height:
+        result = Decontaminator.from_config(cfg).filter_chunks(chunks)
+        chunks = result.kept
+        stats.update({f"decontamination_{k}": v for k, v in result.stats.items()})
+        tables = {"contamination_hits": result.hits, "contamination_summary": result.summary}
+    return StageResult(
+        files=[_write_frame(chunks, out_dir)],
+        rows=chunks.height,
+        content_hash=_frame_hash(chunks, "chunk_id"),
+        stats=stats,
+        rejections=list(chunker.rejections),
+        detail_files=_write_details(out_dir, tables),
+    )
+
+
+def run_embed(
+    variant: Variant,
+    chunks_in: list[ArtifactManifest],
+    out_dir: Path,
+    on_shard: Callable[[ShardInfo, bool], None] | None = None,
+) -> StageResult:
+    """Embed every chunk into memory-mapped shards; a re-run after a crash skips the shards already finished."""
+    embedder = Embedder(variant.embedder)
+    paths = [p for m in chunks_in for p in m.file_paths()]
+    manifest = embed_chunks(paths, out_dir / EMBEDDINGS_DIR, embedder, variant.embedder.shard_size, on_shard=on_shard)
+    return StageResult(
+        files=[EMBEDDINGS_DIR],
+        rows=manifest.rows,
+        content_hash=manifest.content_hash,
+        stats={**manifest.stats.as_dict(), "dim": manifest.dim, "model": manifest.model_id},
+    )
+
+
+def run_index(variant: Variant, embed_in: ArtifactManifest, out_dir: Path) -> StageResult:
+    """Build the FAISS index described by the variant's factory string over the embeddings."""
+    manifest = build_index(embed_in.folder / EMBEDDINGS_DIR, out_dir / INDEX_DIR, variant.index)
+    return StageResult(
+        files=[INDEX_DIR],
+        rows=manifest.ntotal,
+        content_hash=stable_hash(manifest.as_json()),
+        stats={"vectors": manifest.ntotal, "factory": manifest.factory, **manifest.stats},
+    )
