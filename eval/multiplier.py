@@ -40,6 +40,8 @@ ALL = "all"  # benchmark / category of rows that name none
 # Outputs are 10**x; clipping x keeps them finite floats whatever a degenerate fit returns.
 _MAX_LOG10 = 300.0
 _RANGE_TOLERANCE_DECADES = 1e-6
+# Accuracies in a ladder file are often rounded; a larger gap means the correctness file is another run.
+CORRECTNESS_TOLERANCE = 1e-3
 
 Status = Literal["ok", "extrapolated", "above_ceiling", "below_floor"]
 BootstrapMode = Literal["both", "questions", "ladder", "none"]
@@ -67,6 +69,8 @@ class MultiplierSettings:
             raise LadderError(f"form {self.form!r}: unknown; forms: {', '.join(sorted(CURVE_FORMS))}")
         if not 0.0 < self.ci < 1.0:
             raise LadderError(f"ci {self.ci}: must be between 0 and 1")
+        if self.bootstrap not in ("both", "questions", "ladder", "none"):
+            raise LadderError(f"bootstrap {self.bootstrap!r}: use both, questions, ladder or none")
         if self.n_boot < 0:
             raise LadderError(f"n_boot {self.n_boot}: must be >= 0")
 
@@ -362,6 +366,7 @@ def _fit_group(
     correctness: pl.DataFrame | None,
     rng: np.random.Generator,
     source: str,
+    rejections: list[Rejection],
 ) -> tuple[CurveFit, list[MultiplierRow]] | Rejection:
     chance = _group_chance(group, benchmark, settings)
     form = _make_form(settings.form, chance, settings)
@@ -388,7 +393,9 @@ def _fit_group(
         form, np.tile(params, (len(targets), 1)), t_method, curve.log10_range, settings.ceiling_epsilon
     )
     base_point = match_compute(form, np.tile(params, (len(targets), 1)), t_base, curve.log10_range, 0.0)
-    ci = _bootstrap_log10_multipliers(form, params, ladder, targets, settings, correctness, rng, benchmark, category)
+    ci = _bootstrap_log10_multipliers(
+        form, params, ladder, targets, settings, correctness, rng, benchmark, category, rejections, source
+    )
     by_form = _multipliers_by_form(x, y, t_x, t_method, chance, settings, curve.log10_range)
 
     rows = []
@@ -419,6 +426,24 @@ def _fit_group(
     return curve, rows
 
 
+def _entry(
+    model: str,
+    method: str,
+    acc: float,
+    n_questions: float | None,
+    vectors: dict[tuple[str, str], np.ndarray],
+    rejections: list[Rejection],
+    source: str,
+) -> _AccuracyEntry:
+    """An accuracy with its per-question correctness, which is dropped (and reported) when the two disagree."""
+    correct = vectors.get((model, method))
+    if correct is not None and abs(float(np.nanmean(correct)) - acc) > CORRECTNESS_TOLERANCE:
+        detail = f"correctness mean {np.nanmean(correct):.4f} != accuracy {acc:.4f}; using binomial resampling"
+        rejections.append(Rejection(STAGE, source, f"{model}/{method or 'base'}", "correctness_mismatch", detail))
+        correct = None
+    return _AccuracyEntry(acc, n_questions, correct)
+
+
 def _bootstrap_log10_multipliers(
     form: CurveForm,
     params: np.ndarray,
@@ -429,6 +454,8 @@ def _bootstrap_log10_multipliers(
     rng: np.random.Generator,
     benchmark: str,
     category: str,
+    rejections: list[Rejection],
+    source: str,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Percentile interval of the matched log10 FLOPs of every target, or None when nothing can be resampled."""
     if settings.bootstrap == "none" or settings.n_boot == 0:
@@ -436,10 +463,10 @@ def _bootstrap_log10_multipliers(
     n_boot, n_ladder = settings.n_boot, len(ladder)
     vectors, n_question_ids = _correctness_vectors(correctness, benchmark, category)
     entries = [
-        _AccuracyEntry(acc, n, vectors.get((model, "")))
+        _entry(model, "", acc, n, vectors, rejections, source)
         for model, acc, n in ladder.select("model", "base_acc", "n_questions").iter_rows()
     ] + [
-        _AccuracyEntry(acc, n, vectors.get((model, method)))
+        _entry(model, method, acc, n, vectors, rejections, source)
         for model, method, acc, n in targets.select("model", "method", "method_acc", "n_questions").iter_rows()
     ]
     resample_questions = settings.bootstrap in ("both", "questions") and any(
@@ -515,7 +542,7 @@ def compute_multipliers(
     rng = np.random.default_rng(settings.seed)
     curves, rows = [], []
     for (benchmark, category), group in sorted(frame.group_by(["benchmark", "category"]), key=lambda kv: kv[0]):
-        result = _fit_group(group, benchmark, category, settings, correctness, rng, source)
+        result = _fit_group(group, benchmark, category, settings, correctness, rng, source, rejections)
         if isinstance(result, Rejection):
             rejections.append(result)
             continue

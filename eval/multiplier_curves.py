@@ -24,6 +24,7 @@ CURVE_FORMS: dict[str, type[CurveForm]] = {}
 _MAX_SLOPE = 50.0
 _MID_MARGIN_DECADES = 10.0
 _LM_ITERATIONS = 60
+_POLISHED_STARTS = 3
 
 
 def register_form(name: str) -> Callable[[type[CurveForm]], type[CurveForm]]:
@@ -92,9 +93,11 @@ class CurveForm(ABC):
         def residuals(p: np.ndarray) -> np.ndarray:
             return sqrt_w * (self.predict(p[None, :], x)[0] - y)
 
+        starts = np.clip(np.array(self.initial_guesses(x, y)), lower + 1e-9, upper - 1e-9)
+        # Rank the starting grid by its cost in one vectorized pass; polish only the most promising few.
+        start_costs = np.sum(w * (self.predict(starts, x) - y) ** 2, axis=1)
         best, best_cost = None, np.inf
-        for start in self.initial_guesses(x, y):
-            start = np.clip(start, lower + 1e-9, upper - 1e-9)
+        for start in starts[np.argsort(start_costs)[:_POLISHED_STARTS]]:
             result = least_squares(residuals, start, bounds=(lower, upper), method="trf", x_scale="jac")
             if result.cost < best_cost:
                 best, best_cost = result.x, result.cost
@@ -339,7 +342,8 @@ class PiecewiseLogLinear(CurveForm):
         out = np.empty(len(params))
         for i, row in enumerate(params):
             kx, ky = self._valid(row)
-            rising = np.concatenate([[True], np.diff(ky) > 0])  # flat stretches would make the inverse ambiguous
+            # On a flat stretch the curve leaves the level at the run's last knot: keep that one for the inverse.
+            rising = np.concatenate([np.diff(ky) > 0, [True]])
             kx, ky = kx[rising], ky[rising]
             if acc[i] >= ky[0] or len(kx) < 2:
                 out[i] = np.interp(acc[i], ky, kx)
