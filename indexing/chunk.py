@@ -133,11 +133,18 @@ def token_windows(strengths: np.ndarray, size: int, overlap: int) -> Iterator[tu
 
 
 def _next_start(strengths: np.ndarray, start: int, end: int, overlap: int) -> int:
-    """``overlap`` tokens before ``end``, moved forward to the next word start (but always past ``start``)."""
-    nxt = max(end - overlap, start + 1)
-    while nxt < end and strengths[nxt] == TOKEN_GAP:
-        nxt += 1
-    return nxt
+    """``overlap`` tokens before ``end``, moved to a word start: forward when one is inside the overlap, else back
+    by at most another ``overlap`` tokens (a longer overlap beats starting mid-word), else (one word spans it all)
+    the plain token position."""
+    target = max(end - overlap, start + 1)
+    if overlap == 0 or target >= end:
+        return target
+    forward = np.flatnonzero(strengths[target:end] > TOKEN_GAP)
+    if len(forward):
+        return target + int(forward[0])
+    lowest = max(end - 2 * overlap, start + 1)
+    backward = np.flatnonzero(strengths[lowest:target] > TOKEN_GAP)
+    return lowest + int(backward[-1]) if len(backward) else target
 
 
 class Chunker:

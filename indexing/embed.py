@@ -176,6 +176,14 @@ class Embedder:
         """Longest input in tokens (special tokens included); longer inputs are truncated by the model."""
         return self.model.max_seq_length
 
+    @property
+    def max_chunk_tokens(self) -> int | None:
+        """Longest chunk (in tokens without special tokens, as ``ChunkingConfig.size`` counts) the model sees whole."""
+        if self.max_seq_length is None:
+            return None
+        n_special = len(self.tokenizer("", add_special_tokens=True)["input_ids"])
+        return self.max_seq_length - n_special
+
     def _encode(self, texts: Sequence[str], prompt_name: str | None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -392,10 +400,11 @@ def _previous_shards(out_dir: Path, manifest: EmbeddingManifest) -> dict[str, Sh
     return {shard.name: shard for shard in previous.shards}
 
 
-def _remove_stale_shards(out_dir: Path, keep: set[str]) -> None:
-    """Shards beyond the end of this run's input (an earlier run had more chunks) must not be loaded."""
+def _remove_stale_files(out_dir: Path, keep: set[str]) -> None:
+    """Drop what a finished run does not list: shards beyond the end of this run's input (an earlier run had more
+    chunks) and temporary files of writes a crash interrupted."""
     for path in out_dir.glob("shard-*"):
-        if path.name.split(".", 1)[0] not in keep:
+        if path.suffix == ".tmp" or path.name.split(".", 1)[0] not in keep:
             path.unlink()
 
 
@@ -446,7 +455,7 @@ def embed_chunks(
             if on_shard is not None:
                 on_shard(shard, skipped)
     manifest.complete = True
-    _remove_stale_shards(out_dir, {shard.name for shard in manifest.shards})
+    _remove_stale_files(out_dir, {shard.name for shard in manifest.shards})
     _write_manifest(out_dir, manifest)
     return manifest
 
