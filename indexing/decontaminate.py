@@ -25,12 +25,12 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from catalog.errors import ConfigError, RereadError
+from catalog.errors import ConfigError
 from catalog.records import Rejection, StageStats
 from catalog.variant import DecontaminationConfig
 from eval.benchmarks import get_loader
 from eval.benchmarks.types import BenchmarkItem
-from indexing.normalize import TokenizedBatch, tokenize_batch, window_hashes, window_hashes_at
+from indexing.normalize import TokenizedBatch, require_columns, tokenize_batch, window_hashes, window_hashes_at
 
 STAGE = "decontaminate"
 DEFAULT_MIN_QUESTION_TOKENS = 8
@@ -49,10 +49,6 @@ SUMMARY_SCHEMA = {
     "rate": pl.Float64,
     "items_too_short": pl.Int64,
 }
-
-
-class DecontaminationError(RereadError):
-    """A table handed to decontamination lacks the columns it needs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,9 +346,7 @@ class DecontaminationFilter:
         return cls(Decontaminator.from_config(cfg, min_question_tokens=min_question_tokens), cfg.action)
 
     def run(self, table: pl.DataFrame) -> FilterResult:
-        missing = [c for c in self.unit.required if c not in table.columns]
-        if missing:
-            raise DecontaminationError(f"{STAGE}: input table lacks column(s) {missing}; has {table.columns}")
+        require_columns(table, self.unit.required, STAGE)
         found = self.decontaminator.scan(table["text"])
         ids = table.select(
             pl.col("doc_id").cast(pl.String),

@@ -18,11 +18,23 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from catalog.errors import RereadError
+
 # A word is a run of letters/digits; underscores and all punctuation split words.
 WORD_PATTERN = r"[^\W_]+"
 _NON_ASCII = r"[^\x00-\x7F]"
 # Odd 64-bit multiplier (the golden-ratio constant): polynomial n-gram hashing modulo 2**64.
 _ROLL_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+class InputTableError(RereadError):
+    """A table handed to a text step (decontamination, dedup) lacks the columns the step needs."""
+
+
+def require_columns(table: pl.DataFrame, columns: Iterable[str], stage: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputTableError(f"{stage}: input table lacks column(s) {missing}; it has {table.columns}")
 
 
 def normalize_series(texts: pl.Series) -> pl.Series:
@@ -85,15 +97,23 @@ class TokenizedBatch:
     def windows_inside_texts(self, starts: np.ndarray, length: int) -> np.ndarray:
         """Mask of the windows of ``length`` tokens at flat ``starts`` that end inside the text they start in."""
         ends = starts + length - 1
-        inside = ends < len(self.hashes)
-        inside[inside] = self.owner[starts[inside]] == self.owner[ends[inside]]
-        return inside
+        in_range = ends < len(self.hashes)
+        return in_range & (self.owner[starts] == self.owner[np.where(in_range, ends, starts)])
+
+    def window_starts(self, length: int) -> np.ndarray:
+        """Flat starts of every window of ``length`` tokens that lies inside one text."""
+        n_windows = max(len(self.hashes) - length + 1, 0)
+        return np.flatnonzero(self.owner[:n_windows] == self.owner[length - 1 : length - 1 + n_windows])
 
 
 def tokenize_batch(texts: pl.Series | Iterable[str]) -> TokenizedBatch:
     """Tokenize and hash a batch of texts in one vectorized pass."""
     series = texts if isinstance(texts, pl.Series) else pl.Series(list(texts), dtype=pl.String)
-    token_lists = tokenize_series(series)
+    return batch_from_token_lists(tokenize_series(series))
+
+
+def batch_from_token_lists(token_lists: pl.Series) -> TokenizedBatch:
+    """Flatten and hash the token lists made by ``tokenize_series``."""
     lengths = token_lists.list.len().to_numpy().astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     flat = token_lists.explode().drop_nulls() if offsets[-1] else pl.Series([], dtype=pl.String)
