@@ -60,7 +60,7 @@ def non_public_kind(ip: IPAddress) -> str | None:
     if embedded is not None:
         kind = non_public_kind(embedded)
         return f"{kind} (embedded in {ip})" if kind else None
-    for kind in ("unspecified", "loopback", "link_local", "multicast", "private", "reserved", "site_local"):
+    for kind in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private", "site_local"):
         if getattr(ip, f"is_{kind}", False):
             return kind
     if not ip.is_global:  # shared address space 100.64/10, documentation and benchmark ranges, ...
