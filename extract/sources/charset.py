@@ -22,6 +22,8 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]
 _HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
 _META_SCAN_BYTES = 4096  # the HTML spec's prescan window for <meta charset>
 _SNIFF_BYTES = 64 * 1024  # enough for a statistical guess; keeps detection cheap on huge pages
+_CP1252_CHAOS_SLACK = 0.1
+_CP1252_COHERENCE_SLACK = 0.05
 
 
 def known_codec(name: str | None) -> str | None:
@@ -65,9 +67,24 @@ def detect_charset(data: bytes, declared: str | None = None) -> str:
     stated = known_codec(declared) or charset_from_meta(data)
     if stated and stated not in ("utf-8", "ascii"):  # a page that says UTF-8 but is not: do not trust it
         return stated
-    guess = charset_normalizer.from_bytes(head).best()
-    # cp1252 as the last resort: it maps every byte, so decoding never fails (browsers fall back the same way).
-    return (known_codec(guess.encoding) if guess is not None else None) or "cp1252"
+    return _statistical_guess(head)
+
+
+def _statistical_guess(data: bytes) -> str:
+    """charset-normalizer's guess, except that cp1252 (the web's legacy default) wins when it is about as plausible:
+    on short Western European text several single-byte codepages tie and the best-ranked one is often Baltic."""
+    matches = charset_normalizer.from_bytes(data)
+    best = matches.best()
+    if best is None:
+        return "cp1252"  # it maps every byte, so decoding never fails (browsers fall back the same way)
+    for match in matches:
+        if (
+            match.encoding == "cp1252"
+            and match.chaos <= best.chaos + _CP1252_CHAOS_SLACK
+            and match.coherence >= best.coherence - _CP1252_COHERENCE_SLACK
+        ):
+            return "cp1252"
+    return known_codec(best.encoding) or "cp1252"
 
 
 def decode_bytes(data: bytes, encoding: str | None) -> str:
