@@ -112,7 +112,12 @@ class PageVisitor:
         if exchange.status == 304 and was_live:
             assert previous is not None
             return FetchRecord(
-                **common | {"etag": common["etag"] or previous.etag},
+                # a 304 may omit validators: keep the previous ones for the next conditional request
+                **common
+                | {
+                    "etag": common["etag"] or previous.etag,
+                    "last_modified": common["last_modified"] or previous.last_modified,
+                },
                 outcome="not_modified",
                 change="unchanged",
                 content_hash=previous.content_hash,

@@ -1,0 +1,107 @@
+"""Incremental re-crawl: conditional requests, unchanged by hash, changed, new and gone pages; sitemaps as seeds."""
+
+from __future__ import annotations
+
+import gzip
+
+from warcio.archiveiterator import ArchiveIterator
+
+from extract.crawler import FetchRecord, crawl
+
+HOME = '<html><body><a href="/etag.html">e</a><a href="/same.html">s</a><a href="/edit.html">c</a><a href="/gone.html">g</a></body></html>'
+HOME_V2 = '<html><body><a href="/etag.html">e</a><a href="/same.html">s</a><a href="/edit.html">c</a><a href="/fresh.html">n</a></body></html>'
+
+
+def _etag_page(site, etag: str, body: str):
+    def handler(h):
+        if h.headers.get("If-None-Match") == etag:
+            site.respond(h, b"", status=304, content_type="", headers={"ETag": etag})
+        else:
+            site.respond(h, body, headers={"ETag": etag})
+
+    return handler
+
+
+def test_refresh_classifies_not_modified_unchanged_changed_new_and_gone(site, local_config, tmp_path):
+    site.page("/", HOME)
+    site.routes["/etag.html"] = _etag_page(site, '"v1"', "<p>stable with validator</p>")
+    site.page("/same.html", "<p>stable without validators</p>")
+    site.page("/edit.html", "<p>first version</p>")
+    site.page("/gone.html", "<p>soon gone</p>")
+    first = crawl(local_config(), tmp_path / "first")
+    assert first.outcomes() == {"fetched": 5}
+    assert {r.change for r in first.records} == {"new"}
+
+    site.page("/", HOME_V2)
+    site.page("/edit.html", "<p>second version</p>")
+    del site.routes["/gone.html"]
+    site.page("/fresh.html", "<p>brand new</p>")
+    site.hits.clear()
+    previous = {r.url: r for r in first.records}
+    second = crawl(local_config(), tmp_path / "second", previous=previous)
+
+    by_path = {r.url.removeprefix(site.url("")): r for r in second.records}
+    assert {p: (r.outcome, r.change) for p, r in by_path.items()} == {
+        "/": ("fetched", "changed"),
+        "/etag.html": ("not_modified", "unchanged"),
+        "/same.html": ("unchanged", "unchanged"),
+        "/edit.html": ("fetched", "changed"),
+        "/gone.html": ("gone", "gone"),  # no longer linked, revisited because it was in the last crawl
+        "/fresh.html": ("fetched", "new"),
+    }
+    assert site.hits_for("/etag.html")[0].headers["If-None-Match"] == '"v1"'
+    not_modified = by_path["/etag.html"]
+    assert not_modified.status == 304
+    assert not_modified.content_hash == previous[site.url("/etag.html")].content_hash
+    assert by_path["/edit.html"].content_hash != previous[site.url("/edit.html")].content_hash
+    assert {r.url for r in second.changed()} == {site.url(p) for p in ("/", "/edit.html", "/fresh.html")}
+    assert [r.url for r in second.gone()] == [site.url("/gone.html")]
+
+    with open(second.warc_files[0], "rb") as f:
+        kinds = {(r.rec_type, r.rec_headers.get_header("WARC-Target-URI")) for r in ArchiveIterator(f)}
+    assert ("revisit", site.url("/etag.html")) in kinds and ("request", site.url("/etag.html")) in kinds
+
+
+def test_if_modified_since_is_sent_from_last_modified(site, local_config, tmp_path):
+    stamp = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+    def handler(h):
+        if h.headers.get("If-Modified-Since") == stamp:
+            site.respond(h, b"", status=304, content_type="")
+        else:
+            site.respond(h, "<p>dated</p>", headers={"Last-Modified": stamp})
+
+    site.routes["/"] = handler
+    first = crawl(local_config(), tmp_path / "a")
+    second = crawl(local_config(), tmp_path / "b", previous={r.url: r for r in first.records})
+    [record] = second.records
+    assert (record.outcome, record.last_modified, record.bytes) == ("not_modified", stamp, len("<p>dated</p>"))
+
+
+def test_fetch_records_round_trip_through_rows(site, local_config, tmp_path):
+    site.page("/", "<p>x</p>", headers={"ETag": '"a"'})
+    [record] = crawl(local_config(), tmp_path).records
+    assert FetchRecord.from_row(record.as_row()) == record
+
+
+def test_sitemaps_seed_the_crawl(site, local_config, tmp_path):
+    index = f"""<?xml version="1.0" encoding="UTF-8"?>
+<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+  <sitemap><loc>{site.url("/pages.xml.gz")}</loc></sitemap>
+</sitemapindex>"""
+    pages = f"""<?xml version="1.0" encoding="UTF-8"?>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+  <url><loc>{site.url("/s1.html")}</loc></url><url><loc>{site.url("/s2.html")}</loc></url>
+  <url><loc>http://elsewhere.test/x.html</loc></url>
+</urlset>"""
+    site.page("/sitemap.xml", index, content_type="application/xml")
+    site.page("/pages.xml.gz", gzip.compress(pages.encode()), content_type="application/gzip")
+    site.page("/s1.html", "<p>one</p>")
+    site.page("/s2.html", "<p>two</p>")
+    config = local_config(sitemaps=(site.url("/sitemap.xml"),)).model_copy(update={"seeds": ()})
+    result = crawl(config, tmp_path)
+
+    by_url = {r.url: r for r in result.records}
+    assert by_url[site.url("/s1.html")].outcome == by_url[site.url("/s2.html")].outcome == "fetched"
+    assert by_url["http://elsewhere.test/x.html"].reason == "out_of_scope"
+    assert result.stats.counters["sitemaps_read"] == 2
