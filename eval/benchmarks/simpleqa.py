@@ -32,7 +32,7 @@ def parse_metadata(text: str) -> dict:
     try:
         value = ast.literal_eval(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        raise ValueError(f"not a literal: {exc}") from None
+        raise ValueError(f"not a plain literal ({type(exc).__name__})") from None
     if not isinstance(value, dict):
         raise ValueError(f"expected a dict, got {type(value).__name__}")
     return value
