@@ -11,7 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from catalog.errors import ConfigError
+from catalog.errors import ConfigError, RereadError
+
+
+class ReaderError(RereadError):
+    """A reader backend failed (an endpoint kept failing after retries, a prompt longer than the model's context)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,149 @@
+"""The transformers reader on a tiny Llama the test builds: token counts, n samples, seeds, stop, scoring."""
+
+from __future__ import annotations
+
+import pytest
+
+from eval.readers import READERS, ChatMessage, GenerationParams, make_reader
+from eval.readers.base import ReaderError
+from eval.readers.transformers_reader import TransformersReader, render_plain
+
+SENTENCES = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "system user assistant answer question",
+    "one two three four five six seven eight nine ten",
+    "be brief hello world : ? .",
+]
+CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}assistant :"
+
+
+def build_tiny_model(path, chat_template: str | None = None):
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
+    backend = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.train_from_iterator(
+        SENTENCES + ["System User Assistant"], trainers.WordLevelTrainer(special_tokens=specials)
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]"
+    )
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    tokenizer.save_pretrained(path)
+    config = LlamaConfig(
+        vocab_size=backend.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory):
+    path = build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+    return make_reader("transformers", model_path=path)
+
+
+PROMPT = [ChatMessage("system", "be brief"), ChatMessage("user", "hello world")]
+
+
+def test_registered_and_counts_parameters(reader):
+    assert READERS["transformers"] is TransformersReader
+    # embeddings + lm head (untied) + 2 layers of a 32-wide Llama
+    assert reader.n_params == sum(p.numel() for p in reader.model.parameters())
+    assert 10_000 < reader.n_params < 100_000
+
+
+def test_plain_template_and_prompt_token_count(reader):
+    assert render_plain(PROMPT) == "System: be brief\n\nUser: hello world\n\nAssistant:"
+    # System : be brief User : hello world Assistant : -> 10 word-level tokens
+    out = reader.generate([PROMPT], GenerationParams(max_tokens=5, temperature=0.0))
+    assert len(out) == 1 and len(out[0]) == 1
+    assert out[0][0].prompt_tokens == 10
+    assert 1 <= out[0][0].completion_tokens <= 5
+    assert out[0][0].finish_reason in ("stop", "length")
+    if out[0][0].finish_reason == "length":
+        assert out[0][0].completion_tokens == 5
+
+
+def test_n_samples_with_recorded_seeds_and_determinism(reader):
+    params = GenerationParams(max_tokens=12, temperature=1.0, n=4, seed=7)
+    first = reader.generate([PROMPT, PROMPT[1:]], params)
+    again = reader.generate([PROMPT, PROMPT[1:]], params)
+    assert [len(c) for c in first] == [4, 4]
+    assert [c.seed for c in first[0]] == [7, 8, 9, 10]
+    assert first == again  # same seeds, same samples, same counts and log-probs
+    texts = {c.text for c in first[0]}
+    assert len(texts) > 1  # different seeds, different samples at temperature 1
+    for c in first[0]:
+        assert c.completion_tokens == 12 if c.finish_reason == "length" else 1 <= c.completion_tokens <= 12
+        assert c.logprob is not None and c.logprob < 0
+
+
+def test_sample_i_is_reproducible_on_its_own(reader):
+    batch = reader.generate([PROMPT], GenerationParams(max_tokens=8, temperature=1.0, n=3, seed=100))[0]
+    alone = reader.generate([PROMPT], GenerationParams(max_tokens=8, temperature=1.0, n=1, seed=102))[0]
+    assert alone[0].text == batch[2].text and alone[0].seed == 102
+
+
+def test_greedy_is_seed_independent_and_top_p_tiny_is_greedy(reader):
+    a = reader.generate([PROMPT], GenerationParams(max_tokens=6, temperature=0.0, seed=1))[0][0]
+    b = reader.generate([PROMPT], GenerationParams(max_tokens=6, temperature=0.0, seed=2))[0][0]
+    c = reader.generate([PROMPT], GenerationParams(max_tokens=6, temperature=1.0, top_p=1e-6, seed=3))[0][0]
+    assert a.text == b.text == c.text
+
+
+def test_stop_string_truncates(reader):
+    sampled = reader.generate([PROMPT], GenerationParams(max_tokens=20, temperature=1.0, n=6, seed=0))[0]
+    words = [c.text.split() for c in sampled if len(c.text.split()) >= 3]
+    assert words, "tiny model produced no 3-word sample"
+    stop_word = words[0][1]
+    stopped = reader.generate(
+        [PROMPT], GenerationParams(max_tokens=20, temperature=1.0, n=6, seed=0, stop=(stop_word,))
+    )
+    target = stopped[0][sampled.index(next(c for c in sampled if c.text.split()[1:2] == [stop_word]))]
+    assert stop_word not in target.text
+    assert target.finish_reason == "stop"
+
+
+def test_score_matches_generation_logprob(reader):
+    samples = reader.generate([PROMPT], GenerationParams(max_tokens=6, temperature=1.0, n=8, seed=5))[0]
+    # a sample that ran to max_tokens without special tokens re-tokenizes to exactly what was sampled
+    plain = [
+        c
+        for c in samples
+        if c.finish_reason == "length" and len(reader.tokenizer(c.text, add_special_tokens=False)["input_ids"]) == 6
+    ]
+    assert plain, "no sample without special tokens"
+    [score] = reader.score([PROMPT], [plain[0].text])
+    assert score == pytest.approx(plain[0].logprob, abs=1e-3)
+    low, high = reader.score([PROMPT, PROMPT], ["the cat sat on the mat", "the cat sat"])
+    assert low < high < 0  # more tokens, lower total log-probability
+
+
+def test_chat_template_is_used_when_present(tmp_path):
+    reader = TransformersReader(build_tiny_model(tmp_path, CHAT_TEMPLATE))
+    assert reader.render(PROMPT) == "system : be brief user : hello world assistant :"
+    out = reader.generate([PROMPT], GenerationParams(max_tokens=2))[0][0]
+    assert out.prompt_tokens == 10  # system : be brief user : hello world assistant :
+
+
+def test_prompt_over_context_is_a_clear_error(reader):
+    with pytest.raises(ReaderError, match="over the model's context of 128"):
+        reader.generate([[ChatMessage("user", "one " * 200)]], GenerationParams(max_tokens=4))
+    with pytest.raises(ReaderError, match="cannot load model"):
+        TransformersReader("/nonexistent/model")
