@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -153,5 +154,12 @@ def crawl(
     *,
     resolver: Resolver = system_resolver,
 ) -> CrawlResult:
-    """Run one crawl to completion (blocking). Inside a running event loop, ``await Crawler(...).run()`` instead."""
-    return asyncio.run(Crawler(config, warc_dir, previous, resolver=resolver).run())
+    """Run one crawl to completion (blocking); from async code, ``await Crawler(...).run()`` instead."""
+    run = Crawler(config, warc_dir, previous, resolver=resolver).run
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    # This thread already runs an event loop (a notebook, an async flow): give the crawl its own loop and thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(run())).result()
