@@ -36,3 +36,4 @@ class ExtractedDocument:
     extractor: str
     extractor_version: str
     raw_hash: str  # content_hash of the raw content: keys the extraction cache
+    input_ref: str = ""  # the RawDocument's input_ref (path, path#offset): provenance, not part of the artifact key

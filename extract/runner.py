@@ -14,12 +14,14 @@ only a fixed number of documents is in flight or waiting to be emitted.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -30,6 +32,7 @@ from catalog.records import Rejection, StageStats
 from catalog.variant import ExtractionConfig
 from extract.extractors import DEFAULT_FOR_CONTENT_TYPE, Extractor, get_extractor
 from extract.records import ExtractedDocument, RawDocument
+from extract.sources import open_source, source_config_for_path
 
 STAGE = "extract"
 BATCH_SIZE = 8  # documents per message to a worker
@@ -241,6 +244,7 @@ class ExtractionRunner:
             extractor=job.extractor,
             extractor_version=self.version_of(job.extractor),
             raw_hash=job.raw_hash,
+            input_ref=raw.input_ref,
         )
 
     def _count(self, result: ExtractedDocument | Rejection) -> None:
@@ -351,3 +355,16 @@ class ExtractionRunner:
                 worker.in_flight.clear()
                 worker.stop()
                 self._workers[slot] = None
+
+
+def extract_paths(
+    paths: Sequence[str | Path],
+    extractor_name: str = "trafilatura",
+    extractor_options: dict[str, Any] | None = None,
+    cfg: ExtractionConfig | None = None,
+) -> Iterator[ExtractedDocument | Rejection]:
+    """Extract loose files without a variant or catalog (the ``reread extract`` command): each path's source type is
+    guessed from its name (WARC files give one result per record, HTML files one each)."""
+    sources = [open_source(source_config_for_path(path)) for path in paths]
+    documents = itertools.chain.from_iterable(source.iter_documents() for source in sources)
+    yield from ExtractionRunner(extractor_name, extractor_options, cfg).run(documents)
