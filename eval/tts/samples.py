@@ -85,6 +85,8 @@ def answer_key_expr(column: str = "answer") -> pl.Expr:
 
 def validate_samples(frame: pl.DataFrame, source: str = "samples") -> SampleTable:
     """Type and default every column; rows without a question id, index or grade become rejections."""
+    if "sample_idx" not in frame.columns and "sample_index" in frame.columns:  # eval.sample_metrics' name
+        frame = frame.rename({"sample_index": "sample_idx"})
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise SamplesError(f"{source}: samples table lacks columns {', '.join(missing)} (have {frame.columns})")
