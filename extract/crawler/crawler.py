@@ -119,7 +119,10 @@ class Crawler:
             while True:
                 url, depth = await frontier.queue.get()
                 try:
-                    record, links = await visitor.visit(url, depth)
+                    try:
+                        record, links = await visitor.visit(url, depth)
+                    except Exception as exc:  # a bug on one page must not stop the crawl (or hang the queue)
+                        record, links = visitor.failed(url, depth, exc), []
                     records.append(record)
                     stats.add(f"outcome_{record.outcome}")
                     if record.reason:

@@ -44,7 +44,9 @@ class FetchRecord:
     etag: str = ""
     last_modified: str = ""
     redirects: int = 0
-    warc_file: str = ""  # file name (in the crawl's WARC folder) holding the final response or revisit
+    # WARC file (name, in the crawl folder) holding the page's current content as a response record whose
+    # WARC-Target-URI is final_url; for not_modified, the earlier crawl's file (this crawl wrote only a revisit).
+    warc_file: str = ""
 
     def as_row(self) -> dict:
         return asdict(self)

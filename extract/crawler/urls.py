@@ -20,7 +20,10 @@ def normalize_url(url: str, base: str | None = None) -> str | None:
     except ValueError:  # bad port or IPv6 literal
         return None
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").rstrip(".")
+    try:  # ASCII (punycode) host names: the form DNS, the address guard and httpx's connections all see
+        host = (parts.hostname or "").rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
     if scheme not in DEFAULT_PORTS or not host:
         return None
     if ":" in host:  # IPv6 literal

@@ -81,6 +81,10 @@ class PageVisitor:
             raise FetchRefused("robots_disallowed", f"{origin(url)}/robots.txt disallows {url} {rules.note}".strip())
         return await self._fetcher.get(url, headers, content_types=self._config.content_types)
 
+    def failed(self, url: str, depth: int, exc: Exception) -> FetchRecord:
+        """The record of a page whose visit raised an unexpected error."""
+        return self._skipped(url, url, depth, 0, "internal_error", f"{type(exc).__name__}: {exc}")
+
     @staticmethod
     def _skipped(url: str, current: str, depth: int, hops: int, reason: str, detail: str) -> FetchRecord:
         return FetchRecord(
@@ -112,11 +116,13 @@ class PageVisitor:
         if exchange.status == 304 and was_live:
             assert previous is not None
             return FetchRecord(
-                # a 304 may omit validators: keep the previous ones for the next conditional request
+                # A 304 may omit validators: keep the previous ones for the next conditional request. The content
+                # is still where the previous crawl stored it (this crawl's WARC has only a revisit record).
                 **common
                 | {
                     "etag": common["etag"] or previous.etag,
                     "last_modified": common["last_modified"] or previous.last_modified,
+                    "warc_file": previous.warc_file,
                 },
                 outcome="not_modified",
                 change="unchanged",

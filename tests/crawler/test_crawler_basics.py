@@ -106,3 +106,4 @@ def test_normalize_url():
     assert normalize_url("x?b=2#f", "http://h.test/a/") == "http://h.test/a/x?b=2"
     assert normalize_url("ftp://h.test/") is None
     assert normalize_url("http://h.test:99999/") is None
+    assert normalize_url("http://Bücher.example/x") == "http://xn--bcher-kva.example/x"

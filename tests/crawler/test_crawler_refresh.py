@@ -53,6 +53,8 @@ def test_refresh_classifies_not_modified_unchanged_changed_new_and_gone(site, lo
     not_modified = by_path["/etag.html"]
     assert not_modified.status == 304
     assert not_modified.content_hash == previous[site.url("/etag.html")].content_hash
+    assert not_modified.warc_file == previous[site.url("/etag.html")].warc_file  # the content is still there
+    assert by_path["/edit.html"].warc_file == second.warc_files[0].name
     assert by_path["/edit.html"].content_hash != previous[site.url("/edit.html")].content_hash
     assert {r.url for r in second.changed()} == {site.url(p) for p in ("/", "/edit.html", "/fresh.html")}
     assert [r.url for r in second.gone()] == [site.url("/gone.html")]
