@@ -78,6 +78,7 @@ class SequenceClassificationVerifier(_TransformersScorer):
 
 
 @register_head("ForCausalLM")
+@register_head("LMHeadModel")  # GPT-2 style names
 class CausalLMVerifier(_TransformersScorer):
     """Score = P(yes) / (P(yes) + P(no)) for the token after "Is the solution correct? Answer:"."""
 
