@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -44,6 +45,7 @@ class CrawlConfig(BaseModel):
     backoff_s: float = Field(default=1.0, ge=0, description="first retry wait; doubles per attempt")
     max_retry_wait_s: float = Field(default=120.0, ge=0, description="a longer Retry-After gives up the page")
     allow_addresses: tuple[str, ...] = ()
+    ca_bundle: Path | None = Field(default=None, description="PEM of CAs to trust instead of certifi's (intranets)")
     warc_file_bytes: int = Field(default=1_000_000_000, gt=0, description="rotate WARC files past this size")
 
     @field_validator("seeds", "sitemaps")

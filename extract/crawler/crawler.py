@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from catalog.errors import ConfigError
 from catalog.records import StageStats
 from extract.crawler.config import CrawlConfig
 from extract.crawler.fetcher import Fetcher
@@ -23,6 +25,16 @@ from extract.crawler.sitemap import sitemap_urls
 from extract.crawler.urls import normalize_url
 from extract.crawler.visit import PageVisitor
 from extract.crawler.warc import WarcRecorder
+
+
+def _ssl_context(config: CrawlConfig) -> ssl.SSLContext | None:
+    """Certificates are always verified; ``ca_bundle`` only changes which CAs are trusted."""
+    if config.ca_bundle is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(config.ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{config.ca_bundle}: cannot load the CA bundle ({exc})") from None
 
 
 class Frontier:
@@ -78,7 +90,7 @@ class Crawler:
         limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
         with WarcRecorder(self.warc_dir, max_file_bytes=config.warc_file_bytes) as recorder:
             async with httpx.AsyncClient(
-                transport=PinnedTransport(guard, limits),
+                transport=PinnedTransport(guard, limits, _ssl_context(config)),
                 timeout=httpx.Timeout(config.timeout_s),
                 follow_redirects=False,
                 trust_env=False,

@@ -18,11 +18,16 @@ ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2: follow at least five
 
 @dataclass(frozen=True, slots=True)
 class RobotsRules:
-    """What one origin's robots.txt says; ``parser`` None means allow all, ``disallow_all`` means unreachable."""
+    """What one origin's robots.txt says; ``parser`` None means allow all, ``disallow_all`` means unavailable.
+
+    ``unreachable`` keeps why robots.txt could not be fetched at all (timeout, TLS or connection failure, address
+    refused): the site's pages fail the same way, and their records should say so rather than "disallowed".
+    """
 
     parser: Protego | None = None
     disallow_all: bool = False
     note: str = ""
+    unreachable: FetchRefused | None = None
 
     def allows(self, url: str, user_agent: str) -> bool:
         if self.disallow_all:
@@ -64,7 +69,7 @@ class RobotsCache:
             try:
                 exchange = await self._fetcher.get(url)
             except FetchRefused as exc:
-                return RobotsRules(disallow_all=True, note=f"robots.txt unreachable: {exc}")
+                return RobotsRules(disallow_all=True, note=f"robots.txt unreachable: {exc}", unreachable=exc)
             if exchange.is_redirect:
                 url = normalize_url(urljoin(url, exchange.header("location"))) or ""
                 if not url:

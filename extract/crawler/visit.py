@@ -77,6 +77,8 @@ class PageVisitor:
         parts = urlsplit(url)
         await self._guard.resolve(parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme])
         rules = await self._robots.rules(url)
+        if rules.unreachable is not None:
+            raise FetchRefused(rules.unreachable.reason, f"{origin(url)}/robots.txt: {rules.unreachable.detail}")
         if not rules.allows(url, self._config.user_agent):
             raise FetchRefused("robots_disallowed", f"{origin(url)}/robots.txt disallows {url} {rules.note}".strip())
         return await self._fetcher.get(url, headers, content_types=self._config.content_types)
