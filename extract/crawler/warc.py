@@ -9,7 +9,7 @@ complete responses only; the cut ones are in the crawl's FetchRecords with their
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -35,7 +35,7 @@ class WarcRecorder:
     def __init__(self, warc_dir: str | Path, *, prefix: str = "crawl", max_file_bytes: int = 1_000_000_000) -> None:
         self.warc_dir = Path(warc_dir)
         self.warc_dir.mkdir(parents=True, exist_ok=True)
-        self._stem = f"{prefix}-{datetime.now().astimezone().strftime('%Y%m%dT%H%M%S%f')}"
+        self._stem = f"{prefix}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
         self._max_file_bytes = max_file_bytes
         self.files: list[Path] = []
         self._file: BinaryIO | None = None
@@ -44,7 +44,7 @@ class WarcRecorder:
     def _open_next(self) -> None:
         self.close()
         path = self.warc_dir / f"{self._stem}-{len(self.files):05d}.warc.gz"
-        self._file = open(path, "xb")  # noqa: SIM115 - kept open across writes, closed by close()
+        self._file = open(path, "xb")  # "x": never overwrite an earlier crawl's file; closed by close()
         self._writer = WARCWriter(self._file, gzip=True, warc_version="1.1")
         self.files.append(path)
         info = {"software": "reread-crawler", "format": "WARC File Format 1.1"}
