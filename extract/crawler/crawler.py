@@ -159,7 +159,7 @@ class Crawler:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             progress.close()
-        return records
+        return sorted(records, key=lambda r: (r.depth, r.url))  # workers finish in any order; results should not
 
 
 def crawl(
