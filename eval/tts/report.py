@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.flops import forward_flops
 from eval.tts.policy import (
     DIFFICULTY,
     PolicyOutcome,
@@ -35,8 +36,8 @@ class TtsSettings:
     selection: SelectionMode = "split"
     n_folds: int = 5
     draws: int = 64  # Monte Carlo draws of N of the stored samples per question
-    flops_per_token: float = 0.0  # generator FLOPs per token (about 2 x parameters); 0: report tokens only
-    verifier_flops_per_token: float = 0.0  # added for the tokens a verifier reads, for selections that use it
+    generator_params: int | None = None  # for FLOPs (eval.flops: 2 x params per token); None: tokens only
+    verifier_params: int | None = None  # the verifier reads every candidate's tokens when a selection uses it
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -123,11 +124,14 @@ def bin_label(b: int) -> str:
     return f"bin{b + 1}" + (" (hardest)" if b == 0 else "")
 
 
-def _flops(tokens: float, spec_uses_verifier: bool, settings: TtsSettings) -> float | None:
-    if not settings.flops_per_token:
+def _flops(tokens: float, uses_verifier: bool, settings: TtsSettings) -> float | None:
+    """Dense-transformer FLOPs of the tokens: every prompt token is charged per sample (no shared prefill)."""
+    if not settings.generator_params:
         return None
-    per_token = settings.flops_per_token + (settings.verifier_flops_per_token if spec_uses_verifier else 0.0)
-    return tokens * per_token
+    flops = forward_flops(settings.generator_params, tokens)
+    if uses_verifier and settings.verifier_params:
+        flops += forward_flops(settings.verifier_params, tokens)
+    return flops
 
 
 def build_tts_report(table: SampleTable, settings: TtsSettings | None = None) -> TtsReport:
@@ -294,7 +298,7 @@ def plot_tts_report(report: TtsReport, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    use_flops = report.settings.flops_per_token > 0
+    use_flops = bool(report.settings.generator_params)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     names = sorted({p.strategy for p in report.strategies})
     for i, name in enumerate(names):

@@ -30,42 +30,35 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+def _label(row) -> tuple[str, str]:
+    group = row.benchmark if row.category == "all" else f"{row.benchmark}/{row.category}"
+    return group, f"{row.model} {row.method}".strip()
+
+
 def _print_multipliers(report) -> None:
     console = Console()
     table = Table(title="Compute multipliers")
-    for column in ("benchmark", "category", "model", "method", "FLOPs", "base", "method acc", "matched FLOPs"):
-        table.add_column(column)
-    for column in ("multiplier", "CI", "status", "form spread"):
-        table.add_column(column)
+    for column in ("group", "model method", "FLOPs", "base", "method", "matched", "multiplier", "CI", "status"):
+        table.add_column(column, justify="left" if column in ("group", "model method", "status") else "right")
     for r in report.rows:
+        bound = {"lower_bound": ">=", "upper_bound": "<="}.get(r.bound or "", "")
         table.add_row(
-            r.benchmark,
-            r.category,
-            r.model,
-            r.method or "-",
+            *_label(r),
             _fmt(r.flops),
             f"{r.base_acc:.3f}",
             f"{r.method_acc:.3f}",
             _fmt(r.matched_flops),
-            ("≥" if r.bound == "lower_bound" else "≤" if r.bound == "upper_bound" else "") + _fmt(r.multiplier),
-            f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
+            bound + _fmt(r.multiplier),
+            f"{_fmt(r.ci_low)}-{_fmt(r.ci_high)}",
             r.status,
-            f"x{r.form_spread:.3g}",
         )
     console.print(table)
     forms = sorted({name for r in report.rows for name in r.by_form})
     by_form = Table(title="Multiplier by curve form (point estimates)")
-    for column in ("benchmark", "category", "model", "method", *forms, "max/min"):
-        by_form.add_column(column)
+    for column in ("group", "model method", *forms, "max/min"):
+        by_form.add_column(column, justify="left" if column in ("group", "model method") else "right")
     for r in report.rows:
-        by_form.add_row(
-            r.benchmark,
-            r.category,
-            r.model,
-            r.method or "-",
-            *[_fmt(r.by_form.get(f)) for f in forms],
-            f"{r.form_spread:.3g}",
-        )
+        by_form.add_row(*_label(r), *[_fmt(r.by_form.get(f)) for f in forms], f"{r.form_spread:.3g}")
     console.print(by_form)
     for rejection in report.rejections:
         console.print(f"[yellow]skipped {rejection.input_ref}: {rejection.reason} ({rejection.detail})[/yellow]")
@@ -128,9 +121,12 @@ def register(app: typer.Typer) -> None:
         selection: Annotated[
             str, typer.Option(help="Policy selection: split (validation/test) or crossfit.")
         ] = "split",
-        flops_per_token: Annotated[
-            float, typer.Option(help="Generator FLOPs per token (2 x parameters) for the FLOPs axis.")
-        ] = 0.0,
+        generator_params: Annotated[
+            int | None, typer.Option(help="Generator parameter count, for the FLOPs axis (2 x params per token).")
+        ] = None,
+        verifier_params: Annotated[
+            int | None, typer.Option(help="Verifier parameter count, charged for selections that use its scores.")
+        ] = None,
         seed: Annotated[int, typer.Option(help="Seed of the subset draws.")] = 0,
         plot: Annotated[Path | None, typer.Option(help="PNG path (default: beside the samples file).")] = None,
         as_json: JsonOption = False,
@@ -143,7 +139,13 @@ def register(app: typer.Typer) -> None:
             budget_list = tuple(int(b) for b in budgets.split(","))
         except ValueError:
             raise RereadError(f"--budgets {budgets!r}: expected comma-separated integers") from None
-        settings = TtsSettings(budgets=budget_list, selection=selection, flops_per_token=flops_per_token, seed=seed)  # type: ignore[arg-type]
+        settings = TtsSettings(
+            budgets=budget_list,
+            selection=selection,  # type: ignore[arg-type]
+            generator_params=generator_params,
+            verifier_params=verifier_params,
+            seed=seed,
+        )
         report = build_tts_report(read_samples(samples), settings)
         plot_path = plot_tts_report(report, plot or samples.with_suffix(".tts.png"))
         if as_json:

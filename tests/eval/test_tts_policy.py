@@ -256,7 +256,7 @@ def test_rejected_rows_are_counted():
 def test_tts_report_cli_json_and_plot(retrieval_table, tmp_path):
     path = write_samples(retrieval_table.frame.drop("answer_key"), tmp_path / "samples.parquet")
     result = CliRunner().invoke(
-        app, ["tts-report", str(path), "--budgets", "1,2,4", "--json", "--flops-per-token", "2e9"]
+        app, ["tts-report", str(path), "--budgets", "1,2,4", "--json", "--generator-params", "1000000000"]
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
