@@ -122,11 +122,14 @@ class Embedder:
         self.model_hash = model_fingerprint(self.model_path)
         self.model_id = f"{model_display_name(cfg.model)}@{self.model_hash}"
         self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"embedder {cfg.model!r}: device {self.device!r} requested but CUDA is not available")
         self.precision = self._effective_precision()
         if self.device == "cpu":
             torch.set_num_threads(cpu_threads())
         self.model = self._load()
-        self.dim = int(self.model.get_embedding_dimension())
+        declared_dim = self.model.get_embedding_dimension()
+        self.dim = int(declared_dim) if declared_dim else int(self.model.encode(["dimension probe"]).shape[-1])
         if cfg.query_prompt_name is not None and cfg.query_prompt_name not in self.model.prompts:
             raise ConfigError(
                 f"embedder {cfg.model!r}: query_prompt_name {cfg.query_prompt_name!r} is not one of the model's "
@@ -444,9 +447,12 @@ def embed_chunks(
             if skipped:
                 shard = recorded[name]
             else:
+                # Forget the old record before touching its files, and record the new shard once both are renamed:
+                # whenever a crash happens, the manifest only lists complete files (and says "complete": false).
+                recorded.pop(name, None)
+                _write_manifest(out_dir, _in_progress(manifest, recorded))
                 shard = _write_shard(out_dir, name, ids, embedder.encode_documents(texts))
                 recorded[name] = shard
-                # Rewrite the in-progress manifest now: a crash after this point keeps this shard.
                 _write_manifest(out_dir, _in_progress(manifest, recorded))
             manifest.shards.append(shard)
             stats.add("shards_skipped" if skipped else "shards_embedded")
@@ -476,18 +482,31 @@ def _in_progress(manifest: EmbeddingManifest, recorded: dict[str, ShardInfo]) ->
 
 
 # ---------------------------------------------------------------- reading shards
-def _open_shard(out_dir: Path, shard: ShardInfo, manifest: EmbeddingManifest, verify_sha256: bool) -> np.ndarray:
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data length in bytes that an ``.npy`` file's header declares (nothing is mapped)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        return shape, dtype, f.tell() + int(np.prod(shape)) * dtype.itemsize
+
+
+def _check_shard(out_dir: Path, shard: ShardInfo, manifest: EmbeddingManifest, verify_sha256: bool) -> None:
+    """A shard's files exist and match the manifest: shape, dtype, complete length, id count (and hashes)."""
     npy_path, ids_path = out_dir / shard.npy_name, out_dir / shard.ids_name
     try:
-        vectors = np.load(npy_path, mmap_mode="r", allow_pickle=False)
+        shape, dtype, expected_bytes = _npy_header(npy_path)
+        actual_bytes = npy_path.stat().st_size
     except FileNotFoundError:
         raise ArtifactError(f"{npy_path}: embedding shard listed in the manifest is missing") from None
     except (OSError, ValueError, EOFError) as exc:
-        raise ArtifactError(f"{npy_path}: corrupted embedding shard ({exc})") from None
-    expected = (shard.rows, manifest.dim)
-    if vectors.dtype != np.dtype(manifest.dtype) or vectors.shape != expected:
+        raise ArtifactError(f"{npy_path}: corrupted embedding shard header ({exc})") from None
+    expected_shape = (shard.rows, manifest.dim)
+    if dtype != np.dtype(manifest.dtype) or shape != expected_shape:
+        raise ArtifactError(f"{npy_path}: holds {dtype} {shape}, the manifest says {manifest.dtype} {expected_shape}")
+    if actual_bytes != expected_bytes:
         raise ArtifactError(
-            f"{npy_path}: holds {vectors.dtype} {vectors.shape}, the manifest says {manifest.dtype} {expected}"
+            f"{npy_path}: truncated or padded embedding shard ({actual_bytes} bytes, expected {expected_bytes})"
         )
     try:
         id_rows = pq.read_metadata(ids_path).num_rows
@@ -499,28 +518,29 @@ def _open_shard(out_dir: Path, shard: ShardInfo, manifest: EmbeddingManifest, ve
         raise ArtifactError(f"{ids_path}: holds {id_rows} chunk ids, the manifest says {shard.rows}")
     if verify_sha256:
         for path, recorded in ((npy_path, shard.sha256), (ids_path, shard.ids_sha256)):
-            if file_hash(path) != recorded:
-                raise ArtifactError(f"{path}: content hash {file_hash(path)} differs from the manifest's {recorded}")
-    return vectors
+            if (actual := file_hash(path)) != recorded:
+                raise ArtifactError(f"{path}: content hash {actual} differs from the manifest's {recorded}")
 
 
 def load_embeddings(
     out_dir: Path, verify_sha256: bool = False
 ) -> tuple[EmbeddingManifest, Iterator[tuple[list[str], np.ndarray]]]:
     """The manifest of a finished embedding folder and an iterator of ``(chunk ids, memmapped [rows, dim] array)``
-    per shard. Every shard's shape, dtype and id count is checked up front (and its file hashes with
-    ``verify_sha256``); any mismatch raises ArtifactError naming the file."""
+    per shard. Every shard's shape, dtype, length and id count is checked up front (and its file hashes with
+    ``verify_sha256``); any mismatch raises ArtifactError naming the file. Shards are mapped one at a time, as the
+    iterator reaches them, so thousands of shards never hold thousands of open maps."""
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
     if not manifest.complete:
         raise ArtifactError(f"{out_dir / MANIFEST_NAME}: embedding run did not finish (re-run embedding to resume)")
     if manifest.dtype != DTYPE:
         raise ArtifactError(f"{out_dir / MANIFEST_NAME}: dtype {manifest.dtype!r}, expected {DTYPE!r}")
-    arrays = [_open_shard(out_dir, shard, manifest, verify_sha256) for shard in manifest.shards]
+    for shard in tqdm(manifest.shards, desc="check shards", unit="shard", disable=None if verify_sha256 else True):
+        _check_shard(out_dir, shard, manifest, verify_sha256)
 
     def shards() -> Iterator[tuple[list[str], np.ndarray]]:
-        for shard, vectors in zip(manifest.shards, arrays, strict=True):
+        for shard in manifest.shards:
             ids = pq.read_table(out_dir / shard.ids_name, columns=["chunk_id"]).column("chunk_id").to_pylist()
-            yield ids, vectors
+            yield ids, np.load(out_dir / shard.npy_name, mmap_mode="r", allow_pickle=False)
 
     return manifest, shards()

@@ -324,10 +324,16 @@ def test_truncated_shard_is_an_artifact_error_naming_the_file(tmp_path, clean_ru
     out = tmp_path / "emb"
     shutil.copytree(clean_run, out)
     npy = out / "shard-00002.npy"
-    npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])
-    with pytest.raises(ArtifactError, match="shard-00002.npy") as err:
+    data = npy.read_bytes()
+    npy.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="truncated") as err:
         load_embeddings(out)
-    assert str(npy) in str(err.value)
+    assert f"{npy}: truncated or padded embedding shard ({len(data) // 2} bytes, expected {len(data)})" in str(
+        err.value
+    )
+    npy.write_bytes(data[:20])  # cut inside the header
+    with pytest.raises(ArtifactError, match="shard-00002.npy: corrupted embedding shard header"):
+        load_embeddings(out)
 
 
 def test_flipped_byte_is_caught_by_the_hash_check(tmp_path, clean_run):
