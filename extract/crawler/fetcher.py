@@ -70,7 +70,7 @@ def _server_ip(response: httpx.Response) -> str:
 
 
 class Fetcher:
-    """Fetches single URLs (never follows redirects) and writes every complete exchange to the WARC recorder."""
+    """Fetches single URLs (never follows redirects) and writes complete page exchanges to the WARC recorder."""
 
     def __init__(
         self, client: httpx.AsyncClient, politeness: Politeness, config: CrawlConfig, recorder: WarcRecorder | None
@@ -81,9 +81,16 @@ class Fetcher:
         self._recorder = recorder
 
     async def get(
-        self, url: str, headers: dict[str, str] | None = None, *, content_types: tuple[str, ...] | None = None
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        *,
+        content_types: tuple[str, ...] | None = None,
+        archive: bool = True,
     ) -> HttpExchange:
         """GET ``url``; retried on 429/5xx/network errors. ``content_types``: refuse 2xx bodies of other types.
+        ``archive``: write the exchange (each attempt) to the WARC; off for robots.txt and sitemaps, which are not
+        corpus content and would otherwise be read back as documents.
 
         Returns the last response (which may still be a 429/5xx once retries or the wait budget run out);
         raises FetchRefused for limits (``too_large``, ``timeout``, ``bad_content_type``) and network failures.
@@ -96,7 +103,7 @@ class Fetcher:
             backoff = config.backoff_s * 2**attempt
             async with gate.slot():
                 try:
-                    exchange = await self._once(url, headers or {}, content_types)
+                    exchange = await self._once(url, headers or {}, content_types, archive)
                 except (httpx.TimeoutException, httpx.TransportError) as exc:
                     if last_attempt:
                         reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error"
@@ -112,7 +119,9 @@ class Fetcher:
             gate.pause_until(loop.time() + wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _once(self, url: str, headers: dict[str, str], content_types: tuple[str, ...] | None) -> HttpExchange:
+    async def _once(
+        self, url: str, headers: dict[str, str], content_types: tuple[str, ...] | None, archive: bool
+    ) -> HttpExchange:
         config = self._config
         started_at = datetime.now(UTC)
         try:
@@ -140,7 +149,7 @@ class Fetcher:
             started_at=started_at,
             ip=server_ip,
         )
-        if self._recorder is not None:
+        if archive and self._recorder is not None:
             exchange.warc_file = self._recorder.write(exchange)
         return exchange
 

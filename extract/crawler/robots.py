@@ -67,7 +67,7 @@ class RobotsCache:
     async def _fetch_rules(self, url: str) -> RobotsRules:
         for _ in range(ROBOTS_MAX_REDIRECTS + 1):
             try:
-                exchange = await self._fetcher.get(url)
+                exchange = await self._fetcher.get(url, archive=False)
             except FetchRefused as exc:
                 return RobotsRules(disallow_all=True, note=f"robots.txt unreachable: {exc}", unreachable=exc)
             if exchange.is_redirect:

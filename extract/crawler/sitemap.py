@@ -58,7 +58,7 @@ async def sitemap_urls(
             continue
         seen.add(url)
         try:
-            exchange = await fetcher.get(url)
+            exchange = await fetcher.get(url, archive=False)
             if exchange.status != 200:
                 raise FetchRefused("http_error", f"HTTP {exchange.status}")
             pages, nested = parse_sitemap(exchange.body, max_bytes)

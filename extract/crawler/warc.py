@@ -1,4 +1,4 @@
-"""WARC output: a request and a response record per complete fetch (a revisit for 304), gzip, rotated files.
+"""WARC output: a request and a response record per complete page fetch (a revisit for 304), gzip, rotated files.
 
 Bodies are stored decoded: httpx undoes any Content-Encoding while reading (so byte limits count what the page really
 is), and the stored headers say so (Content-Encoding and Transfer-Encoding dropped, Content-Length set to the stored

@@ -68,7 +68,7 @@ def test_warc_holds_request_and_response_per_fetch(site, local_config, tmp_path)
             elif record.rec_type == "request":
                 requests[uri] = record
     fetched = {r.url for r in result.records}
-    assert fetched | {site.url("/robots.txt")} == set(responses) == set(requests)
+    assert fetched == set(responses) == set(requests)  # robots.txt is fetched but not corpus content
     status, body, record = responses[site.url("/")]
     assert status == "200" and body == HOME.encode()
     assert record.rec_headers.get_header("WARC-IP-Address") == "127.0.0.1"
@@ -82,8 +82,8 @@ def test_warc_holds_request_and_response_per_fetch(site, local_config, tmp_path)
 def test_warc_files_rotate_past_the_size_limit(site, local_config, tmp_path):
     _build_site(site)
     result = crawl(local_config(max_depth=1, warc_file_bytes=1), tmp_path)
-    # one exchange per file: robots.txt plus /, /a.html, /b.html, /private/x.html
-    assert len(result.records) == 4 and len(result.warc_files) == 5
+    # one exchange per file: /, /a.html, /b.html, /private/x.html
+    assert len(result.records) == 4 and len(result.warc_files) == 4
     assert len({r.warc_file for r in result.records}) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in result.warc_files)
 
