@@ -7,10 +7,15 @@ they came from. A corpus text is contaminated by an item when any of its n-grams
 - n defaults to 16 for MMLU, 26 for MATH-500 and 13 otherwise (``BenchmarkRef.ngram`` overrides it).
 - A question shorter than n tokens contributes one key: the whole question (so a 10-token MMLU question is
   found wherever those 10 tokens occur in a row).
-- A question shorter than ``min_question_tokens`` (default 8) is not indexed: "The auditory tube" or
+- A question shorter than ``KeyPolicy.min_question_tokens`` (default 8) is not indexed: "The auditory tube" or
   "Osteoclasts" (real MMLU questions) would otherwise flag every anatomy page. Each such question becomes a
-  ``question_too_short`` rejection and is reported, so the gap is visible. Pass ``min_question_tokens=1`` to
-  index every question.
+  ``question_too_short`` rejection and is reported, so the gap is visible. ``min_question_tokens=1`` indexes
+  every question.
+- An n-gram shared by more than ``KeyPolicy.max_items_per_key`` (default 6) items of one benchmark is an
+  instruction template, not question content, and is not a key: MMLU's moral_scenarios boilerplate ("For which of
+  these two scenarios does the main character ... as of 2020?") is shared by 895 questions and formal_logic's
+  truth-table instructions by dozens; a page quoting one would otherwise count hundreds of items as found. Passages
+  shared by a handful of questions (high_school_us_history's, up to 6) stay keys of each of those items.
 
 Matching the question rather than the answer is deliberate: answers (MMLU option letters, SimpleQA entities)
 are short and common, so answer-anchored n-grams remove almost nothing (a MassiveDS/datatrove pitfall).
@@ -33,7 +38,15 @@ from eval.benchmarks.types import BenchmarkItem
 from indexing.normalize import TokenizedBatch, require_columns, tokenize_batch, window_hashes, window_hashes_at
 
 STAGE = "decontaminate"
-DEFAULT_MIN_QUESTION_TOKENS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPolicy:
+    """Which question n-grams become keys (see the module docstring for why)."""
+
+    min_question_tokens: int = 8
+    max_items_per_key: int = 6
+
 
 HIT_SCHEMA = {
     "benchmark": pl.String,
@@ -48,6 +61,7 @@ SUMMARY_SCHEMA = {
     "items_found": pl.Int64,
     "rate": pl.Float64,
     "items_too_short": pl.Int64,
+    "template_keys": pl.Int64,
 }
 
 
@@ -78,16 +92,22 @@ class _KeySet:
     keys: np.ndarray  # uint64, sorted, unique
     indptr: np.ndarray  # int64, len(keys) + 1
     items: np.ndarray  # int64 item indices
+    n_dropped: int = 0  # template hashes left out (shared by too many items)
 
     @classmethod
-    def build(cls, hashes: np.ndarray, items: np.ndarray) -> _KeySet:
+    def build(cls, hashes: np.ndarray, items: np.ndarray, max_items_per_key: int) -> _KeySet:
+        """Keys from (hash, item) pairs; a hash shared by more than ``max_items_per_key`` items is left out."""
         pairs = np.unique(np.stack([hashes, items.astype(np.uint64)]), axis=1)
-        keys, first = np.unique(pairs[0], return_index=True)
-        indptr = np.append(first, pairs.shape[1]).astype(np.int64)
-        return cls(keys=keys, indptr=indptr, items=pairs[1].astype(np.int64))
+        keys, counts = np.unique(pairs[0], return_counts=True)
+        kept = counts <= max_items_per_key
+        pairs = pairs[:, np.repeat(kept, counts)]
+        indptr = np.concatenate([[0], np.cumsum(counts[kept])]).astype(np.int64)
+        return cls(keys=keys[kept], indptr=indptr, items=pairs[1].astype(np.int64), n_dropped=int((~kept).sum()))
 
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(index into ``hashes``, item) for every hash that is a key, one row per item the key came from."""
+        if len(self.keys) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         pos = np.minimum(np.searchsorted(self.keys, hashes), len(self.keys) - 1)
         found = np.flatnonzero(self.keys[pos] == hashes)
         key_idx = pos[found]
@@ -150,20 +170,22 @@ class BenchmarkNgramIndex:
         benchmark: str,
         items: Sequence[BenchmarkItem],
         ngram: int,
-        min_question_tokens: int = DEFAULT_MIN_QUESTION_TOKENS,
+        policy: KeyPolicy = KeyPolicy(),
     ) -> BenchmarkNgramIndex:
         usable_items, rejections = [], []
         lengths = tokenize_batch([item.question for item in items]).lengths.tolist()
         for item, n_tokens in zip(items, lengths, strict=True):
-            if n_tokens >= max(min_question_tokens, 1):
+            if n_tokens >= max(policy.min_question_tokens, 1):
                 usable_items.append(item)
             else:
-                detail = f"{n_tokens} tokens < {min_question_tokens}"
+                detail = f"{n_tokens} tokens < {policy.min_question_tokens}"
                 rejections.append(Rejection(STAGE, benchmark, item.item_id, "question_too_short", detail))
         questions = tokenize_batch([item.question for item in usable_items])
         key_starts = _question_key_starts(questions, ngram)
         key_sets = {
-            length: _KeySet.build(window_hashes_at(questions.hashes, starts, length), questions.owner[starts])
+            length: _KeySet.build(
+                window_hashes_at(questions.hashes, starts, length), questions.owner[starts], policy.max_items_per_key
+            )
             for length, starts in key_starts.items()
         }
         return cls(
@@ -227,16 +249,14 @@ class Decontaminator:
         self.prefix_filter = _PrefixFilter(np.concatenate([np.zeros(0, dtype=np.uint64), *prefixes]))
 
     @classmethod
-    def from_config(
-        cls, cfg: DecontaminationConfig, *, min_question_tokens: int = DEFAULT_MIN_QUESTION_TOKENS
-    ) -> Decontaminator:
+    def from_config(cls, cfg: DecontaminationConfig, *, policy: KeyPolicy = KeyPolicy()) -> Decontaminator:
         indexes, rejections = [], []
         for ref in cfg.benchmarks:
             loader = get_loader(ref.name)
             loaded = loader(ref.path, **ref.options)
             rejections.extend(loaded.rejections)
             ngram = ref.ngram or loader.default_ngram
-            indexes.append(BenchmarkNgramIndex.build(ref.name, loaded.items, ngram, min_question_tokens))
+            indexes.append(BenchmarkNgramIndex.build(ref.name, loaded.items, ngram, policy))
         return cls(indexes, rejections)
 
     @classmethod
@@ -245,15 +265,13 @@ class Decontaminator:
         items_by_benchmark: dict[str, Sequence[BenchmarkItem]],
         ngrams: dict[str, int] | None = None,
         *,
-        min_question_tokens: int = DEFAULT_MIN_QUESTION_TOKENS,
+        policy: KeyPolicy = KeyPolicy(),
     ) -> Decontaminator:
         """Index already loaded items (n from ``ngrams`` or the registered benchmark's default)."""
         ngrams = ngrams or {}
         return cls(
             [
-                BenchmarkNgramIndex.build(
-                    name, items, ngrams.get(name) or get_loader(name).default_ngram, min_question_tokens
-                )
+                BenchmarkNgramIndex.build(name, items, ngrams.get(name) or get_loader(name).default_ngram, policy)
                 for name, items in items_by_benchmark.items()
             ]
         )
@@ -340,10 +358,8 @@ class DecontaminationFilter:
         self._hits: list[pl.DataFrame] = []
 
     @classmethod
-    def from_config(
-        cls, cfg: DecontaminationConfig, *, min_question_tokens: int = DEFAULT_MIN_QUESTION_TOKENS
-    ) -> DecontaminationFilter:
-        return cls(Decontaminator.from_config(cfg, min_question_tokens=min_question_tokens), cfg.action)
+    def from_config(cls, cfg: DecontaminationConfig, *, policy: KeyPolicy = KeyPolicy()) -> DecontaminationFilter:
+        return cls(Decontaminator.from_config(cfg, policy=policy), cfg.action)
 
     def run(self, table: pl.DataFrame) -> FilterResult:
         require_columns(table, self.unit.required, STAGE)
@@ -379,7 +395,8 @@ class DecontaminationFilter:
         return pl.concat(self._hits) if self._hits else pl.DataFrame(schema=HIT_SCHEMA)
 
     def summary(self) -> pl.DataFrame:
-        """Per benchmark: items checked, items found in at least one row, their rate, questions too short to check."""
+        """Per benchmark: items checked, items found in at least one row, their rate, questions too short to
+        check, and template n-grams left out."""
         found = self.hits().group_by("benchmark").agg(pl.col("item_id").n_unique().alias("items_found"))
         found_by_name = dict(zip(found["benchmark"].to_list(), found["items_found"].to_list(), strict=True))
         rows = []
@@ -392,6 +409,7 @@ class DecontaminationFilter:
                     "items_found": n_found,
                     "rate": n_found / ix.items_checked if ix.items_checked else 0.0,
                     "items_too_short": len(ix.rejections),
+                    "template_keys": sum(k.n_dropped for k in ix.key_sets.values()),
                 }
             )
         return pl.DataFrame(rows, schema=SUMMARY_SCHEMA)

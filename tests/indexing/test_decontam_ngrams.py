@@ -12,7 +12,7 @@ import pytest
 from catalog.errors import ConfigError
 from catalog.variant import BenchmarkRef, DecontaminationConfig
 from eval.benchmarks import BenchmarkItem, load_benchmark
-from indexing.decontaminate import DecontaminationFilter, Decontaminator, Match
+from indexing.decontaminate import DecontaminationFilter, Decontaminator, KeyPolicy, Match
 from indexing.normalize import InputTableError, word_tokens
 
 GPQA_PASSWORD = "deserted-untie-orchid"  # published by the GPQA authors; the loader takes it as an option
@@ -89,6 +89,7 @@ def test_the_real_corpus_alone_has_no_hits(decontaminator: Decontaminator, corpu
     assert result.kept.height == len(corpus) == 11549
     assert result.hits.height == 0
     assert step.summary()["items_found"].to_list() == [0, 0, 0, 0]
+    assert step.summary()["template_keys"].to_list()[0] > 0  # MMLU's instruction templates were left out
 
 
 def test_planted_questions_exact_and_reformatted_are_removed(decontaminator, corpus, items):
@@ -170,7 +171,9 @@ def test_questions_below_min_tokens_are_reported_not_indexed(decontaminator, cor
     assert summary["mmlu"]["items_checked"] + summary["mmlu"]["items_too_short"] == 14042
     assert summary["gpqa"]["items_checked"] + summary["gpqa"]["items_too_short"] == 198
     # Why the floor exists: one-word MMLU questions such as "Theories" match ordinary arXiv prose.
-    theories = Decontaminator.from_items({"mmlu": [_item("human_aging/60", "Theories")]}, min_question_tokens=1)
+    theories = Decontaminator.from_items(
+        {"mmlu": [_item("human_aging/60", "Theories")]}, policy=KeyPolicy(min_question_tokens=1)
+    )
     hit_docs = DecontaminationFilter(theories).run(_table(corpus[:120])).hits
     assert hit_docs.height > 0
     floor = Decontaminator.from_items({"mmlu": [_item("human_aging/60", "Theories")]})
@@ -242,3 +245,29 @@ def test_null_and_empty_texts_are_kept(decontaminator):
         {"doc_id": ["a", "b", "c"], "text": [None, "", "!!!"]}, schema={"doc_id": pl.String, "text": pl.String}
     )
     assert DecontaminationFilter(decontaminator).run(table).kept.height == 3
+
+
+def test_instruction_templates_shared_by_many_items_are_not_keys(decontaminator, corpus, items):
+    scenarios = {k: q for k, q in items["mmlu"].items() if k.startswith("moral_scenarios/")}
+    assert len(scenarios) == 895
+    item_id, question = sorted(scenarios.items())[0]
+    boilerplate = question.split("Scenario 1")[0]
+    assert sum(q.startswith(boilerplate) for q in scenarios.values()) == 895
+    step = DecontaminationFilter(decontaminator)
+    result = step.run(_table([_plant(corpus[0], boilerplate), _plant(corpus[1], question)]))
+    assert result.kept["doc_id"].to_list() == ["doc-0"]  # the shared instruction alone is no question
+    # The full question names its own item, not all 895; moral_scenarios/606 also starts "as of 2020? Scenario 1 |
+    # I slammed on my breaks to", a 16-gram the two questions really share.
+    found = set(result.hits["item_id"])
+    assert found == {item_id, "moral_scenarios/606"}
+    assert step.summary().filter(pl.col("benchmark") == "mmlu")["items_found"].item() == 2
+
+
+def test_a_passage_shared_by_a_few_questions_counts_for_each_of_them(decontaminator, corpus, items):
+    history = {k: q for k, q in items["mmlu"].items() if k.startswith("high_school_us_history/")}
+    passage_of = {k: q.split("\n")[1] for k, q in history.items() if q.count("\n") >= 2}
+    passage = passage_of["high_school_us_history/23"]
+    sharing = sorted(k for k, p in passage_of.items() if p == passage)
+    assert 2 <= len(sharing) <= 6
+    result = DecontaminationFilter(decontaminator).run(_table([_plant(corpus[0], passage)]))
+    assert sorted(result.hits["item_id"]) == sharing
