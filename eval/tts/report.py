@@ -81,6 +81,9 @@ class SavingsPoint:
     samples_ratio: float | None
     policy_tokens: float | None
     tokens_ratio: float | None
+    # True when the policy already beats the reference at its smallest budget: it may need even less, so the
+    # ratios are lower bounds.
+    lower_bound: bool = False
 
 
 @dataclass
@@ -239,6 +242,7 @@ def _savings(points: list[StrategyPoint], policy: list[PolicyPoint], reference: 
                 ref.budget / needed if needed else None,
                 needed_tokens,
                 ref.tokens / needed_tokens if needed_tokens else None,
+                lower_bound=needed is not None and needed == budgets[0] and accuracies[0] > ref.accuracy,
             )
         )
     return out
@@ -273,12 +277,16 @@ def print_tts_report(report: TtsReport) -> None:
                 str(s.budget),
                 f"{s.reference_accuracy:.3f}",
                 "not reached" if s.policy_budget is None else f"{s.policy_budget:.2f}",
-                "-" if s.samples_ratio is None else f"{s.samples_ratio:.2f}",
-                "-" if s.tokens_ratio is None else f"{s.tokens_ratio:.2f}",
+                _ratio(s.samples_ratio, s.lower_bound),
+                _ratio(s.tokens_ratio, s.lower_bound),
             )
         console.print(savings)
     if report.rejections:
         console.print(f"[yellow]{len(report.rejections)} sample rows rejected[/yellow]")
+
+
+def _ratio(value: float | None, lower_bound: bool) -> str:
+    return "-" if value is None else (">=" if lower_bound else "") + f"{value:.2f}"
 
 
 def _cell(point: PolicyPoint | None) -> str:
