@@ -13,6 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from catalog.errors import ConfigError
 from eval.readers.base import ChatMessage, Completion, GenerationParams, ReaderError, register_reader
 
 
@@ -33,6 +34,8 @@ class TransformersReader:
         self._torch = torch
         self.name = str(model_path)
         self.device = device
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ConfigError(f"transformers reader: dtype {dtype!r} is not a torch dtype (float32, bfloat16, ...)")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
             self.model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=getattr(torch, dtype))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from catalog.errors import ConfigError
 from eval.readers import READERS, ChatMessage, GenerationParams, make_reader
 from eval.readers.base import ReaderError
 from eval.readers.transformers_reader import TransformersReader, render_plain
@@ -147,3 +148,5 @@ def test_prompt_over_context_is_a_clear_error(reader):
         reader.generate([[ChatMessage("user", "one " * 200)]], GenerationParams(max_tokens=4))
     with pytest.raises(ReaderError, match="cannot load model"):
         TransformersReader("/nonexistent/model")
+    with pytest.raises(ConfigError, match="not a torch dtype"):
+        TransformersReader("/nonexistent/model", dtype="float33")
