@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from eval.flops import forward_flops
 from eval.tts.policy import (
@@ -110,6 +111,35 @@ class TtsReport:
                 "rejections": [r.as_row() for r in self.rejections],
             }
         )
+
+
+def ladder_rows(
+    report: TtsReport,
+    model: str,
+    flops: float,
+    base_acc: float,
+    benchmark: str = "all",
+    category: str = "all",
+    n_questions: int | None = None,
+) -> pl.DataFrame:
+    """Rows for ``eval.multiplier.compute_multipliers``: every strategy and policy at every budget as a method of
+    ``model``, so each gets its test-time compute multiplier against the base model (``base_acc``)."""
+    methods = [(f"{p.strategy}@N={p.budget}", p.accuracy) for p in report.strategies]
+    methods += [
+        (f"policy({kind})@N={p.budget}", p.accuracy) for kind, points in report.policies.items() for p in points
+    ]
+    return pl.DataFrame(
+        {
+            "model": [model] * len(methods),
+            "flops": [float(flops)] * len(methods),
+            "base_acc": [float(base_acc)] * len(methods),
+            "method": [m for m, _ in methods],
+            "method_acc": [a for _, a in methods],
+            "benchmark": [benchmark] * len(methods),
+            "category": [category] * len(methods),
+            "n_questions": [n_questions or report.n_test] * len(methods),
+        }
+    )
 
 
 def _finite(obj):

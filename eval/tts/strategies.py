@@ -43,6 +43,40 @@ def register_selection(name: str, needs_scores: bool) -> Callable[[SelectionFn],
     return decorate
 
 
+@dataclass(frozen=True)
+class RetrievalSpec:
+    """The retrieval part of a strategy: passages in context (0: none), reranking, and bagging (each sample sees
+    its own bag of passages). Its ``key`` names the setting in the samples table's ``retrieval`` column."""
+
+    k: int = 0
+    rerank: bool = False
+    bags: int = 1
+
+    @property
+    def key(self) -> str:
+        if self.k == 0:
+            return NO_RETRIEVAL
+        return ",".join(
+            [f"k={self.k}", *(["rerank"] if self.rerank else []), *([f"bags={self.bags}"] if self.bags > 1 else [])]
+        )
+
+    @classmethod
+    def parse(cls, key: str) -> RetrievalSpec:
+        """Inverse of ``key``: ``none``, ``k=5``, ``k=20,rerank``, ``k=5,bags=4``."""
+        if key == NO_RETRIEVAL:
+            return cls()
+        fields: dict[str, int | bool] = {}
+        for part in key.split(","):
+            name, _, value = part.partition("=")
+            if name == "rerank" and not value:
+                fields["rerank"] = True
+            elif name in ("k", "bags") and value.isdigit():
+                fields[name] = int(value)
+            else:
+                raise ValueError(f"retrieval setting {key!r}: cannot read {part!r} (use k=N, rerank, bags=N)")
+        return cls(**fields)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, order=True)
 class StrategySpec:
     search: str  # "parallel", "revisions", or a stored search's source name ("beam_search", "lookahead", ...)

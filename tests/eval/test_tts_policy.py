@@ -11,12 +11,14 @@ import pytest
 from scipy.stats import binom
 from typer.testing import CliRunner
 
+from eval.multiplier import MultiplierSettings, compute_multipliers
+from eval.multiplier_curves import Sigmoid
 from eval.sample_metrics import SampleMatrix, maj_at_k_curve, pass_at_k_curve
 from eval.tts.generation import Generation, TtsQuestion, sample_parallel, sample_revisions
 from eval.tts.policy import choose_policy, difficulty_bins
-from eval.tts.report import TtsSettings, build_tts_report
+from eval.tts.report import TtsSettings, build_tts_report, ladder_rows
 from eval.tts.samples import SamplesError, validate_samples, write_samples
-from eval.tts.strategies import StrategySpec, enumerate_strategies, evaluate_strategy
+from eval.tts.strategies import RetrievalSpec, StrategySpec, enumerate_strategies, evaluate_strategy
 from flows.cli import app
 
 
@@ -266,3 +268,30 @@ def test_tts_report_cli_json_and_plot(retrieval_table, tmp_path):
         assert point["flops"] == pytest.approx(point["tokens"] * 2e9)
     assert {p["budget"] for p in report["strategies"]} == {1, 2, 4}
     assert (tmp_path / "samples.tts.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_retrieval_spec_round_trips():
+    for spec in (RetrievalSpec(), RetrievalSpec(k=5), RetrievalSpec(k=20, rerank=True), RetrievalSpec(k=5, bags=4)):
+        assert RetrievalSpec.parse(spec.key) == spec
+    assert RetrievalSpec(k=20, rerank=True).key == "k=20,rerank"
+    with pytest.raises(ValueError, match="cannot read"):
+        RetrievalSpec.parse("k=five")
+
+
+def test_every_strategy_gets_a_test_time_multiplier(retrieval_table):
+    report = build_tts_report(retrieval_table, TtsSettings(budgets=(1, 4), draws=16))
+    curve = Sigmoid(chance=0.0)
+    truth = np.array([0.95, 1.2, 23.0])
+    x = np.arange(21.0, 25.01, 0.5)
+    ladder = pl.DataFrame(
+        {"model": [f"m{v}" for v in x], "flops": 10.0**x, "base_acc": curve.predict(truth, x)[0], "benchmark": "all"}
+    )
+    base = next(p.accuracy for p in report.strategies if p.strategy == "parallel:majority@none" and p.budget == 1)
+    rows = ladder_rows(report, "reader-8b", 10**22.5, base)
+    result = compute_multipliers(pl.concat([ladder, rows], how="diagonal_relaxed"), MultiplierSettings(n_boot=50))
+    assert len(result.rows) == len(report.strategies) + sum(len(v) for v in report.policies.values())
+    ordered = sorted(result.rows, key=lambda r: r.method_acc)
+    multipliers = [r.multiplier for r in ordered]
+    assert multipliers == sorted(multipliers)  # more accuracy, more matched compute
+    policy = next(r for r in result.rows if r.method == "policy(oracle)@N=4")
+    assert policy.multiplier > next(r.multiplier for r in result.rows if r.method == "parallel:weighted@none@N=4")
