@@ -323,6 +323,7 @@ class ExtractionRunner:
                 done[index] = self._result(pending.pop(index), title, text, error)
                 worker.deadline = time.monotonic() + self.cfg.timeout_s
         except (EOFError, OSError):
+            worker.process.join(_SHUTDOWN_JOIN_S)  # the pipe closed because the process is exiting: get its code
             if not worker.ready:
                 worker.stop()
                 raise ExtractionWorkerError(

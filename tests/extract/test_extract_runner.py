@@ -123,13 +123,22 @@ def test_hanging_extractor_is_killed_at_timeout_and_the_rest_goes_on(fixtures_di
     assert elapsed < 60  # the 600 s sleep was cut short
 
 
-def test_extractor_exception_is_a_rejection_with_its_text(fixtures_dir: Path, monkeypatch) -> None:
+def test_extractor_exception_and_worker_crash_are_rejections(fixtures_dir: Path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(fixtures_dir / "extract"))
-    docs = [html_doc("ok", "<p>fine</p>"), html_doc("boom", "<p>BOOM</p>"), html_doc("ok2", "<p>fine too</p>")]
-    results = list(ExtractionRunner("slow_extractors:RaisingExtractorDouble").run(docs))
-    assert [type(r).__name__ for r in results] == ["ExtractedDocument", "Rejection", "ExtractedDocument"]
-    assert results[1].reason == "extractor_error"
+    names = ["ok", "BOOM", "ok2", "CRASH", "ok3"]
+    docs = [html_doc(name, f"<p>{name} page</p>") for name in names]
+    runner = ExtractionRunner("slow_extractors:FailingExtractorDouble")
+    results = list(runner.run(docs))
+    assert [r.text if isinstance(r, ExtractedDocument) else r.reason for r in results] == [
+        "<p>ok page</p>",
+        "extractor_error",
+        "<p>ok2 page</p>",
+        "worker_crashed",
+        "<p>ok3 page</p>",
+    ]
     assert "RuntimeError: parser exploded on BOOM" in results[1].detail
+    assert "exit code 3" in results[3].detail
+    assert runner.stats.as_dict()["workers_replaced"] == 1
 
 
 def test_abandoned_run_leaves_no_stale_answers(runner: ExtractionRunner) -> None:
