@@ -370,6 +370,12 @@ def _fit_group(
 ) -> tuple[CurveFit, list[MultiplierRow]] | Rejection:
     chance = _group_chance(group, benchmark, settings)
     form = _make_form(settings.form, chance, settings)
+    conflicting = group.group_by("model").agg(pl.col("base_acc").n_unique().alias("n")).filter(pl.col("n") > 1)
+    for model in conflicting["model"].to_list():
+        detail = "rows of this model disagree on base_acc; the first row's value is the ladder point"
+        rejections.append(
+            Rejection(STAGE, source, f"{benchmark}/{category}/{model}", "conflicting_base_accuracy", detail)
+        )
     ladder = group.unique(subset=["model"], keep="first", maintain_order=True).sort("flops")
     x = np.log10(ladder["flops"].to_numpy())
     y = ladder["base_acc"].to_numpy()

@@ -60,10 +60,6 @@ class SampleTable:
     stats: StageStats = field(default_factory=lambda: StageStats(STAGE))
 
     @property
-    def retrievals(self) -> list[str]:
-        return sorted(self.frame["retrieval"].unique().to_list())
-
-    @property
     def question_ids(self) -> list[str]:
         return sorted(self.frame["question_id"].unique().to_list())
 

@@ -153,6 +153,17 @@ def test_bad_rows_are_rejected_and_counted_and_tiny_groups_skipped():
         compute_multipliers(bad, NO_BOOT)
 
 
+def test_conflicting_base_accuracies_are_reported():
+    ladder = _ladder(Sigmoid(0.25), [0.9, 1.5, 23.0], {22.0: 1.0})
+    conflicting = ladder.filter(pl.col("model") == "m22.0").with_columns(
+        pl.lit(0.99).alias("base_acc"), pl.lit(0.7).alias("method_acc")
+    )
+    report = compute_multipliers(pl.concat([ladder, conflicting]), NO_BOOT)
+    assert [(r.reason, r.input_ref) for r in report.rejections] == [("conflicting_base_accuracy", "all/all/m22.0")]
+    assert len(report.rows) == 2
+    assert report.rows[0].multiplier == pytest.approx(10.0, rel=1e-3)  # the first row's base_acc shapes the curve
+
+
 def test_fixture_ladder_per_category_and_per_method(fixtures_dir):
     report = compute_multipliers(read_ladder(fixtures_dir / "multiplier" / "synthetic_ladder.csv"), NO_BOOT)
     assert {(r.category, r.method) for r in report.rows} == {
