@@ -134,3 +134,16 @@ def test_per_host_concurrency_bounds_requests_in_flight(site, local_config, tmp_
 
     assert result.outcomes() == {"fetched": 7}
     assert most[0] == 2  # 8 workers, 6 slow pages ready at once: the host never sees more than 2
+
+
+def test_robots_is_checked_again_on_redirect(site, local_config, tmp_path):
+    site.page("/robots.txt", "User-agent: *\nDisallow: /secret\n", content_type="text/plain")
+    site.page("/", "", status=302, headers={"Location": "/secret/inside.html"})
+    site.page("/secret/inside.html", "secret")
+    [record] = crawl(local_config(), tmp_path).records
+    assert (record.reason, record.redirects, record.final_url) == (
+        "robots_disallowed",
+        1,
+        site.url("/secret/inside.html"),
+    )
+    assert site.hits_for("/secret/inside.html") == []
