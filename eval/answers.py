@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from eval.benchmarks.types import LETTERS
-
 Extractor = Callable[[str], str | None]
 EXTRACTORS: dict[str, Extractor] = {}
 
@@ -54,7 +52,7 @@ def extract_choice_letter(response: str) -> str | None:
         elif not _LOWERCASE_TAIL_RE.match(after):
             continue
         letter = candidate.upper()
-    return letter if letter is None or letter in LETTERS else None
+    return letter
 
 
 # ---------------------------------------------------------------- boxed (MATH)
