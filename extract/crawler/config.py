@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEFAULT_USER_AGENT = "RereadBot/0.1 (+https://github.com/reread/reread; retrieval datastore research crawler)"
+DEFAULT_USER_AGENT = "RereadBot/0.1 (retrieval datastore research crawler)"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
