@@ -13,18 +13,22 @@ token boundary. The next window starts ``overlap`` tokens before the previous en
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from catalog.errors import ConfigError
+from catalog.errors import ArtifactError, ConfigError
 from catalog.hashing import content_hash
 from catalog.records import Rejection, StageStats
 from catalog.variant import ChunkingConfig
+from indexing.embed import atomic_write, offline_hub, parquet_rows, resolve_model_path
 
 STAGE = "chunk"
 
@@ -79,8 +83,6 @@ def chunk_id_for(doc_id: str, char_start: int, char_end: int, text: str) -> str:
 
 def load_tokenizer(model_name: str) -> Any:
     """The fast tokenizer of an embedder (bundled name or local path), loaded offline."""
-    from indexing.embed import offline_hub, resolve_model_path
-
     path = resolve_model_path(model_name)
     with offline_hub():
         from transformers import AutoTokenizer
@@ -218,15 +220,62 @@ class Chunker:
         return chunks
 
 
-def chunk_documents(docs: pl.DataFrame, chunker: Chunker) -> pl.DataFrame:
-    """The chunk step: a documents frame (doc_id, text, and source, url, title when present) to a chunks frame
-    with ``CHUNK_COLUMNS``. Documents are tokenized ``TOKENIZE_BATCH_DOCS`` at a time."""
-    for column in _PROVENANCE:
-        if column not in docs.columns:
-            docs = docs.with_columns(pl.lit(None, dtype=pl.String).alias(column))
-    rows: list[dict[str, Any]] = []
-    with tqdm(total=docs.height, desc="chunk", unit="doc", disable=None) as bar:
-        for batch in docs.select("doc_id", "text", *_PROVENANCE).iter_slices(TOKENIZE_BATCH_DOCS):
-            rows.extend(chunk.as_row() for chunk in chunker.chunk_many(batch.iter_rows(named=True)))
-            bar.update(batch.height)
+def _document_columns(docs: pl.DataFrame, where: str) -> pl.DataFrame:
+    """doc_id, text, source, url, title as strings (provenance null when absent); ArtifactError without doc_id/text."""
+    missing = sorted({"doc_id", "text"} - set(docs.columns))
+    if missing:
+        raise ArtifactError(f"{where}: documents lack column(s) {', '.join(missing)}")
+    present = [
+        pl.col(c).cast(pl.String) if c in docs.columns else pl.lit(None, pl.String).alias(c) for c in _PROVENANCE
+    ]
+    return docs.select(pl.col("doc_id").cast(pl.String), pl.col("text").cast(pl.String), *present)
+
+
+def _chunk_frame(docs: pl.DataFrame, chunker: Chunker) -> pl.DataFrame:
+    rows = [chunk.as_row() for chunk in chunker.chunk_many(docs.iter_rows(named=True))]
     return pl.DataFrame(rows, schema=CHUNK_SCHEMA) if rows else pl.DataFrame(schema=CHUNK_SCHEMA)
+
+
+def chunk_documents(docs: pl.DataFrame, chunker: Chunker) -> pl.DataFrame:
+    """The chunk step on a frame: documents (doc_id, text, and source, url, title when present) to chunks with
+    ``CHUNK_COLUMNS``. Documents are tokenized ``TOKENIZE_BATCH_DOCS`` at a time."""
+    docs = _document_columns(docs, "documents frame")
+    parts = []
+    with tqdm(total=docs.height, desc="chunk", unit="doc", disable=None) as bar:
+        for batch in docs.iter_slices(TOKENIZE_BATCH_DOCS):
+            parts.append(_chunk_frame(batch, chunker))
+            bar.update(batch.height)
+    return pl.concat(parts) if parts else pl.DataFrame(schema=CHUNK_SCHEMA)
+
+
+def chunk_parquet(doc_paths: Sequence[Path], out_dir: Path, chunker: Chunker) -> list[Path]:
+    """The chunk step on files: each documents Parquet file becomes ``out_dir/part-NNNNN.parquet`` of chunks (same
+    order, one output per input, empty inputs included), streamed ``TOKENIZE_BATCH_DOCS`` documents at a time and
+    written atomically. Unreadable inputs raise ArtifactError naming the file."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    schema = pl.DataFrame(schema=CHUNK_SCHEMA).to_arrow().schema
+    outputs = []
+    with tqdm(total=parquet_rows(doc_paths), desc="chunk", unit="doc", disable=None) as bar:
+        for index, path in enumerate(doc_paths):
+            out = out_dir / f"part-{index:05d}.parquet"
+
+            def write_chunks(f: BinaryIO, path: Path = path) -> None:
+                with pq.ParquetWriter(f, schema) as writer:
+                    for batch in _document_batches(path):
+                        writer.write_table(_chunk_frame(batch, chunker).to_arrow().cast(schema))
+                        bar.update(batch.height)
+
+            atomic_write(out, write_chunks)
+            outputs.append(out)
+    return outputs
+
+
+def _document_batches(path: Path) -> Iterator[pl.DataFrame]:
+    try:
+        reader = pq.ParquetFile(path)
+        wanted = [c for c in ("doc_id", "text", *_PROVENANCE) if c in reader.schema_arrow.names]
+        for batch in reader.iter_batches(batch_size=TOKENIZE_BATCH_DOCS, columns=wanted):
+            yield _document_columns(pl.from_arrow(batch), str(path))
+    except (OSError, pa.ArrowException) as exc:
+        raise ArtifactError(f"{path}: cannot read documents: {exc}") from exc

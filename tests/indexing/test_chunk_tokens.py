@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catalog.errors import ConfigError
+from catalog.errors import ArtifactError, ConfigError
 from catalog.variant import DEFAULT_EMBEDDER, ChunkingConfig
-from indexing.chunk import CHUNK_COLUMNS, Chunker, chunk_documents, chunk_id_for, load_tokenizer
+from indexing.chunk import CHUNK_COLUMNS, Chunker, chunk_documents, chunk_id_for, chunk_parquet, load_tokenizer
 
 SIZE, OVERLAP = 64, 16
 
@@ -154,6 +154,34 @@ def test_chunk_documents_frame_and_rejections(tokenizer):
 def test_chunk_documents_on_empty_frame(chunker):
     frame = chunk_documents(pl.DataFrame(schema={"doc_id": pl.String, "text": pl.String}), chunker)
     assert frame.height == 0 and tuple(frame.columns) == CHUNK_COLUMNS
+
+
+def test_chunk_parquet_streams_one_part_per_input(tmp_path, tokenizer, arxiv_docs):
+    docs = pl.DataFrame(arxiv_docs)
+    inputs = [tmp_path / "docs-0.parquet", tmp_path / "docs-1.parquet", tmp_path / "docs-2.parquet"]
+    docs.slice(0, 2).write_parquet(inputs[0])
+    docs.slice(2).write_parquet(inputs[1])
+    docs.clear().write_parquet(inputs[2])
+    cfg = ChunkingConfig(size=SIZE, overlap=OVERLAP)
+    outputs = chunk_parquet(inputs, tmp_path / "chunks", Chunker(tokenizer, cfg))
+    assert [p.name for p in outputs] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert sorted(p.name for p in (tmp_path / "chunks").iterdir()) == [p.name for p in outputs]  # no temp files
+    written = pl.concat([pl.read_parquet(p) for p in outputs])
+    assert pl.read_parquet(outputs[2]).height == 0
+    assert written.equals(chunk_documents(docs, Chunker(tokenizer, cfg)))
+
+
+def test_chunk_inputs_without_text_are_artifact_errors(tmp_path, chunker):
+    no_text = tmp_path / "no-text.parquet"
+    pl.DataFrame({"doc_id": ["a"], "body": ["x"]}).write_parquet(no_text)
+    with pytest.raises(ArtifactError, match="no-text.parquet: documents lack column\\(s\\) text"):
+        chunk_parquet([no_text], tmp_path / "out", chunker)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(ArtifactError, match="broken.parquet: cannot read documents"):
+        chunk_parquet([broken], tmp_path / "out", chunker)
+    with pytest.raises(ArtifactError, match="documents frame: documents lack column\\(s\\) doc_id"):
+        chunk_documents(pl.DataFrame({"text": ["x"]}), chunker)
 
 
 def test_unknown_tokenizer_name_is_a_config_error():
