@@ -50,14 +50,25 @@ class _WarcReader(Source):
 
     pattern: str
     content_types: tuple[str, ...]
+    _seen_uris: set[str]  # hashes of the URIs met so far in this pass (hashes keep memory small on big crawls)
+
+    def _files(self) -> list[Path]:
+        return find_files(self.root, self.pattern)
 
     def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
         wanted = {_mime(t) for t in self.content_types}
-        seen_uris: set[str] = set()  # hashes, not URIs: keeps memory small on big crawls
-        for path in find_files(self.root, self.pattern):
-            yield from self._iter_file(path, wanted, seen_uris)
+        self._seen_uris = set()
+        for path in self._files():
+            yield from self._iter_file(path, wanted)
 
-    def _iter_file(self, path: Path, wanted: set[str], seen_uris: set[str]) -> Iterator[RawDocument | Rejection]:
+    def _native_id(self, record: ArcWarcRecord, uri: str) -> str:
+        """The URI; a URI seen before in this source (or none) adds the record id so ids stay distinct."""
+        key = content_hash(uri)
+        repeated = key in self._seen_uris or not uri
+        self._seen_uris.add(key)
+        return f"{uri}\x00{record.rec_headers.get_header('WARC-Record-ID')}" if repeated else uri
+
+    def _iter_file(self, path: Path, wanted: set[str]) -> Iterator[RawDocument | Rejection]:
         next_offset = 0  # where the record after the last complete one starts: the place to look when it breaks
         try:
             with open(path, "rb") as f:
@@ -73,7 +84,7 @@ class _WarcReader(Source):
                         return
                     next_offset = offset + records.get_record_length()
                     if mime:
-                        yield self._document(record, mime, payload, f"{path}#{offset}", seen_uris)
+                        yield self._document(record, mime, payload, f"{path}#{offset}")
         except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as exc:
             yield self.reject(f"{path}#{next_offset}", "truncated_warc", f"{type(exc).__name__}: {exc}")
 
@@ -93,15 +104,9 @@ class _WarcReader(Source):
             return None
         return mime
 
-    def _document(
-        self, record: ArcWarcRecord, mime: str, payload: bytes, input_ref: str, seen_uris: set[str]
-    ) -> RawDocument:
+    def _document(self, record: ArcWarcRecord, mime: str, payload: bytes, input_ref: str) -> RawDocument:
         uri = record.rec_headers.get_header("WARC-Target-URI") or ""
-        native_id = uri
-        uri_key = content_hash(uri)
-        if uri_key in seen_uris or not uri:
-            native_id = f"{uri}\x00{record.rec_headers.get_header('WARC-Record-ID')}"
-        seen_uris.add(uri_key)
+        native_id = self._native_id(record, uri)
         return self.document(
             native_id,
             payload,
@@ -123,7 +128,28 @@ class WarcSource(_WarcReader):
 
 @register_source("crawl")
 class CrawlSource(_WarcReader):
-    """The folder of WARC files Reread's crawler wrote, read exactly like ``warc`` with its default content types."""
+    """The WARC folder Reread's crawler writes, across its incremental re-crawls: only the newest answer per URL counts.
+
+    Files are read newest first (their names start with the crawl's start time). The first ``response`` met for a
+    URL wins: a newer 2xx supersedes older copies (the doc_id is the URL, so a changed page keeps its id), and a newer
+    non-2xx answer (404, 410) hides the older copies of a page that is gone. A ``revisit`` (304 Not Modified) claims
+    nothing, so the older response it points at is still read.
+    """
 
     pattern = "**/*.warc*"
     content_types = WarcConfig.model_fields["content_types"].default
+
+    def _files(self) -> list[Path]:
+        return sorted(super()._files(), key=lambda p: (p.name, str(p)), reverse=True)
+
+    def _wanted_mime(self, record: ArcWarcRecord, wanted: set[str]) -> str | None:
+        if record.rec_type == "response":
+            key = content_hash(record.rec_headers.get_header("WARC-Target-URI") or "")
+            if key in self._seen_uris:
+                self.skip("superseded")
+                return None
+            self._seen_uris.add(key)
+        return super()._wanted_mime(record, wanted)
+
+    def _native_id(self, record: ArcWarcRecord, uri: str) -> str:
+        return uri

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import json
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import TypeAdapter
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
 
 from catalog.errors import ConfigError
 from catalog.hashing import content_hash
@@ -106,6 +109,34 @@ def test_uri_repeated_in_a_warc_gets_distinct_doc_ids(fixtures_dir: Path, tmp_pa
 def test_crawl_source_reads_a_warc_folder(fixtures_dir: Path) -> None:
     docs, _, _ = read(type="crawl", path=fixtures_dir / "extract/warc")
     assert sorted(d.url for d in docs) == ["http://commoncrawl.org/", "http://www.iana.org/"]
+    assert {d.doc_id for d in docs} == {content_hash(f"test\x00{d.url}") for d in docs}
+
+
+def write_crawl_warc(path: Path, pages: list[tuple[str, str, str]]) -> None:
+    """A WARC like the crawler's: (url, status line, html body) responses; "304" writes a revisit."""
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=True)
+        for url, status, body in pages:
+            headers = StatusAndHeaders(status, [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+            kind = "revisit" if status.startswith("304") else "response"
+            writer.write_record(
+                writer.create_warc_record(url, kind, payload=io.BytesIO(body.encode()), http_headers=headers)
+            )
+
+
+def test_crawl_source_keeps_only_the_newest_answer_per_url(tmp_path: Path) -> None:
+    a, b, c = "https://site.test/a", "https://site.test/b", "https://site.test/c"
+    write_crawl_warc(tmp_path / "crawl-20260101T000000000000Z-00000.warc.gz",
+                     [(a, "200 OK", "<p>a old</p>"), (b, "200 OK", "<p>b</p>"), (c, "200 OK", "<p>c</p>")])  # fmt: skip
+    write_crawl_warc(tmp_path / "crawl-20260201T000000000000Z-00000.warc.gz",
+                     [(a, "200 OK", "<p>a new</p>"), (b, "404 Not Found", "gone"), (c, "304 Not Modified", "")])  # fmt: skip
+    docs, rejections, stats = read(type="crawl", path=tmp_path)
+    assert rejections == []
+    assert sorted((d.url, d.content) for d in docs) == [(a, b"<p>a new</p>"), (c, b"<p>c</p>")]
+    assert {d.doc_id for d in docs} == {content_hash(f"test\x00{a}"), content_hash(f"test\x00{c}")}
+    assert stats["skipped_superseded"] == 2  # old a, old b (hidden by the newer 404)
+    plain_warc, _, _ = read(type="warc", path=tmp_path)  # a plain WARC source keeps every 2xx copy
+    assert sorted(d.content for d in plain_warc) == [b"<p>a new</p>", b"<p>a old</p>", b"<p>b</p>", b"<p>c</p>"]
 
 
 # ------------------------------------------------------------------ HTML files
