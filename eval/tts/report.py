@@ -9,6 +9,7 @@ against the oracle choice, and how many times less compute the policy needs to m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,9 @@ class TtsReport:
     strategies: list[StrategyPoint]
     policies: dict[str, list[PolicyPoint]]
     savings: dict[str, list[SavingsPoint]]
+    # The policy choosing among every (strategy, budget) that costs no more tokens than best-of-N weighted at N:
+    # compute-optimal at matched compute, keyed by difficulty kind, one point per reference budget N.
+    compute_matched: dict[str, list[PolicyPoint]] = field(default_factory=dict)
     rejections: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -108,6 +112,7 @@ class TtsReport:
                 "strategies": [asdict(p) for p in self.strategies],
                 "policies": {k: [asdict(p) for p in v] for k, v in self.policies.items()},
                 "savings": {k: [asdict(p) for p in v] for k, v in self.savings.items()},
+                "compute_matched": {k: [asdict(p) for p in v] for k, v in self.compute_matched.items()},
                 "rejections": [r.as_row() for r in self.rejections],
             }
         )
@@ -180,9 +185,10 @@ def build_tts_report(table: SampleTable, settings: TtsSettings | None = None) ->
 
     outcomes: dict[int, list[StrategyOutcome]] = {}
     points = []
+    specs = enumerate_strategies(table)
     for budget in settings.budgets:
         available = []
-        for spec in enumerate_strategies(table):
+        for spec in specs:
             outcome = evaluate_strategy(table, spec, budget, question_ids, settings.draws, rng)
             if not outcome.available:
                 continue
@@ -202,16 +208,48 @@ def build_tts_report(table: SampleTable, settings: TtsSettings | None = None) ->
 
     kinds = [k for k in DIFFICULTY if k != "predicted" or base_samples(table)["verifier_score"].is_not_null().all()]
     folds = fold_ids(question_ids, settings.n_folds)
-    policies, savings = {}, {}
+    reference = _reference(table)
+    policies, savings, compute_matched = {}, {}, {}
     for kind in kinds:
         bins = difficulty_bins(table, kind, question_ids)
         policies[kind] = [
             _policy_point(outcomes[b], bins, is_val, b, folds, settings) for b in settings.budgets if outcomes[b]
         ]
-        savings[kind] = _savings(points, policies[kind], _reference(table))
+        savings[kind] = _savings(points, policies[kind], reference)
+        compute_matched[kind] = [
+            _policy_point(feasible, bins, is_val, budget, folds, settings, label=_with_budget)
+            for budget, feasible in _within_reference_compute(outcomes, reference)
+        ]
     return TtsReport(
-        settings, int(is_val.sum()), int(test_mask.sum()), points, policies, savings, list(table.rejections)
+        settings,
+        int(is_val.sum()),
+        int(test_mask.sum()),
+        points,
+        policies,
+        savings,
+        compute_matched,
+        list(table.rejections),
     )
+
+
+def _with_budget(outcome: StrategyOutcome) -> str:
+    return f"{outcome.spec.name} N={outcome.budget}"
+
+
+def _within_reference_compute(
+    outcomes: dict[int, list[StrategyOutcome]], reference: str
+) -> list[tuple[int, list[StrategyOutcome]]]:
+    """For each budget N of the reference, every (strategy, budget) whose mean tokens per question (over all
+    questions, so the test split does not leak into the choice) do not exceed the reference's at N."""
+    everything = [o for budget_outcomes in outcomes.values() for o in budget_outcomes]
+    out = []
+    for budget, budget_outcomes in outcomes.items():
+        ref = next((o for o in budget_outcomes if o.spec.name == reference), None)
+        if ref is None:
+            continue
+        limit = float(ref.tokens.mean()) * (1 + 1e-9)
+        out.append((budget, [o for o in everything if float(o.tokens.mean()) <= limit]))
+    return out
 
 
 def _policy_point(
@@ -221,6 +259,7 @@ def _policy_point(
     budget: int,
     folds: np.ndarray,
     settings: TtsSettings,
+    label: Callable[[StrategyOutcome], str] = lambda o: o.spec.name,
 ) -> PolicyPoint:
     acc = np.stack([o.accuracy for o in available])
     tokens = np.stack([o.tokens for o in available])
@@ -228,7 +267,7 @@ def _policy_point(
         acc, tokens, bins, is_val, budget, settings.selection, settings.n_folds, folds
     )
     chosen_on = (is_val if settings.selection == "split" else np.ones_like(is_val)) & (bins >= 0)
-    names = [o.spec.name for o in available]
+    names = [label(o) for o in available]
     uses_verifier = {i: SELECTIONS[o.spec.selection].needs_scores for i, o in enumerate(available)}
     any_verifier = any(uses_verifier[c] for c in outcome.choices)
     return PolicyPoint(
@@ -311,6 +350,20 @@ def print_tts_report(report: TtsReport) -> None:
                 _ratio(s.tokens_ratio, s.lower_bound),
             )
         console.print(savings)
+    matched = Table(title="Policy choosing strategy and budget within best-of-N weighted's tokens")
+    for column in ("N", "reference acc", *[f"policy ({kind})" for kind in report.compute_matched], "tokens"):
+        matched.add_column(column, justify="right")
+    references = {s.budget: s for points in report.savings.values() for s in points}
+    for i, budget in enumerate(p.budget for p in next(iter(report.compute_matched.values()), [])):
+        row = [report.compute_matched[kind][i] for kind in report.compute_matched]
+        ref = references.get(budget)
+        matched.add_row(
+            str(budget),
+            "-" if ref is None else f"{ref.reference_accuracy:.3f}",
+            *[f"{p.accuracy:.3f}" for p in row],
+            f"{row[0].tokens:.0f}",
+        )
+    console.print(matched)
     if report.rejections:
         console.print(f"[yellow]{len(report.rejections)} sample rows rejected[/yellow]")
 
@@ -350,6 +403,11 @@ def plot_tts_report(report: TtsReport, path: str | Path) -> Path:
         cost = [p.flops if use_flops else p.tokens for p in pts]
         left.plot([p.budget for p in pts], [p.accuracy for p in pts], label=f"policy ({kind} bins)", **style)
         right.plot(cost, [p.accuracy for p in pts], **style)
+    for j, (kind, pts) in enumerate(report.compute_matched.items()):
+        style = {"color": "dimgray", "linewidth": 2, "linestyle": (":", "-.")[j % 2], "marker": "s"}
+        cost = [p.flops if use_flops else p.tokens for p in pts]
+        right.plot(cost, [p.accuracy for p in pts], label=f"policy over (strategy, N), {kind} bins", **style)
+    right.legend(fontsize=7, loc="lower right")
     for ax, xlabel in (
         (left, "budget (samples)"),
         (right, "FLOPs per question" if use_flops else "tokens per question"),

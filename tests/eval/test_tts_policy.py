@@ -295,3 +295,18 @@ def test_every_strategy_gets_a_test_time_multiplier(retrieval_table):
     assert multipliers == sorted(multipliers)  # more accuracy, more matched compute
     policy = next(r for r in result.rows if r.method == "policy(oracle)@N=4")
     assert policy.multiplier > next(r.multiplier for r in result.rows if r.method == "parallel:weighted@none@N=4")
+
+
+def test_compute_matched_policy_stays_within_best_of_n_tokens(retrieval_table):
+    report = build_tts_report(retrieval_table, TtsSettings(budgets=(1, 2, 4, 8), draws=16))
+    reference = {p.budget: p for p in report.strategies if p.strategy == "parallel:weighted@none"}
+    tokens = {f"{p.strategy} N={p.budget}": p.tokens for p in report.strategies}
+    for kind, points in report.compute_matched.items():
+        assert [p.budget for p in points] == [1, 2, 4, 8]
+        for point in points:
+            ref = reference[point.budget]
+            # The reference itself is feasible, so on validation the policy can only do better.
+            assert point.validation_accuracy >= ref.validation_accuracy - 1e-12, (kind, point.budget)
+            # The limit holds on all questions' mean tokens; these are test-question means, hence the slack.
+            for choice in point.choices.values():
+                assert tokens[choice] <= ref.tokens * 1.05
