@@ -265,6 +265,7 @@ class EmbeddingManifest:
             ],
         }
 
+    @property
     def content_hash(self) -> str:
         """Hash of what the embeddings are (model, shapes, file hashes): keys the artifacts built on them."""
         return stable_hash(self.as_json())

@@ -200,6 +200,8 @@ def test_rerun_of_finished_run_skips_every_shard(tmp_path, clean_run, minilm, ch
     manifest = embed_chunks(chunk_files, out, minilm, SHARD_SIZE)
     assert manifest.stats.as_dict()["shards_skipped"] == 5 and "shards_embedded" not in manifest.stats.as_dict()
     assert shard_mtimes(out) == before
+    assert manifest.content_hash == read_manifest(clean_run).content_hash
+    assert len(manifest.content_hash) == 16
 
 
 def test_crash_between_shards_resumes_without_reembedding(tmp_path, clean_run, minilm, chunk_files):
