@@ -89,8 +89,9 @@ class Fetcher:
         archive: bool = True,
     ) -> HttpExchange:
         """GET ``url``; retried on 429/5xx/network errors. ``content_types``: refuse 2xx bodies of other types.
-        ``archive``: write the exchange (each attempt) to the WARC; off for robots.txt and sitemaps, which are not
-        corpus content and would otherwise be read back as documents.
+        ``archive``: write the returned exchange to the WARC; off for robots.txt and sitemaps, which are not corpus
+        content and would otherwise be read back as documents. Retried attempts are not written: one response per
+        URL per crawl, so a reader taking the newest answer per URL never takes a 429 over the 200 that followed.
 
         Returns the last response (which may still be a 429/5xx once retries or the wait budget run out);
         raises FetchRefused for limits (``too_large``, ``timeout``, ``bad_content_type``) and network failures.
@@ -103,7 +104,7 @@ class Fetcher:
             backoff = config.backoff_s * 2**attempt
             async with gate.slot():
                 try:
-                    exchange = await self._once(url, headers or {}, content_types, archive)
+                    exchange = await self._once(url, headers or {}, content_types)
                 except (httpx.TimeoutException, httpx.TransportError) as exc:
                     if last_attempt:
                         reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error"
@@ -111,17 +112,20 @@ class Fetcher:
                     gate.pause_until(loop.time() + backoff)
                     continue
             if exchange.status not in RETRY_STATUSES or last_attempt:
-                return exchange
+                return self._archived(exchange) if archive else exchange
             wait = retry_after_s(exchange.header("retry-after"), datetime.now(UTC))
             wait = backoff if wait is None else wait
-            if wait > config.max_retry_wait_s:
-                return exchange  # the server asks for more patience than configured: give this page up
+            if wait > config.max_retry_wait_s:  # more patience than configured: give this page up
+                return self._archived(exchange) if archive else exchange
             gate.pause_until(loop.time() + wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _once(
-        self, url: str, headers: dict[str, str], content_types: tuple[str, ...] | None, archive: bool
-    ) -> HttpExchange:
+    def _archived(self, exchange: HttpExchange) -> HttpExchange:
+        if self._recorder is not None:
+            exchange.warc_file = self._recorder.write(exchange)
+        return exchange
+
+    async def _once(self, url: str, headers: dict[str, str], content_types: tuple[str, ...] | None) -> HttpExchange:
         config = self._config
         started_at = datetime.now(UTC)
         try:
@@ -138,7 +142,7 @@ class Fetcher:
             raise FetchRefused("bad_response", f"cannot decode body: {exc}") from None
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise FetchRefused("bad_url", str(exc)) from None
-        exchange = HttpExchange(
+        return HttpExchange(
             url=url,
             request_headers=[(k, v) for k, v in response.request.headers.multi_items()],
             status=response.status_code,
@@ -149,9 +153,6 @@ class Fetcher:
             started_at=started_at,
             ip=server_ip,
         )
-        if archive and self._recorder is not None:
-            exchange.warc_file = self._recorder.write(exchange)
-        return exchange
 
     def _check_headers(self, response: httpx.Response, content_types: tuple[str, ...] | None) -> None:
         if content_types is not None and response.is_success:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from catalog.records import Rejection
 from catalog.variant import CrawlSource
-from extract.crawler import crawl
+from extract.crawler import crawl, crawl_into
 from extract.sources import open_source
 
 
@@ -24,3 +24,27 @@ def test_crawl_source_reads_the_pages_back(site, local_config, tmp_path):
     assert set(docs) == {site.url("/"), site.url("/a.html"), site.url("/b.txt")}
     assert docs[site.url("/a.html")].content == b"<html><body>page a</body></html>"
     assert docs[site.url("/b.txt")].content_type == "text/plain"
+
+
+def test_recrawls_read_back_newest_answer_per_url(site, local_config, tmp_path):
+    calls = []
+
+    def flaky(handler):
+        calls.append(1)
+        if len(calls) == 2:  # the re-crawl's first attempt
+            site.respond(handler, "busy", status=503, headers={"Retry-After": "0"})
+        else:
+            site.respond(handler, f"<p>version {len(calls)}</p>")
+
+    site.page("/", '<a href="/flaky.html">f</a><a href="/doomed.html">d</a>')
+    site.routes["/flaky.html"] = flaky
+    site.page("/doomed.html", "<p>doomed</p>")
+    crawl_into(local_config(retries=1), tmp_path)
+    del site.routes["/doomed.html"]
+    crawl_into(local_config(retries=1), tmp_path)  # the 503 is retried: only the 200 after it is archived
+
+    docs = [d for d in open_source(CrawlSource(type="crawl", path=tmp_path, name="web")).iter_documents()]
+    assert {d.url: d.content for d in docs} == {
+        site.url("/"): b'<a href="/flaky.html">f</a><a href="/doomed.html">d</a>',
+        site.url("/flaky.html"): b"<p>version 3</p>",
+    }
