@@ -2,7 +2,8 @@
 
 The loop (rather than ``model.generate``) gives each of the ``n`` samples of a prompt its own ``torch.Generator``
 seeded ``params.seed + i``, so sample i is reproducible on its own whatever ``n`` is, and lets us record exact token
-counts and the model's log-probability of what it sampled.
+counts and the model's log-probability of what it sampled. The prompt is prefilled once and its KV cache copied to the
+``n`` samples (as prefix caching does in vLLM); samples that finish leave the batch.
 """
 
 from __future__ import annotations
@@ -106,27 +107,36 @@ class TransformersReader:
         generated: list[list[int]] = [[] for _ in range(n)]
         logprobs = [0.0] * n
         finish: list[str | None] = [None] * n
-        input_ids = torch.tensor([prompt_ids] * n, device=self.device)
-        past = None
+        active = list(range(n))  # samples still generating, in the order of the cache's batch rows
         with torch.inference_mode():
-            for _ in range(params.max_tokens):
-                out = self.model(input_ids=input_ids, past_key_values=past, use_cache=True)
-                past = out.past_key_values
-                logits = out.logits[:, -1, :].float()
-                next_ids = self._next_tokens(logits, params, generators)
+            # One prefill, its KV cache copied to the n samples; finished samples leave the batch.
+            out = self.model(input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
+            past = out.past_key_values
+            past.batch_repeat_interleave(n)
+            logits = out.logits[:, -1, :].float().expand(n, -1)
+            for step in range(params.max_tokens):
+                next_ids = self._next_tokens(logits, params, [generators[i] for i in active])
                 # the model's own log-probability of each sampled token (temperature 1, no top-p)
                 token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, next_ids[:, None])[:, 0]
-                for i in range(n):
-                    if finish[i] is not None:
-                        continue
-                    token = int(next_ids[i])
+                keep = []
+                for row, i in enumerate(active):
+                    token = int(next_ids[row])
                     generated[i].append(token)
-                    logprobs[i] += float(token_logprobs[i])
+                    logprobs[i] += float(token_logprobs[row])
                     if token in self.eos_ids or self._hits_stop(generated[i], params.stop):
                         finish[i] = "stop"
-                if all(f is not None for f in finish):
+                    else:
+                        keep.append(row)
+                if not keep or step == params.max_tokens - 1:
                     break
-                input_ids = next_ids[:, None]
+                if len(keep) < len(active):
+                    rows = torch.tensor(keep, device=self.device)
+                    past.batch_select_indices(rows)
+                    next_ids = next_ids[rows]
+                    active = [active[row] for row in keep]
+                out = self.model(input_ids=next_ids[:, None], past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                logits = out.logits[:, -1, :].float()
         return [
             Completion(
                 text=self._final_text(generated[i], params.stop),
