@@ -152,6 +152,8 @@ def format_context(
 
 
 def format_choices(choices: Sequence[str]) -> str:
+    if len(choices) > len(LETTERS):
+        raise ValueError(f"{len(choices)} choices: at most {len(LETTERS)} can be lettered")
     return "\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
 
 

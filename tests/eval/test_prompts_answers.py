@@ -34,6 +34,8 @@ def test_multiple_choice_prompt_lists_choices_and_asks_for_answer_line():
     assert "A. Lyon\nB. Paris\nC. Nice\nD. Lille" in user.content
     assert "Answer: X" in user.content
     assert "retrieved" not in user.content  # no passages, no context block
+    with pytest.raises(ValueError, match="11 choices"):
+        build_prompt(BenchmarkItem("mmlu", "q9", "?", "A", tuple("abcdefghijk")))
 
 
 def test_context_comes_before_question_with_titles_and_sources():
