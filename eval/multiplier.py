@@ -24,10 +24,12 @@ import polars as pl
 import yaml
 
 from catalog.errors import RereadError
+from catalog.hashing import content_hash, stable_hash
 from catalog.records import Rejection, StageStats
 from eval.multiplier_curves import CURVE_FORMS, CurveForm, FixedSigmoid, make_form
 
 STAGE = "multiplier"
+STAGE_VERSION = 1  # bump when a change alters results for the same ladder and settings
 REQUIRED_COLUMNS = ("model", "flops", "base_acc")
 OPTIONAL_COLUMNS = {"method_acc": pl.Float64, "benchmark": pl.Utf8, "category": pl.Utf8, "method": pl.Utf8}
 OPTIONAL_NUMERIC = ("n_questions", "chance")
@@ -528,6 +530,19 @@ def _multipliers_by_form(
 
 
 # ---------------------------------------------------------------- entry point
+def multiplier_key(ladder: pl.DataFrame, settings: MultiplierSettings, correctness: pl.DataFrame | None = None) -> str:
+    """Content key of a multiplier result: stage, version, settings and the exact input tables."""
+    return stable_hash(
+        {
+            "stage": STAGE,
+            "version": STAGE_VERSION,
+            "settings": asdict(settings),
+            "ladder": content_hash(ladder.write_csv()),
+            "correctness": None if correctness is None else content_hash(correctness.write_csv()),
+        }
+    )
+
+
 def compute_multipliers(
     ladder: pl.DataFrame,
     settings: MultiplierSettings | None = None,

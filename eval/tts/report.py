@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from tqdm import tqdm
 
+from catalog.hashing import content_hash, stable_hash
 from eval.flops import forward_flops
 from eval.tts.policy import (
     DIFFICULTY,
@@ -30,6 +32,9 @@ from eval.tts.policy import (
 )
 from eval.tts.samples import SamplesError, SampleTable
 from eval.tts.strategies import SELECTIONS, StrategyOutcome, StrategySpec, enumerate_strategies, evaluate_strategy
+
+STAGE = "tts_report"
+STAGE_VERSION = 1  # bump when a change alters results for the same samples and settings
 
 
 @dataclass(frozen=True)
@@ -102,8 +107,6 @@ class TtsReport:
     rejections: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        from dataclasses import asdict
-
         return _finite(
             {
                 "settings": asdict(self.settings),
@@ -172,6 +175,12 @@ def _flops(tokens: float, uses_verifier: bool, settings: TtsSettings) -> float |
     return flops
 
 
+def report_key(table: SampleTable, settings: TtsSettings) -> str:
+    """Content key of a report: stage, version, settings and the exact samples."""
+    samples = content_hash(table.frame.drop("answer_key").write_ndjson())
+    return stable_hash({"stage": STAGE, "version": STAGE_VERSION, "settings": asdict(settings), "samples": samples})
+
+
 def build_tts_report(table: SampleTable, settings: TtsSettings | None = None) -> TtsReport:
     settings = settings or TtsSettings()
     rng = np.random.default_rng(settings.seed)
@@ -186,9 +195,11 @@ def build_tts_report(table: SampleTable, settings: TtsSettings | None = None) ->
     outcomes: dict[int, list[StrategyOutcome]] = {}
     points = []
     specs = enumerate_strategies(table)
+    progress = tqdm(total=len(specs) * len(settings.budgets), desc="strategies x budgets", disable=None)
     for budget in settings.budgets:
         available = []
         for spec in specs:
+            progress.update()
             outcome = evaluate_strategy(table, spec, budget, question_ids, settings.draws, rng)
             if not outcome.available:
                 continue
@@ -205,6 +216,7 @@ def build_tts_report(table: SampleTable, settings: TtsSettings | None = None) ->
                 )
             )
         outcomes[budget] = available
+    progress.close()
 
     kinds = [k for k in DIFFICULTY if k != "predicted" or base_samples(table)["verifier_score"].is_not_null().all()]
     folds = fold_ids(question_ids, settings.n_folds)

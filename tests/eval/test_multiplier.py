@@ -16,6 +16,7 @@ from eval.multiplier import (
     MultiplierSettings,
     _AccuracyEntry,
     compute_multipliers,
+    multiplier_key,
     read_ladder,
     resample_accuracies,
 )
@@ -315,3 +316,11 @@ def test_cli_rejects_a_malformed_fixed_curve(tmp_path):
     assert result.exit_code != 0
     assert isinstance(result.exception, RereadError)
     assert "FLOOR,CEIL,SLOPE,MIDPOINT" in str(result.exception)
+
+
+def test_multiplier_key_follows_inputs_and_settings(fixtures_dir):
+    ladder = read_ladder(fixtures_dir / "multiplier" / "synthetic_ladder.csv")
+    key = multiplier_key(ladder, MultiplierSettings())
+    assert key == multiplier_key(ladder.clone(), MultiplierSettings())
+    assert key != multiplier_key(ladder, MultiplierSettings(form="power"))
+    assert key != multiplier_key(ladder.with_columns(pl.col("base_acc") * 0.99), MultiplierSettings())

@@ -16,7 +16,7 @@ from eval.multiplier_curves import Sigmoid
 from eval.sample_metrics import SampleMatrix, maj_at_k_curve, pass_at_k_curve
 from eval.tts.generation import Generation, TtsQuestion, sample_parallel, sample_revisions
 from eval.tts.policy import choose_policy, difficulty_bins
-from eval.tts.report import TtsSettings, build_tts_report, ladder_rows
+from eval.tts.report import TtsSettings, build_tts_report, ladder_rows, report_key
 from eval.tts.samples import SamplesError, validate_samples, write_samples
 from eval.tts.strategies import RetrievalSpec, StrategySpec, enumerate_strategies, evaluate_strategy
 from flows.cli import app
@@ -310,3 +310,11 @@ def test_compute_matched_policy_stays_within_best_of_n_tokens(retrieval_table):
             # The limit holds on all questions' mean tokens; these are test-question means, hence the slack.
             for choice in point.choices.values():
                 assert tokens[choice] <= ref.tokens * 1.05
+
+
+def test_report_key_follows_samples_and_settings(binary_table):
+    key = report_key(binary_table, TtsSettings())
+    assert key == report_key(binary_table, TtsSettings())
+    assert key != report_key(binary_table, TtsSettings(budgets=(1, 2)))
+    flipped = validate_samples(binary_table.frame.drop("answer_key").with_columns(~pl.col("correct")))
+    assert key != report_key(flipped, TtsSettings())
