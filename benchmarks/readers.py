@@ -152,15 +152,26 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000, help="Monte Carlo orderings for maj@k")
     parser.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--math-pairs", type=int, default=150)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the dev machine is shared)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         model_path = args.model or build_random_model(Path(tmp) / "random-llama")
         reader = bench_reader(model_path, args.prompt_words, args.max_tokens)
     scoring = bench_scoring(args.questions, args.samples, args.draws, args.boot)
     math = bench_math_grading(args.math_pairs)
-    results = {"reader": reader, "scoring": scoring, "math_grading": math, "cpu_count": os.cpu_count()}
+    results = {
+        "reader": reader,
+        "scoring": scoring,
+        "math_grading": math,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": args.threads,
+        "load_average_1m": os.getloadavg()[0],
+    }
 
     print(f"{'measure':<40} {'value':>14}")
     for section, values in (("reader", reader), ("scoring", scoring), ("math_grading", math)):
