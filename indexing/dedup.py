@@ -29,12 +29,14 @@ from indexing.normalize import (
     batch_from_token_lists,
     require_columns,
     tokenize_series,
+    window_hashes,
     window_hashes_at,
 )
 
 STAGE = "dedup"
 MINHASH_SEED = 0x5EED  # fixed: the same input and config always give the same clusters
 EMPTY_SLOT = np.iinfo(np.uint32).max
+SIGNATURE_BLOCK = 2048  # shingles per block: [num_perm, block] uint64 values fit in cache
 
 CLUSTER_SCHEMA = {"doc_id": pl.String, "cluster_id": pl.Int64, "kind": pl.String, "kept_doc_id": pl.String}
 
@@ -65,31 +67,43 @@ class MinHasher:
         self.a = rng.integers(0, 2**63, num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         self.b = rng.integers(0, 2**63, num_perm, dtype=np.uint64)
 
-    def shingle_hashes(self, batch: TokenizedBatch) -> tuple[np.ndarray, np.ndarray]:
-        """(shingle hashes, owning text), grouped by text; a text shorter than a shingle is one whole-text shingle."""
+    def shingle_groups(self, batch: TokenizedBatch) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(shingle hashes, owning text) parts, each grouped by text in order: the word shingles of every text,
+        then one whole-text shingle for each text shorter than a shingle."""
         starts = batch.window_starts(self.shingle)
-        parts = [(window_hashes_at(batch.hashes, starts, self.shingle), batch.owner[starts])]
+        parts = [(window_hashes(batch.hashes, [self.shingle])[self.shingle][starts], batch.owner[starts])]
         lengths = batch.lengths
         for length in np.unique(lengths[(lengths > 0) & (lengths < self.shingle)]).tolist():
             texts = np.flatnonzero(lengths == length)
             parts.append((window_hashes_at(batch.hashes, batch.offsets[texts], length), texts))
-        hashes = np.concatenate([h for h, _ in parts])
-        owners = np.concatenate([o for _, o in parts])
-        order = np.argsort(owners, kind="stable")
-        return hashes[order], owners[order]
+        return [(hashes, owners) for hashes, owners in parts if len(hashes)]
 
     def signatures(self, batch: TokenizedBatch) -> np.ndarray:
-        """uint32 [n_texts, num_perm]; texts without tokens get EMPTY_SLOT everywhere."""
-        hashes, owners = self.shingle_hashes(batch)
+        """uint32 [n_texts, num_perm]; texts without tokens get EMPTY_SLOT everywhere.
+
+        Shingles are processed in small blocks with all permutations at once (the block's [num_perm, block]
+        values stay in cache); a text spanning blocks takes the minimum of its partial signatures.
+        """
         sig = np.full((batch.n_texts, self.num_perm), EMPTY_SLOT, dtype=np.uint32)
-        if len(hashes) == 0:
-            return sig
-        texts, first = np.unique(owners, return_index=True)
-        with np.errstate(over="ignore"):
-            for p in range(self.num_perm):
-                values = (self.a[p] * hashes + self.b[p]) >> np.uint64(32)
-                sig[texts, p] = np.minimum.reduceat(values, first).astype(np.uint32)
+        a, b, shift = self.a[:, None], self.b[:, None], np.uint64(32)
+        for hashes, owners in self.shingle_groups(batch):
+            for lo in range(0, len(hashes), SIGNATURE_BLOCK):
+                block, block_owners = hashes[lo : lo + SIGNATURE_BLOCK], owners[lo : lo + SIGNATURE_BLOCK]
+                first = np.flatnonzero(np.concatenate([[True], block_owners[1:] != block_owners[:-1]]))
+                texts = block_owners[first]
+                with np.errstate(over="ignore"):
+                    values = a * block[None, :]
+                    values += b
+                    values >>= shift
+                partial = np.minimum.reduceat(values, first, axis=1).T
+                sig[texts] = np.minimum(sig[texts], partial)
         return sig
+
+
+def _first_of_group(labels: np.ndarray) -> np.ndarray:
+    """Per row, the index of the first row with the same label."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    return first[inverse]
 
 
 def near_duplicate_components(signatures: np.ndarray, threshold: float) -> np.ndarray:
@@ -98,30 +112,25 @@ def near_duplicate_components(signatures: np.ndarray, threshold: float) -> np.nd
     n, num_perm = signatures.shape
     bands, rows = lsh_bands(threshold, num_perm)
     usable = np.flatnonzero(~(signatures == EMPTY_SLOT).all(axis=1))
-    sig = signatures[usable].astype(np.uint64)
-    src, dst = [], []
+    sig = signatures[usable]
+    pairs = [np.zeros(0, dtype=np.int64)]
     with np.errstate(over="ignore"):
         for band in range(bands):
+            band_values = sig[:, band * rows : (band + 1) * rows].astype(np.uint64)
             key = np.zeros(len(usable), dtype=np.uint64)
-            for col in range(band * rows, (band + 1) * rows):
-                key = key * np.uint64(0x100000001B3) + sig[:, col]
-            _, bucket = np.unique(key, return_inverse=True)
-            first = np.full(bucket.max() + 1 if len(bucket) else 0, len(usable), dtype=np.int64)
-            np.minimum.at(first, bucket, np.arange(len(usable)))
-            rep = first[bucket]
-            pair = np.flatnonzero(rep != np.arange(len(usable)))
-            src.append(pair)
-            dst.append(rep[pair])
-    src_all = np.concatenate([np.zeros(0, dtype=np.int64), *src])
-    dst_all = np.concatenate([np.zeros(0, dtype=np.int64), *dst])
+            for col in range(rows):
+                key = key * np.uint64(0x100000001B3) + band_values[:, col]
+            rep = _first_of_group(key)
+            member = np.flatnonzero(rep != np.arange(len(usable)))
+            pairs.append(member * len(usable) + rep[member])
+    candidates = np.unique(np.concatenate(pairs))
+    src, dst = candidates // max(len(usable), 1), candidates % max(len(usable), 1)
     # Verify each candidate: the fraction of equal signature slots estimates Jaccard similarity.
-    similar = (signatures[usable[src_all]] == signatures[usable[dst_all]]).mean(axis=1) >= threshold
-    src_all, dst_all = usable[src_all[similar]], usable[dst_all[similar]]
-    graph = coo_matrix((np.ones(len(src_all), dtype=np.int8), (src_all, dst_all)), shape=(n, n))
+    similar = (sig[src] == sig[dst]).mean(axis=1) >= threshold
+    src, dst = usable[src[similar]], usable[dst[similar]]
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
-    first_row = np.full(component.max() + 1 if n else 0, n, dtype=np.int64)
-    np.minimum.at(first_row, component, np.arange(n))
-    return first_row[component]
+    return _first_of_group(component)
 
 
 @dataclass(frozen=True, slots=True)
