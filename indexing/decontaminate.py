@@ -24,13 +24,14 @@ are short and common, so answer-anchored n-grams remove almost nothing (a Massiv
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
 from catalog.errors import ConfigError
+from catalog.hashing import stable_hash
 from catalog.records import Rejection, StageStats
 from catalog.variant import DecontaminationConfig
 from eval.benchmarks import get_loader
@@ -229,6 +230,10 @@ def _question_key_starts(questions: TokenizedBatch, ngram: int) -> dict[int, np.
     return {length: starts for length, starts in by_length.items() if len(starts)}
 
 
+_RECENT: dict[str, Decontaminator] = {}  # stable_hash(benchmarks, policy) -> built decontaminator
+_RECENT_MAX = 4
+
+
 class Decontaminator:
     """Question n-gram indexes of several benchmarks; finds which benchmark items a text contains.
 
@@ -250,6 +255,17 @@ class Decontaminator:
 
     @classmethod
     def from_config(cls, cfg: DecontaminationConfig, *, policy: KeyPolicy = KeyPolicy()) -> Decontaminator:
+        """Load and index the configured benchmarks. Built indexes are read-only, so the few most recent are
+        kept per process: a stage calling this once per part (e.g. ``drop_chunk`` per chunk part) builds once."""
+        key = stable_hash({"benchmarks": cfg.benchmarks, "policy": asdict(policy)})
+        if key not in _RECENT:
+            _RECENT[key] = cls._build(cfg, policy)
+            while len(_RECENT) > _RECENT_MAX:
+                _RECENT.pop(next(iter(_RECENT)))
+        return _RECENT[key]
+
+    @classmethod
+    def _build(cls, cfg: DecontaminationConfig, policy: KeyPolicy) -> Decontaminator:
         indexes, rejections = [], []
         for ref in cfg.benchmarks:
             loader = get_loader(ref.name)
