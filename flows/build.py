@@ -161,13 +161,10 @@ def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str)
         catalog.register_source(
             variant.name, source.name, source.type, str(source.path), variant.stage_hash("extract"), ""
         )
-    extracted = _register(
-        catalog, variant, run_id, [f.result() for f in extract_task.map(variant, [s.name for s in variant.sources],
-                                                                         data_dir)], log
-    )  # fmt: skip
-    clean = _register(
-        catalog, variant, run_id, [f.result() for f in decontaminate_task.map(variant, extracted, data_dir)], log
-    )
+    extract_futures = [extract_task.submit(variant, s.name, data_dir) for s in variant.sources]
+    extracted = _register(catalog, variant, run_id, [f.result() for f in extract_futures], log)
+    clean_futures = [decontaminate_task.submit(variant, m, data_dir) for m in extracted]
+    clean = _register(catalog, variant, run_id, [f.result() for f in clean_futures], log)
     (deduped,) = _register(catalog, variant, run_id, [dedup_task(variant, clean, data_dir)], log)
     chunk_futures = [chunk_task.submit(variant, deduped, part, data_dir) for part in deduped.files]
     chunks = _register(catalog, variant, run_id, [f.result() for f in chunk_futures], log)
@@ -215,7 +212,7 @@ def ingest(variant_path: str, data_dir: str) -> dict:
     with Catalog.in_data_dir(data_dir) as catalog:
         run_id = catalog.start_run(variant.name, "ingest")
         log: list[StageRun] = []
-        futures = extract_task.map(variant, [s.name for s in variant.sources], data_dir)
+        futures = [extract_task.submit(variant, s.name, data_dir) for s in variant.sources]
         manifests = _register(catalog, variant, run_id, [f.result() for f in futures], log)
         sources = []
         for manifest, entry in zip(manifests, log, strict=True):

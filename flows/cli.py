@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 
 import typer
 
 from catalog.errors import RereadError
+from flows.runtime import offline_defaults
 
 app = typer.Typer(
     name="reread",
@@ -33,8 +35,21 @@ _register_commands()
 
 
 def main() -> None:
+    offline_defaults()  # before Prefect starts its in-process server
+    code = 0
     try:
         app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except RereadError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        code = 2
+    # Skip interpreter finalization: DuckDB 2's nanobind bindings print spurious "leaked instance" reports at
+    # shutdown, which bury the command's output. Everything worth flushing is flushed here.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

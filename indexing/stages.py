@@ -4,18 +4,19 @@ chunks -> embeddings -> index. Each reads its inputs' Parquet files, writes into
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
 from catalog.artifacts import ArtifactManifest, StageResult
-from catalog.hashing import combine_hashes, stable_hash
+from catalog.hashing import combine_hashes
 from catalog.parquet import CHUNK_SCHEMA, DOCUMENT_SCHEMA
 from catalog.variant import Variant
 from indexing.chunk import Chunker, chunk_documents, load_tokenizer
-from indexing.decontaminate import Decontaminator
-from indexing.dedup import deduplicate
+from indexing.decontaminate import DecontaminationFilter
+from indexing.dedup import Deduplicator
 from indexing.embed import Embedder, ShardInfo, embed_chunks
 from indexing.vector_index import build_index
 
@@ -58,9 +59,9 @@ def run_decontaminate(variant: Variant, docs_in: ArtifactManifest, out_dir: Path
     if cfg.action == "drop_chunk" or not cfg.benchmarks or docs.height == 0:
         kept, tables, stats = docs, {}, {"documents_in": docs.height, "documents_out": docs.height}
     else:
-        result = Decontaminator.from_config(cfg).filter_documents(docs)
-        kept, stats = result.kept, result.stats
-        tables = {"contamination_hits": result.hits, "contamination_summary": result.summary}
+        step = DecontaminationFilter.from_config(cfg)
+        kept, stats = step.run(docs).kept, step.stats.as_dict()
+        tables = {"contamination_hits": step.hits(), "contamination_summary": step.summary()}
     kept = kept if kept.height or kept.columns else pl.DataFrame(schema=DOCUMENT_SCHEMA)
     return StageResult(
         files=[_write_frame(kept, out_dir)],
@@ -76,7 +77,7 @@ def run_dedup(variant: Variant, docs_in: list[ArtifactManifest], out_dir: Path) 
     docs = read_parts(docs_in)
     if docs.height == 0:
         docs = pl.DataFrame(schema=DOCUMENT_SCHEMA)
-    result = deduplicate(docs, variant.dedup)
+    result = Deduplicator(variant.dedup).run(docs)
     parts = [
         _write_frame(result.kept.slice(offset, DOCS_PER_PART), out_dir, f"part-{i:05d}.parquet")
         for i, offset in enumerate(range(0, max(result.kept.height, 1), DOCS_PER_PART))
@@ -85,7 +86,7 @@ def run_dedup(variant: Variant, docs_in: list[ArtifactManifest], out_dir: Path) 
         files=parts,
         rows=result.kept.height,
         content_hash=_frame_hash(result.kept, "doc_id"),
-        stats=result.stats,
+        stats={**result.stats.as_dict(), "cluster_sizes": result.cluster_sizes},
     )
 
 
@@ -98,10 +99,10 @@ def run_chunk(variant: Variant, docs_in: ArtifactManifest, part: str, out_dir: P
     tables: dict[str, pl.DataFrame] = {}
     cfg = variant.decontamination
     if cfg.action == "drop_chunk" and cfg.benchmarks and chunks.height:
-        result = Decontaminator.from_config(cfg).filter_chunks(chunks)
-        chunks = result.kept
-        stats.update({f"decontamination_{k}": v for k, v in result.stats.items()})
-        tables = {"contamination_hits": result.hits, "contamination_summary": result.summary}
+        step = DecontaminationFilter.from_config(cfg)
+        chunks = step.run(chunks).kept
+        stats.update({f"decontamination_{k}": v for k, v in step.stats.as_dict().items()})
+        tables = {"contamination_hits": step.hits(), "contamination_summary": step.summary()}
     return StageResult(
         files=[_write_frame(chunks, out_dir)],
         rows=chunks.height,
@@ -132,10 +133,17 @@ def run_embed(
 
 def run_index(variant: Variant, embed_in: ArtifactManifest, out_dir: Path) -> StageResult:
     """Build the FAISS index described by the variant's factory string over the embeddings."""
+    shutil.rmtree(out_dir / INDEX_DIR, ignore_errors=True)  # a crashed earlier attempt: an index is built whole
     manifest = build_index(embed_in.folder / EMBEDDINGS_DIR, out_dir / INDEX_DIR, variant.index)
     return StageResult(
         files=[INDEX_DIR],
         rows=manifest.ntotal,
-        content_hash=stable_hash(manifest.as_json()),
-        stats={"vectors": manifest.ntotal, "factory": manifest.factory, **manifest.stats},
+        content_hash=manifest.manifest_hash,
+        stats={
+            "vectors": manifest.ntotal,
+            "index_type": manifest.factory,
+            "shards": len(manifest.shards),
+            "recall_at_10": manifest.recall_at_10,
+            **manifest.search_params,
+        },
     )
