@@ -110,6 +110,13 @@ def cpu_threads() -> int:
     return int(configured) if configured.isdigit() and int(configured) > 0 else len(os.sched_getaffinity(0))
 
 
+def _module_available(name: str) -> bool:
+    try:
+        return find_spec(name) is not None
+    except ModuleNotFoundError:  # the parent package of a dotted name is missing
+        return False
+
+
 # ---------------------------------------------------------------- the embedder
 class Embedder:
     """A sentence-transformers model configured by an ``EmbedderConfig``: documents and queries to float32 vectors."""
@@ -149,7 +156,7 @@ class Embedder:
     def _load(self) -> Any:
         backend = self.cfg.backend
         package = _BACKEND_PACKAGES.get(backend)
-        if package and find_spec(package.split(".")[0]) is None:
+        if package and not _module_available(package):
             raise ConfigError(
                 f"embedder {self.cfg.model!r}: backend {backend!r} needs the Python package {package!r}, which is not "
                 f'installed (pip install "sentence-transformers[{backend}]"); use backend: torch'
