@@ -18,7 +18,7 @@ from catalog.variant import Variant, load_variant
 from eval import retrieval_eval
 from eval.compare import compare_per_item, html_report, markdown_report, plot_metrics, summary_table
 from eval.tasks import QATask, QrelsTask, resolve_task
-from flows.datastore import DatastorePaths, locate_datastore
+from flows.datastore import locate_datastore, open_retriever
 from flows.runtime import offline_defaults
 
 RETRIEVAL_EVAL_VERSION = "1"
@@ -34,15 +34,8 @@ def _contaminated_items(data_dir: str, variant: Variant, benchmark: str) -> set[
     return set(frame["item_id"].to_list()) if frame.height else set()
 
 
-def retrieval_eval_run(
-    variant: Variant, paths: DatastorePaths, eval_task: QrelsTask | QATask, out: Path, contaminated: set[str]
-) -> StageResult:
+def retrieval_eval_run(retriever, eval_task: QrelsTask | QATask, out: Path, contaminated: set[str]) -> StageResult:
     """Search every query of the task once (top ``retrieve_k``) and score per item; writes ``per_item.parquet``."""
-    from indexing.retrieve import Retriever
-
-    from indexing.embed import Embedder
-
-    retriever = Retriever(paths.index_dir, paths.chunks, Embedder(variant.embedder))
     if isinstance(eval_task, QrelsTask):
         queries = retrieval_eval.load_trec_queries(eval_task.queries)
         qrels = retrieval_eval.native_to_doc_ids(eval_task.source, retrieval_eval.load_qrels(eval_task.qrels))
@@ -74,7 +67,9 @@ def retrieval_eval_task(variant: Variant, eval_task_ref: str, data_dir: str) -> 
                      "contaminated": sorted(contaminated)}),
     )  # fmt: skip
     manifest, cached = execute_stage(
-        ArtifactStore(data_dir), spec, lambda out: retrieval_eval_run(variant, paths, eval_task, out, contaminated)
+        ArtifactStore(data_dir),
+        spec,
+        lambda out: retrieval_eval_run(open_retriever(variant, data_dir), eval_task, out, contaminated),
     )
     get_run_logger().info("%s on %s: %s", variant.name, eval_task.name, "cached" if cached else "evaluated")
     return manifest, cached
@@ -154,3 +149,141 @@ def compare_variants(variant_paths: list[str], data_dir: str, task_ref: str, out
         )
         catalog.finish_run(run_id, "completed", {"task": eval_task.name, "html": str(html_path)})
     return report
+
+
+# ---------------------------------------------------------------- reader evaluation (test-time compute)
+READER_EVAL_VERSION = "1"
+
+
+def _passages_fn(variant: Variant, data_dir: str, seed: int):
+    """Passages for each item under a strategy: top candidates (cached per query), rerank, MMR, then the top k or
+    ``bags`` seeded random subsets of size k for bagging."""
+    from catalog.variant import RetrievalConfig
+    from indexing.diversify import bag
+    from indexing.rerank import Reranker
+    from indexing.retrieve import select_for_reading
+
+    retriever = open_retriever(variant, data_dir)
+    rerankers: dict[str, Reranker] = {}
+
+    def passages_for(items, strategy, n_samples):
+        cfg = RetrievalConfig(
+            top_k=strategy.candidates, mmr_lambda=strategy.mmr_lambda,
+            near_dup_threshold=variant.retrieval.near_dup_threshold,
+        )  # fmt: skip
+        reranker = None
+        if strategy.rerank:
+            reranker = rerankers.setdefault(strategy.rerank, Reranker(strategy.rerank))
+        pool_size = strategy.candidates if strategy.bags else strategy.k
+        pools = select_for_reading(retriever, [i.question for i in items], cfg, pool_size, reranker=reranker)
+        if not strategy.bags:
+            return [[pool] for pool in pools]
+        return [bag(pool, strategy.bags, strategy.k, seed) for pool in pools]
+
+    return passages_for, retriever
+
+
+def reader_eval_run(variant, data_dir, eval_task: QATask, cfg, strategy, out: Path) -> StageResult:
+    from eval.benchmarks import load_benchmark
+    from eval.reader_eval import generate_samples, grade_samples
+    from eval.readers import make_reader
+
+    items = load_benchmark(eval_task.benchmark, eval_task.path, **eval_task.options)[: eval_task.limit]
+    reader = make_reader(**cfg.reader)
+    passages_for, count = None, None
+    if strategy.retrieval:
+        passages_for, retriever = _passages_fn(variant, data_dir, cfg.seed)
+        tokenizer = retriever.embedder.tokenizer
+        count = lambda text: len(tokenizer(text, add_special_tokens=True)["input_ids"])  # noqa: E731
+    samples, rejections = generate_samples(items, reader, cfg, strategy, passages_for, count_query_tokens=count)
+    graded = grade_samples(samples, items)
+    graded.write_parquet(out / "samples.parquet")
+    accuracy = float(graded["correct"].mean()) if graded.height else 0.0
+    return StageResult(
+        files=["samples.parquet"], rows=graded.height, content_hash=stable_hash(graded["text"].to_list()),
+        stats={"questions": len(items), "samples": graded.height, "sample_accuracy": accuracy},
+        rejections=rejections,
+    )  # fmt: skip
+
+
+@task(name="reader-eval", retries=1, retry_delay_seconds=5)
+def reader_eval_task(variant, eval_task_ref: str, cfg, strategy, data_dir: str) -> tuple[ArtifactManifest, bool]:
+    eval_task = resolve_task(eval_task_ref)
+    if not isinstance(eval_task, QATask):
+        raise ValueError(f"task {eval_task.name!r} has no questions for a reader (kind {eval_task.kind})")
+    index_key = locate_datastore(variant, data_dir).index_key if strategy.retrieval else "none"
+    spec = StageSpec(
+        "reader_eval", READER_EVAL_VERSION,
+        stable_hash({"reader": cfg.model_dump(exclude={"strategies", "sizes"}), "strategy": strategy}),
+        stable_hash({"task": eval_task, "index": index_key}), strategy.name,
+    )  # fmt: skip
+    return execute_stage(
+        ArtifactStore(data_dir), spec, lambda out: reader_eval_run(variant, data_dir, eval_task, cfg, strategy, out)
+    )
+
+
+def reader_report(graded: pl.DataFrame, cfg, title: str, folder: Path) -> tuple[str, dict]:
+    """Markdown table of pass@k / maj@k per strategy with CIs, FLOPs per question, and a plot of accuracy vs k."""
+    import matplotlib.pyplot as plt
+
+    from eval.reader_eval import flops_by_strategy, score_strategies
+
+    scores = score_strategies(graded, seed=cfg.seed)
+    flops = flops_by_strategy(graded, cfg.sizes) if cfg.sizes else {}
+    lines = [
+        f"# {title}",
+        "",
+        "| strategy | metric | k | value | 95% CI | FLOPs/question |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in scores.iter_rows(named=True):
+        per_q = flops.get(row["strategy"], {}).get("total_per_question")
+        lines.append(
+            f"| {row['strategy']} | {row['metric']} | {row['k']} | {row['value']:.4f} | "
+            f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] | {per_q:.3g} |"
+            if per_q is not None
+            else f"| {row['strategy']} | {row['metric']} | {row['k']} | {row['value']:.4f} | "
+            f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] | - |"
+        )
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (strategy, metric), group in scores.group_by(["strategy", "metric"], maintain_order=True):
+        ax.plot(group["k"], group["value"], marker="o", label=f"{strategy} {metric}")
+    ax.set_xlabel("k (samples)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    plot = folder / "accuracy_vs_k.png"
+    fig.savefig(plot, dpi=120)
+    plt.close(fig)
+    lines += ["", f"![accuracy vs k]({plot})"]
+    return "\n".join(lines), {"scores": scores.to_dicts(), "flops": flops, "plot": str(plot)}
+
+
+@flow(name="evaluate-reader", log_prints=True)
+def evaluate_reader(variant_path: str, data_dir: str, task_ref: str, reader_config: str) -> dict:
+    """Reader accuracy with test-time compute on a QA task: every strategy sampled once and stored; pass@k, maj@k
+    with CIs and FLOPs computed from the stored samples."""
+    from eval.reader_eval import load_reader_eval_config
+
+    offline_defaults()
+    variant = load_variant(variant_path)
+    cfg = load_reader_eval_config(reader_config)
+    eval_task = resolve_task(task_ref)
+    frames = []
+    with Catalog.in_data_dir(data_dir) as catalog:
+        run_id = catalog.start_run(variant.name, "evaluate-reader")
+        for strategy in cfg.strategies:
+            manifest, cached = reader_eval_task(variant, task_ref, cfg, strategy, data_dir)
+            samples = pl.read_parquet(manifest.folder / "samples.parquet")
+            details = samples.with_columns(pl.lit(variant.name).alias("variant"), pl.lit(eval_task.name).alias("task"))
+            if register_artifact(catalog, manifest, variant.name, run_id):
+                catalog.insert_rows("eval_samples", details.with_columns(pl.lit(manifest.key).alias("artifact_key")))
+            frames.append(samples)
+        graded = pl.concat(frames) if frames else pl.DataFrame()
+        folder = Path(data_dir) / "runs" / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        markdown, report = reader_report(graded, cfg, f"{variant.name} on {eval_task.name}", folder)
+        (folder / "reader_eval.md").write_text(markdown)
+        create_markdown_artifact(key=f"reader-eval-{eval_task.name}".lower(), markdown=markdown)
+        catalog.finish_run(run_id, "completed", {"task": eval_task.name, "report": str(folder / "reader_eval.md")})
+    return {"variant": variant.name, "task": eval_task.name, "markdown": markdown, **report}

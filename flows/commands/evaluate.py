@@ -25,12 +25,31 @@ def register(app: typer.Typer) -> None:
         variant: VariantArg,
         data_dir: DataDirOption,
         tasks: TaskOption = ["vaswani"],  # noqa: B006 (typer needs a literal default)
+        reader_config: Annotated[
+            Path | None,
+            typer.Option(
+                "--reader-config",
+                help="Reader evaluation YAML (reader, samples, strategies): adds reader "
+                "accuracy with test-time compute on the QA tasks.",
+                exists=True,
+                dir_okay=False,
+            ),
+        ] = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Retrieval quality of a built variant on evaluation tasks (cached per index and task)."""
-        from flows.evaluate import evaluate
+        """Retrieval quality of a built variant on evaluation tasks (cached per index and task); with
+        --reader-config, also reader accuracy per strategy (pass@k, maj@k with CIs, FLOPs)."""
+        from flows.evaluate import evaluate, evaluate_reader
 
         report = evaluate(str(variant.resolve()), str(data_dir.resolve()), tasks)
+        if reader_config is not None:
+            from eval.tasks import QATask, resolve_task
+
+            report["reader"] = {
+                t: evaluate_reader(str(variant.resolve()), str(data_dir.resolve()), t, str(reader_config.resolve()))
+                for t in tasks
+                if isinstance(resolve_task(t), QATask)
+            }
         if as_json:
             typer.echo(json.dumps(report, default=str))
             return
@@ -38,6 +57,8 @@ def register(app: typer.Typer) -> None:
         for name, metrics in report["tasks"].items():
             values = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
             console.print(f"[bold]{report['variant']}[/bold] on {name} (n={metrics['n']}): {values}")
+        for reader_report in report.get("reader", {}).values():
+            console.print(Markdown(reader_report["markdown"].split("![")[0]))
 
     @app.command()
     def compare(
