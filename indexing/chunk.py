@@ -7,28 +7,26 @@ tokenizer call) and the fast tokenizer's offset mapping turns token windows back
 
 Where a window ends is chosen by boundary preference: the last paragraph break in the second half of the window,
 else the last sentence end there, else the last word boundary, else (one giant "word", e.g. a base64 blob) a plain
-token boundary. The next window starts ``overlap`` tokens before the previous end, moved forward to a word start.
+token boundary. The next window starts ``overlap`` tokens before the previous end, moved to a word start.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from catalog.errors import ArtifactError, ConfigError
 from catalog.hashing import content_hash
+from catalog.parquet import CHUNK_SCHEMA as CATALOG_CHUNK_SCHEMA
 from catalog.records import Rejection, StageStats
 from catalog.variant import ChunkingConfig
-from indexing.embed import atomic_write, offline_hub, parquet_rows, resolve_model_path
+from indexing.embed import offline_hub, resolve_model_path
 
 STAGE = "chunk"
 
@@ -45,18 +43,9 @@ _SENTENCE_END_LOOKBACK = 4  # chars before a gap inspected for a sentence end (t
 # Documents per tokenizer call: large enough to amortise the call, small enough to keep memory flat.
 TOKENIZE_BATCH_DOCS = 256
 
-CHUNK_COLUMNS = ("chunk_id", "doc_id", "source", "url", "title", "text", "char_start", "char_end", "n_tokens")
-CHUNK_SCHEMA = {
-    "chunk_id": pl.String,
-    "doc_id": pl.String,
-    "source": pl.String,
-    "url": pl.String,
-    "title": pl.String,
-    "text": pl.String,
-    "char_start": pl.Int64,
-    "char_end": pl.Int64,
-    "n_tokens": pl.Int32,
-}
+# The chunk artifact's columns and types, as the catalog defines them for every chunk Parquet part.
+CHUNK_SCHEMA = pl.from_arrow(CATALOG_CHUNK_SCHEMA.empty_table()).schema
+CHUNK_COLUMNS = tuple(CHUNK_SCHEMA.names())
 _PROVENANCE = ("source", "url", "title")
 
 
@@ -220,62 +209,25 @@ class Chunker:
         return chunks
 
 
-def _document_columns(docs: pl.DataFrame, where: str) -> pl.DataFrame:
+def _document_columns(docs: pl.DataFrame) -> pl.DataFrame:
     """doc_id, text, source, url, title as strings (provenance null when absent); ArtifactError without doc_id/text."""
     missing = sorted({"doc_id", "text"} - set(docs.columns))
     if missing:
-        raise ArtifactError(f"{where}: documents lack column(s) {', '.join(missing)}")
-    present = [
+        raise ArtifactError(f"documents frame: documents lack column(s) {', '.join(missing)}")
+    provenance = [
         pl.col(c).cast(pl.String) if c in docs.columns else pl.lit(None, pl.String).alias(c) for c in _PROVENANCE
     ]
-    return docs.select(pl.col("doc_id").cast(pl.String), pl.col("text").cast(pl.String), *present)
-
-
-def _chunk_frame(docs: pl.DataFrame, chunker: Chunker) -> pl.DataFrame:
-    rows = [chunk.as_row() for chunk in chunker.chunk_many(docs.iter_rows(named=True))]
-    return pl.DataFrame(rows, schema=CHUNK_SCHEMA) if rows else pl.DataFrame(schema=CHUNK_SCHEMA)
+    return docs.select(pl.col("doc_id").cast(pl.String), pl.col("text").cast(pl.String), *provenance)
 
 
 def chunk_documents(docs: pl.DataFrame, chunker: Chunker) -> pl.DataFrame:
-    """The chunk step on a frame: documents (doc_id, text, and source, url, title when present) to chunks with
-    ``CHUNK_COLUMNS``. Documents are tokenized ``TOKENIZE_BATCH_DOCS`` at a time."""
-    docs = _document_columns(docs, "documents frame")
-    parts = []
+    """The chunk step: documents (doc_id, text, and source, url, title when present) to a chunks frame with
+    ``CHUNK_COLUMNS`` (an empty frame of that schema when nothing is left). Documents are tokenized
+    ``TOKENIZE_BATCH_DOCS`` at a time."""
+    docs = _document_columns(docs)
+    rows: list[dict[str, Any]] = []
     with tqdm(total=docs.height, desc="chunk", unit="doc", disable=None) as bar:
         for batch in docs.iter_slices(TOKENIZE_BATCH_DOCS):
-            parts.append(_chunk_frame(batch, chunker))
+            rows.extend(chunk.as_row() for chunk in chunker.chunk_many(batch.iter_rows(named=True)))
             bar.update(batch.height)
-    return pl.concat(parts) if parts else pl.DataFrame(schema=CHUNK_SCHEMA)
-
-
-def chunk_parquet(doc_paths: Sequence[Path], out_dir: Path, chunker: Chunker) -> list[Path]:
-    """The chunk step on files: each documents Parquet file becomes ``out_dir/part-NNNNN.parquet`` of chunks (same
-    order, one output per input, empty inputs included), streamed ``TOKENIZE_BATCH_DOCS`` documents at a time and
-    written atomically. Unreadable inputs raise ArtifactError naming the file."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    schema = pl.DataFrame(schema=CHUNK_SCHEMA).to_arrow().schema
-    outputs = []
-    with tqdm(total=parquet_rows(doc_paths), desc="chunk", unit="doc", disable=None) as bar:
-        for index, path in enumerate(doc_paths):
-            out = out_dir / f"part-{index:05d}.parquet"
-
-            def write_chunks(f: BinaryIO, path: Path = path) -> None:
-                with pq.ParquetWriter(f, schema) as writer:
-                    for batch in _document_batches(path):
-                        writer.write_table(_chunk_frame(batch, chunker).to_arrow().cast(schema))
-                        bar.update(batch.height)
-
-            atomic_write(out, write_chunks)
-            outputs.append(out)
-    return outputs
-
-
-def _document_batches(path: Path) -> Iterator[pl.DataFrame]:
-    try:
-        reader = pq.ParquetFile(path)
-        wanted = [c for c in ("doc_id", "text", *_PROVENANCE) if c in reader.schema_arrow.names]
-        for batch in reader.iter_batches(batch_size=TOKENIZE_BATCH_DOCS, columns=wanted):
-            yield _document_columns(pl.from_arrow(batch), str(path))
-    except (OSError, pa.ArrowException) as exc:
-        raise ArtifactError(f"{path}: cannot read documents: {exc}") from exc
+    return pl.DataFrame(rows, schema=CHUNK_SCHEMA)

@@ -316,7 +316,7 @@ def read_manifest(out_dir: Path) -> EmbeddingManifest:
 
 
 # ---------------------------------------------------------------- writing shards
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through a temporary file, fsync, then rename: readers and re-runs never see a partial file."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -328,14 +328,14 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 def _write_manifest(out_dir: Path, manifest: EmbeddingManifest) -> None:
     text = json.dumps(manifest.as_json(), indent=2, sort_keys=True).encode("utf-8")
-    atomic_write(out_dir / MANIFEST_NAME, lambda f: f.write(text))
+    _atomic_write(out_dir / MANIFEST_NAME, lambda f: f.write(text))
 
 
 def _write_shard(out_dir: Path, name: str, ids: list[str], vectors: np.ndarray) -> ShardInfo:
     shard = ShardInfo(name, len(ids), "", "", content_hash("\n".join(ids)))
     npy_path, ids_path = out_dir / shard.npy_name, out_dir / shard.ids_name
-    atomic_write(npy_path, lambda f: np.save(f, vectors, allow_pickle=False))
-    atomic_write(ids_path, lambda f: pq.write_table(pa.table({"chunk_id": pa.array(ids, pa.string())}), f))
+    _atomic_write(npy_path, lambda f: np.save(f, vectors, allow_pickle=False))
+    _atomic_write(ids_path, lambda f: pq.write_table(pa.table({"chunk_id": pa.array(ids, pa.string())}), f))
     return ShardInfo(name, len(ids), file_hash(npy_path), file_hash(ids_path), shard.ids_hash)
 
 
@@ -382,7 +382,7 @@ def _chunk_groups(paths: Sequence[Path], shard_size: int, stats: StageStats) -> 
         yield ids, texts
 
 
-def parquet_rows(paths: Sequence[Path]) -> int | None:
+def _parquet_rows(paths: Sequence[Path]) -> int | None:
     """Total rows of Parquet files from their footers, for a progress bar's total (None if one is unreadable)."""
     try:
         return sum(pq.read_metadata(path).num_rows for path in paths)
@@ -449,7 +449,7 @@ def embed_chunks(
     )
     recorded = _previous_shards(out_dir, manifest)  # also refuses a folder of another model
     stats = manifest.stats
-    with tqdm(total=parquet_rows(paths), desc="embed", unit="chunk", disable=None) as bar:
+    with tqdm(total=_parquet_rows(paths), desc="embed", unit="chunk", disable=None) as bar:
         for index, (ids, texts) in enumerate(_chunk_groups(paths, shard_size, stats)):
             name = shard_name(index)
             skipped = _is_finished(out_dir, recorded.get(name), content_hash("\n".join(ids)), len(ids))

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog.errors import ArtifactError, ConfigError
+from catalog.parquet import CHUNK_SCHEMA as CATALOG_CHUNK_SCHEMA
 from catalog.variant import DEFAULT_EMBEDDER, ChunkingConfig
-from indexing.chunk import CHUNK_COLUMNS, Chunker, chunk_documents, chunk_id_for, chunk_parquet, load_tokenizer
+from indexing.chunk import CHUNK_COLUMNS, Chunker, chunk_documents, chunk_id_for, load_tokenizer
 
 SIZE, OVERLAP = 64, 16
 
@@ -139,7 +140,7 @@ def test_chunk_documents_frame_and_rejections(tokenizer):
     )
     frame = chunk_documents(docs, chunker)
     assert tuple(frame.columns) == CHUNK_COLUMNS
-    assert frame.schema["char_start"] == pl.Int64 and frame.schema["n_tokens"] == pl.Int32
+    assert frame.schema == pl.from_arrow(CATALOG_CHUNK_SCHEMA.empty_table()).schema  # every part reads together
     assert set(frame["doc_id"]) == {"a", "b"}
     assert frame.filter(pl.col("doc_id") == "b")["text"].to_list() == ["Short one."]
     assert frame["title"].null_count() == frame.height  # no title column in: null titles out
@@ -156,30 +157,7 @@ def test_chunk_documents_on_empty_frame(chunker):
     assert frame.height == 0 and tuple(frame.columns) == CHUNK_COLUMNS
 
 
-def test_chunk_parquet_streams_one_part_per_input(tmp_path, tokenizer, arxiv_docs):
-    docs = pl.DataFrame(arxiv_docs)
-    inputs = [tmp_path / "docs-0.parquet", tmp_path / "docs-1.parquet", tmp_path / "docs-2.parquet"]
-    docs.slice(0, 2).write_parquet(inputs[0])
-    docs.slice(2).write_parquet(inputs[1])
-    docs.clear().write_parquet(inputs[2])
-    cfg = ChunkingConfig(size=SIZE, overlap=OVERLAP)
-    outputs = chunk_parquet(inputs, tmp_path / "chunks", Chunker(tokenizer, cfg))
-    assert [p.name for p in outputs] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
-    assert sorted(p.name for p in (tmp_path / "chunks").iterdir()) == [p.name for p in outputs]  # no temp files
-    written = pl.concat([pl.read_parquet(p) for p in outputs])
-    assert pl.read_parquet(outputs[2]).height == 0
-    assert written.equals(chunk_documents(docs, Chunker(tokenizer, cfg)))
-
-
-def test_chunk_inputs_without_text_are_artifact_errors(tmp_path, chunker):
-    no_text = tmp_path / "no-text.parquet"
-    pl.DataFrame({"doc_id": ["a"], "body": ["x"]}).write_parquet(no_text)
-    with pytest.raises(ArtifactError, match="no-text.parquet: documents lack column\\(s\\) text"):
-        chunk_parquet([no_text], tmp_path / "out", chunker)
-    broken = tmp_path / "broken.parquet"
-    broken.write_bytes(b"PAR1 not really")
-    with pytest.raises(ArtifactError, match="broken.parquet: cannot read documents"):
-        chunk_parquet([broken], tmp_path / "out", chunker)
+def test_frame_without_doc_id_is_an_artifact_error(chunker):
     with pytest.raises(ArtifactError, match="documents frame: documents lack column\\(s\\) doc_id"):
         chunk_documents(pl.DataFrame({"text": ["x"]}), chunker)
 
