@@ -45,7 +45,8 @@ def minilm() -> Embedder:
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A second, different embedding model: a random 2-layer BERT with mean pooling, saved as sentence-transformers."""
+    """A second, different embedding model: a random 2-layer BERT with mean pooling and a default query prompt,
+    saved as sentence-transformers."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
@@ -65,7 +66,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     BertModel(config).save_pretrained(root / "hf")
     tokenizer.save_pretrained(root / "hf")
     transformer = Transformer(str(root / "hf"), max_seq_length=64)
-    model = SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu")
+    model = SentenceTransformer(
+        modules=[transformer, Pooling(32, "mean")],
+        device="cpu",
+        prompts={"query": "search query: "},
+        default_prompt_name="query",  # as some retrieval models ship: documents must still get no prompt
+    )
     model.save(str(root / "tiny-bert"))
     return root / "tiny-bert"
 
@@ -152,6 +158,24 @@ def test_query_about_a_topic_ranks_its_text_first(minilm):
     scores = minilm.encode_queries(queries) @ minilm.encode_documents(documents).T
     assert scores.argmax(axis=1).tolist() == [0, 1, 2]
     assert all(scores[i, i] > scores[i].mean() + 0.2 for i in range(3))
+
+
+def test_query_prompt_name_is_applied_to_queries_only(minilm):
+    # MiniLM's config defines prompts {"query": "", "document": ""}: the "query" prompt is valid and empty.
+    prompted = Embedder(EmbedderConfig(query_prompt_name="query"))
+    text = ["what is the boiling point of water"]
+    np.testing.assert_allclose(prompted.encode_queries(text), minilm.encode_documents(text), atol=1e-6)
+
+
+def test_documents_never_get_the_models_default_prompt(tiny_model_dir):
+    tiny = Embedder(EmbedderConfig(model=str(tiny_model_dir), query_prompt_name="query"))
+    text = ["solar panels on a roof"]
+    with_default_prompt = tiny.model.encode(text, normalize_embeddings=True)  # plain sentence-transformers
+    np.testing.assert_allclose(tiny.encode_queries(text), with_default_prompt, atol=1e-5)
+    np.testing.assert_allclose(
+        tiny.encode_queries(text), tiny.encode_documents(["search query: " + text[0]]), atol=1e-5
+    )
+    assert not np.allclose(tiny.encode_documents(text), with_default_prompt, atol=1e-3)
 
 
 def test_unknown_query_prompt_is_a_config_error():
@@ -368,6 +392,15 @@ def test_missing_or_broken_manifest_is_an_artifact_error(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text('{"model": "x"}')
     with pytest.raises(ArtifactError, match="not a valid embedding manifest"):
         load_embeddings(tmp_path)
+
+
+def test_no_chunks_make_an_empty_complete_artifact(tmp_path, minilm):
+    empty = tmp_path / "part-00000.parquet"
+    pl.DataFrame(schema={"chunk_id": pl.String, "text": pl.String}).write_parquet(empty)
+    manifest = embed_chunks([empty], tmp_path / "emb", minilm, SHARD_SIZE)
+    assert manifest.complete and manifest.rows == 0 and manifest.shards == []
+    loaded, shards = load_embeddings(tmp_path / "emb")
+    assert loaded.dim == 384 and list(shards) == []
 
 
 def test_unreadable_chunk_file_is_an_artifact_error(tmp_path, minilm):
