@@ -13,6 +13,7 @@ shard, so a crash leaves finished shards that a re-run recognises (same chunk id
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from catalog.errors import ArtifactError, ConfigError
-from catalog.hashing import content_hash, file_hash, stable_hash
+from catalog.hashing import HASH_CHARS, content_hash, file_hash, stable_hash
 from catalog.records import StageStats
 from catalog.variant import DEFAULT_EMBEDDER, EmbedderConfig
 
@@ -39,6 +40,7 @@ PARQUET_READ_ROWS = 65_536  # rows per Parquet read while streaming chunk texts
 # Files that do not change what a model computes; left out of its fingerprint.
 _FINGERPRINT_SKIP_NAMES = {"README.md", ".gitattributes"}
 _FINGERPRINT_SKIP_DIRS = {"onnx", "openvino"}  # exported copies of the same weights
+FINGERPRINT_SAMPLE_BYTES = 1 << 20
 
 # The package each non-torch backend needs, and how to get it.
 _BACKEND_PACKAGES = {"onnx": "optimum.onnxruntime", "openvino": "optimum.intel"}
@@ -88,15 +90,32 @@ def offline_hub() -> Iterator[None]:
 
 
 def model_fingerprint(model_path: str | Path) -> str:
-    """A stable hash of a model directory: every file's relative path and size (weights are too big to hash)."""
+    """A stable hash of a model directory: every file's relative path, size and sampled bytes.
+
+    Weights are too big to hash whole on every load, but sizes alone cannot tell a fine-tuned checkpoint from its base
+    (same shapes, same sizes): small files (configs, tokenizer) are hashed whole, large ones by size plus their first,
+    middle and last ``FINGERPRINT_SAMPLE_BYTES``.
+    """
     root = Path(model_path)
     entries = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
         if path.name in _FINGERPRINT_SKIP_NAMES or rel.parts[0] in _FINGERPRINT_SKIP_DIRS or rel.parts[0][0] == ".":
             continue
-        entries.append([rel.as_posix(), path.stat().st_size])
+        entries.append([rel.as_posix(), path.stat().st_size, _sampled_content_hash(path)])
     return stable_hash(entries)
+
+
+def _sampled_content_hash(path: Path) -> str:
+    size = path.stat().st_size
+    if size <= 3 * FINGERPRINT_SAMPLE_BYTES:
+        return file_hash(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for offset in (0, size // 2, size - FINGERPRINT_SAMPLE_BYTES):
+            f.seek(offset)
+            digest.update(f.read(FINGERPRINT_SAMPLE_BYTES))
+    return digest.hexdigest()[:HASH_CHARS]
 
 
 def model_display_name(name: str) -> str:

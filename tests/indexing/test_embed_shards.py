@@ -19,6 +19,7 @@ import pytest
 from catalog.errors import ArtifactError, ConfigError
 from catalog.variant import DEFAULT_EMBEDDER, EmbedderConfig
 from indexing.embed import (
+    FINGERPRINT_SAMPLE_BYTES,
     MANIFEST_NAME,
     Embedder,
     bundled_model_path,
@@ -146,6 +147,18 @@ def test_model_id_is_stable_and_names_the_model(minilm):
     assert minilm.model_id == f"{DEFAULT_EMBEDDER}@{model_fingerprint(resolve_model_path(DEFAULT_EMBEDDER))}"
     # The chunker can count in exactly the tokens the model truncates at: 256 minus [CLS] and [SEP].
     assert minilm.max_chunk_tokens == 254
+
+
+def test_fingerprint_sees_changed_weights_of_the_same_size(tmp_path, tiny_model_dir):
+    copy = tmp_path / "tiny-bert"
+    shutil.copytree(tiny_model_dir, copy)
+    assert model_fingerprint(copy) == model_fingerprint(tiny_model_dir)  # a moved copy keeps its id
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    assert len(data) > 3 * FINGERPRINT_SAMPLE_BYTES  # large enough to be sampled, not hashed whole
+    data[len(data) // 2 + 10] ^= 0x01  # a "fine-tuned" checkpoint: same shapes, same file sizes
+    weights.write_bytes(bytes(data))
+    assert model_fingerprint(copy) != model_fingerprint(tiny_model_dir)
 
 
 def test_query_about_a_topic_ranks_its_text_first(minilm):
