@@ -104,14 +104,35 @@ class Catalog:
     across threads without cursors, and funnelling writes through one place is the point).
     """
 
+    # One DuckDB connection per catalog file per process, shared by every Catalog object on it: DuckDB refuses a
+    # second connection to a file with another configuration (a read-only reader inside the writing flow), and a
+    # single connection is the single writer. Reference-counted; the last close() closes it.
+    _open: dict[Path, tuple[duckdb.DuckDBPyConnection, threading.RLock, list[int], bool]] = {}
+    _open_lock = threading.Lock()
+
     def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
         self.read_only = read_only
         if read_only and not self.path.exists():
             raise RereadError(f"{self.path}: no catalog here yet (run `reread ingest` or `reread build` first)")
+        key = self.path.resolve()
+        with Catalog._open_lock:
+            shared = Catalog._open.get(key)
+            if shared is not None and not read_only and shared[3]:
+                raise RereadError(f"{self.path}: open read-only in this process; close it before writing")
+            if shared is None:
+                shared = (self._connect(read_only), threading.RLock(), [0], read_only)
+                Catalog._open[key] = shared
+            self._con, self._lock, self._refs, _ = shared
+            self._refs[0] += 1
+        self._key = key
+        self._closed = False
+        self._check_or_create_schema()
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._con = duckdb.connect(
+            return duckdb.connect(
                 str(self.path),
                 read_only=read_only,
                 config={"threads": 2, "autoinstall_known_extensions": False, "autoload_known_extensions": False},
@@ -123,8 +144,6 @@ class Catalog:
                     "Wait for it to finish, or open read-only."
                 ) from None
             raise RereadError(f"{self.path}: cannot open the catalog: {exc}") from None
-        self._lock = threading.RLock()
-        self._check_or_create_schema()
 
     @classmethod
     def in_data_dir(cls, data_dir: str | Path, read_only: bool = False) -> Catalog:
@@ -182,8 +201,15 @@ class Catalog:
             return _fetchone(self._con, sql, params or [])
 
     def close(self) -> None:
-        with self._lock:
-            self._con.close()
+        with Catalog._open_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._refs[0] -= 1
+            if self._refs[0] == 0:
+                del Catalog._open[self._key]
+                with self._lock:
+                    self._con.close()
 
     def __enter__(self) -> Catalog:
         return self

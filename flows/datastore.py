@@ -45,3 +45,14 @@ def locate_datastore(variant: Variant, data_dir: str | Path) -> DatastorePaths:
         embeddings_dir=embed.folder / EMBEDDINGS_DIR,
         index_dir=index.folder / INDEX_DIR,
     )
+
+
+def open_retriever(variant: Variant, data_dir: str | Path):
+    """A Retriever over the variant's built datastore, with its top-K cache under ``<data-dir>/cache/``, so
+    ablations (rerank, MMR, bagging, k) reuse one search per query."""
+    from indexing.embed import Embedder
+    from indexing.retrieve import Retriever
+
+    paths = locate_datastore(variant, data_dir)
+    cache_dir = Path(data_dir) / "cache" / "retrieve" / paths.index_key
+    return Retriever(paths.index_dir, paths.chunks, Embedder(variant.embedder), cache_dir=cache_dir)

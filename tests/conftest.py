@@ -40,3 +40,54 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+TINY_SENTENCES = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "system user assistant answer question",
+    "one two three four five six seven eight nine ten",
+    "be brief hello world : ? .",
+    "A B C D Answer :",
+]
+
+
+def _build_tiny_llama(path, chat_template: str | None = None, max_positions: int = 128):
+    """A 2-layer Llama with a word-level tokenizer, built and saved by the test: a real model for the reader
+    interface where a real LLM cannot run."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
+    backend = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.train_from_iterator(
+        TINY_SENTENCES + ["System User Assistant"], trainers.WordLevelTrainer(special_tokens=specials)
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]"
+    )
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    tokenizer.save_pretrained(path)
+    config = LlamaConfig(
+        vocab_size=backend.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def build_tiny_model():
+    return _build_tiny_llama

@@ -9,52 +9,11 @@ from eval.readers import READERS, ChatMessage, GenerationParams, make_reader
 from eval.readers.base import ReaderError
 from eval.readers.transformers_reader import TransformersReader, render_plain
 
-SENTENCES = [
-    "the cat sat on the mat",
-    "a dog ran in the park",
-    "system user assistant answer question",
-    "one two three four five six seven eight nine ten",
-    "be brief hello world : ? .",
-]
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}assistant :"
 
 
-def build_tiny_model(path, chat_template: str | None = None):
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
-    backend = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.train_from_iterator(
-        SENTENCES + ["System User Assistant"], trainers.WordLevelTrainer(special_tokens=specials)
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]"
-    )
-    if chat_template:
-        tokenizer.chat_template = chat_template
-    tokenizer.save_pretrained(path)
-    config = LlamaConfig(
-        vocab_size=backend.get_vocab_size(),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=2,
-        eos_token_id=3,
-        pad_token_id=0,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def reader(tmp_path_factory):
+def reader(tmp_path_factory, build_tiny_model):
     path = build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
     return make_reader("transformers", model_path=path)
 
@@ -136,7 +95,7 @@ def test_score_matches_generation_logprob(reader):
     assert low < high < 0  # more tokens, lower total log-probability
 
 
-def test_chat_template_is_used_when_present(tmp_path):
+def test_chat_template_is_used_when_present(tmp_path, build_tiny_model):
     reader = TransformersReader(build_tiny_model(tmp_path, CHAT_TEMPLATE))
     assert reader.render(PROMPT) == "system : be brief user : hello world assistant :"
     out = reader.generate([PROMPT], GenerationParams(max_tokens=2))[0][0]

@@ -1,0 +1,146 @@
+"""Evaluation flows on a real built datastore: retrieval quality with qrels, variant comparison with paired tests,
+reader evaluation with stored samples (a tiny Llama the test builds), and the CLI commands over them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from catalog.db import Catalog
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "sample_data"
+
+
+def _variant(folder: Path, name: str, extra: str = "") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"""name: {name}
+sources:
+  - {{name: npl, type: trec, path: {SAMPLE / "vaswani" / "doc-text.trec"}, limit: 600}}
+extractor: plain
+dedup: {{exact: true, near: false}}
+{extra}
+"""
+    )
+    return path
+
+
+def _tasks(folder: Path) -> Path:
+    tasks = folder / "tasks"
+    tasks.mkdir()
+    (tasks / "vaswani.yaml").write_text(
+        f"name: vaswani\nkind: qrels\nqueries: {SAMPLE / 'vaswani' / 'query-text.trec'}\n"
+        f"qrels: {SAMPLE / 'vaswani' / 'qrels'}\nsource: npl\nks: [10, 100]\nlimit: 30\n"
+    )
+    (tasks / "mmlu.yaml").write_text(
+        f"name: mmlu\nkind: qa\nbenchmark: mmlu\npath: {SAMPLE / 'benchmarks' / 'mmlu' / 'test'}\nks: [5]\nlimit: 4\n"
+    )
+    return tasks
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, prefect_harness):
+    from flows.build import run_build
+
+    root = tmp_path_factory.mktemp("evaluate")
+    flat = _variant(root, "npl-flat")
+    hnsw = _variant(root, "npl-hnsw", "chunking: {size: 64, overlap: 8}\nindex: {factory: HNSW32}")
+    data_dir = root / "data"
+    for variant in (flat, hnsw):
+        run_build(variant, data_dir)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("REREAD_TASKS_DIR", str(_tasks(root)))
+    yield root, data_dir, flat, hnsw
+    mp.undo()
+
+
+def test_retrieval_quality_with_qrels_is_cached(built):
+    from flows.evaluate import evaluate
+
+    root, data_dir, flat, _ = built
+    first = evaluate(str(flat), str(data_dir), ["vaswani"])
+    metrics = first["tasks"]["vaswani"]
+    assert not metrics["cached"] and metrics["n"] > 0
+    # 600 of 11,429 documents are indexed, so most relevant documents are missing: low but not zero quality
+    assert 0.0 < metrics["recall@100"] <= 1.0 and 0.0 < metrics["ndcg@10"] < 1.0
+    again = evaluate(str(flat), str(data_dir), ["vaswani"])
+    assert again["tasks"]["vaswani"]["cached"] and again["tasks"]["vaswani"]["ndcg@10"] == metrics["ndcg@10"]
+
+
+def test_compare_variants_writes_report_with_paired_tests(built):
+    from flows.evaluate import compare_variants
+
+    root, data_dir, flat, hnsw = built
+    report = compare_variants([str(flat), str(hnsw)], str(data_dir), "vaswani", str(root / "report"))
+    assert [row["variant"] for row in report["summary"]] == ["npl-flat", "npl-hnsw"]
+    assert {t["metric"] for t in report["tests"]} == {"ndcg@10", "recall@10", "ndcg@100", "recall@100"}
+    for test in report["tests"]:
+        assert test["ci_low"] <= test["diff"] <= test["ci_high"] and 0 < test["p_value"] <= 1
+    html = Path(report["html"]).read_text()
+    assert "npl-hnsw" in html and "data:image/png;base64," in html
+
+
+def test_reader_evaluation_stores_samples_and_scores_every_k(built, build_tiny_model):
+    from flows.evaluate import evaluate_reader
+
+    root, data_dir, flat, _ = built
+    model = build_tiny_model(root / "tiny-llama", max_positions=4096)
+    config = root / "reader.yaml"
+    config.write_text(
+        f"""reader: {{kind: transformers, model_path: {model}}}
+n_samples: 3
+max_tokens: 4
+strategies:
+  - {{name: closed-book, retrieval: false}}
+  - {{name: bagged, k: 2, candidates: 10, bags: 2}}
+sizes: {{reader_params: 50000, embedder_params: 22700000}}
+"""
+    )
+    report = evaluate_reader(str(flat), str(data_dir), "mmlu", str(config))
+    scores = pl.DataFrame(report["scores"])
+    assert sorted(set(zip(scores["strategy"], scores["metric"], scores["k"], strict=True))) == sorted(
+        (s, m, k) for s in ("bagged", "closed-book") for m in ("maj@k", "pass@k") for k in (1, 2, 3)
+    )
+    assert report["flops"]["bagged"]["total_per_question"] > report["flops"]["closed-book"]["total_per_question"] > 0
+    with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
+        samples = catalog.query("SELECT * FROM eval_samples WHERE variant = 'npl-flat'")
+    assert samples.height == 4 * 3 * 2  # items x samples x strategies, sampled once
+    bagged = samples.filter(pl.col("strategy") == "bagged")
+    assert set(bagged["prompt_index"].to_list()) == {0, 1}  # two bags of passages per question
+    assert all(len(ids) == 2 for ids in bagged["chunk_ids"].to_list())
+    assert samples["seed"].n_unique() >= 3 and (samples["completion_tokens"] > 0).all()
+    again = evaluate_reader(str(flat), str(data_dir), "mmlu", str(config))
+    assert again["scores"] == report["scores"]  # stored samples re-scored, nothing generated again
+
+
+def test_cli_search_runs_and_contamination(built):
+    from flows.cli import app
+
+    root, data_dir, flat, _ = built
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["search", str(flat), "measurement of dielectric constant of liquids", "-k", "3", "--json",
+              "--data-dir", str(data_dir)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(hits) == 3 and set(hits[0]) >= {"chunk_id", "doc_id", "url", "title", "score", "text"}
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    queries = root / "queries.txt"
+    queries.write_text("microwave waveguide\ndigital computer memory\n")
+    result = runner.invoke(app, ["search", str(flat), "--queries", str(queries), "--json", "--data-dir", str(data_dir)])
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith("{")]
+    assert [line["query"] for line in lines] == ["microwave waveguide", "digital computer memory"]
+    assert all(len(line["hits"]) == 10 for line in lines)
+    result = runner.invoke(app, ["runs", "--json", "--data-dir", str(data_dir)])
+    runs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {r["command"] for r in runs} >= {"build", "evaluate"}
+    result = runner.invoke(app, ["contamination", str(flat), "--json", "--data-dir", str(data_dir)])
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "variant": "npl-flat", "action": "drop_document", "benchmarks": [], "removed": [],
+    }  # fmt: skip
