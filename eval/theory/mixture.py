@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linprog, minimize
@@ -150,16 +150,35 @@ def project_to_simplex(v: np.ndarray) -> np.ndarray:
 
 
 def solve_simplex_qp(coeffs: QpCoefficients, max_iter: int = 20_000, tol: float = 1e-15) -> np.ndarray:
-    """Projected gradient with step ``1/(2 lambda_max(Q))`` from the uniform mixture; dependency-free and exact at
-    vertices (the projection clips to zero)."""
+    """Projected gradient with step ``1/(2 lambda_max(Q))`` from the uniform mixture (dependency-free), then an
+    exact solve on the support it found: near a vertex a flat objective leaves projected gradient crawling."""
     q, c = coeffs.quad, coeffs.lin
     step = 1.0 / (2.0 * max(np.linalg.eigvalsh(q)[-1], 1e-300))
     pi = np.full(len(c), 1.0 / len(c))
     for _ in range(max_iter):
         nxt = project_to_simplex(pi - step * (2 * q @ pi - 2 * c))
         if np.max(np.abs(nxt - pi)) < tol:
-            return nxt
+            pi = nxt
+            break
         pi = nxt
+    return _polish_on_support(coeffs, pi)
+
+
+def _polish_on_support(coeffs: QpCoefficients, pi: np.ndarray, threshold: float = 1e-4) -> np.ndarray:
+    """Solve the equality-constrained QP (KKT system) on ``{pi_l > threshold}``; keep it only if it is feasible and
+    no worse than ``pi``."""
+    support = np.flatnonzero(pi > threshold)
+    size = len(support)
+    kkt = np.zeros((size + 1, size + 1))
+    kkt[:size, :size] = 2 * coeffs.quad[np.ix_(support, support)]
+    kkt[:size, size] = kkt[size, :size] = 1.0
+    rhs = np.concatenate([2 * coeffs.lin[support], [1.0]])
+    solution = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:size]
+    candidate = np.zeros_like(pi)
+    candidate[support] = solution
+    feasible = candidate.min() >= 0 and abs(candidate.sum() - 1) < 1e-9
+    if feasible and coeffs.objective(candidate) <= coeffs.objective(pi) + 1e-15 * max(1.0, abs(coeffs.objective(pi))):
+        return candidate
     return pi
 
 
@@ -294,7 +313,6 @@ class Diagnosis:
     errors: np.ndarray  # Err(k), k = 1..kmax
     coverage_ratios: np.ndarray  # sigma_j / (u_j^T Gamma_pi u_j) per target eigen-direction, ascending sigma
     margin: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     @property
     def max_mu(self) -> float:
