@@ -74,7 +74,9 @@ def hash_tokens(tokens: pl.Series) -> np.ndarray:
     """
     if len(tokens) == 0:
         return np.zeros(0, dtype=np.uint64)
-    categorical = tokens.cast(pl.Categorical)
+    # A fresh category namespace per call: codes start at 0 and the global string cache does not grow with the
+    # corpus vocabulary (it would over a long build: URLs and numbers make the vocabulary unbounded).
+    categorical = tokens.cast(pl.Categorical(pl.Categories.random()))
     distinct = categorical.unique()
     codes = distinct.to_physical().to_numpy()
     table = np.zeros(int(codes.max()) + 1, dtype=np.uint64)
