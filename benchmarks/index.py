@@ -1,0 +1,267 @@
+"""Index build and search costs, and the overhead of Reread's search path over calling faiss directly.
+
+    .venv/bin/python benchmarks/index.py [--sizes 100000,1000000] [--queries 1000] [--embed-texts 1000]
+
+1. Embedding throughput of all-MiniLM-L6-v2 on CPU (chunks/s) with the torch backend and, when its dependencies are
+   installed, the ONNX backend (else reported unavailable), on real Vaswani abstracts.
+2. For each size: vectors of dim 384 sampled around those real MiniLM embeddings (a real embedding plus Gaussian noise,
+   renormalized, so the corpus keeps the clustered shape of real text), written as an embedding folder and indexed with
+   ``build_index`` as Flat, IVF and HNSW: build time, bytes per vector (index file size), queries/s of batched
+   search (k=10) at two settings of nprobe / efSearch, and recall@10 against Flat.
+3. On the Flat index: ``faiss`` ``index.search`` vs ``VectorIndex.search`` vs ``Retriever.search_vectors`` (search plus
+   text and provenance of every hit) on the same loaded index, batched; the overhead is the extra time in percent.
+
+Prints tables; writes ``benchmarks/results/index.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from catalog.hashing import content_hash, file_hash
+from catalog.parquet import CHUNK_SCHEMA
+from catalog.variant import EmbedderConfig, IndexConfig
+from indexing.embed import MANIFEST_NAME, Embedder, EmbeddingManifest, ShardInfo
+from indexing.retrieve import Retriever
+from indexing.vector_index import VectorIndex, build_index, configure_threads, ivf_nlist, neighbor_recall
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "retrieval" / "vaswani_npl" / "doc-text.trec"
+RESULTS = REPO / "benchmarks" / "results" / "index.json"
+DIM = 384
+SHARD_ROWS = 50_000
+NOISE = 0.6  # noise norm relative to the unit base vector: neighbours stay close, but no two vectors coincide
+K = 10
+REPEATS = 5
+WORDS = "retrieval datastore corpus embedding index query shard vector text passage model token".split()
+
+
+def real_texts(path: Path, n: int) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    return [" ".join(m.split()) for m in re.findall(r"</DOCNO>(.*?)</DOC>", text, re.S)][:n]
+
+
+def bench_embedding(texts: list[str]) -> tuple[list[dict], np.ndarray]:
+    rows, vectors = [], None
+    for backend in ("torch", "onnx"):
+        try:
+            embedder = Embedder(EmbedderConfig(backend=backend))
+        except Exception as exc:  # noqa: BLE001 - any failure to load a backend is reported, not fatal
+            rows.append({"backend": backend, "chunks_per_s": None, "note": f"unavailable: {exc}"[:160]})
+            continue
+        embedder.encode_documents(texts[:32])  # warm-up
+        start = time.perf_counter()
+        out = embedder.encode_documents(texts)
+        elapsed = time.perf_counter() - start
+        rows.append({"backend": backend, "chunks_per_s": round(len(texts) / elapsed, 1), "note": f"{len(texts)} texts"})
+        vectors = out if vectors is None else vectors
+    return rows, vectors
+
+
+def sample_around(base: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    picks = base[rng.integers(0, len(base), size=n)]
+    noise = rng.standard_normal((n, base.shape[1])).astype(np.float32) * (NOISE / np.sqrt(base.shape[1]))
+    out = picks + noise
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def write_embedding_folder(folder: Path, vectors: np.ndarray) -> list[str]:
+    """An embedding folder in indexing.embed's format; chunk ids are synthetic."""
+    folder.mkdir(parents=True)
+    infos, all_ids = [], []
+    for s, start in enumerate(range(0, len(vectors), SHARD_ROWS)):
+        name = f"shard-{s:05d}"
+        ids = [f"synthetic-{i:08d}" for i in range(start, min(start + SHARD_ROWS, len(vectors)))]
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(vectors[start : start + SHARD_ROWS]))
+        pq.write_table(pa.table({"chunk_id": ids}), folder / f"{name}.ids.parquet")
+        hashes = (file_hash(folder / f"{name}.npy"), file_hash(folder / f"{name}.ids.parquet"))
+        infos.append(ShardInfo(name, len(ids), *hashes, content_hash("\n".join(ids))))
+        all_ids += ids
+    manifest = EmbeddingManifest(
+        model="synthetic-around-minilm",
+        model_id="synthetic-around-minilm@0",
+        model_hash="0",
+        dim=vectors.shape[1],
+        normalized=True,
+        query_prompt_name=None,
+        shard_size=SHARD_ROWS,
+        complete=True,
+        shards=infos,
+    )
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest.as_json()), encoding="utf-8")
+    return all_ids
+
+
+def write_chunks(path: Path, ids: list[str], rng: np.random.Generator) -> None:
+    """Chunk rows for the synthetic ids, with ~600 characters of text each (a realistic payload to fetch)."""
+    words = np.array(WORDS)
+    texts = [" ".join(words[rng.integers(0, len(words), size=80)]) for _ in range(len(ids))]
+    frame = pl.DataFrame(
+        {
+            "chunk_id": ids,
+            "doc_id": [f"doc-{i // 4}" for i in range(len(ids))],
+            "source": "synthetic",
+            "url": [f"https://example.org/{i // 4}" for i in range(len(ids))],
+            "title": None,
+            "text": texts,
+            "char_start": 0,
+            "char_end": [len(t) for t in texts],
+            "n_tokens": 80,
+        },
+        schema=pl.DataFrame(CHUNK_SCHEMA.empty_table()).schema,
+    )
+    frame.write_parquet(path)
+
+
+def timed(fn, repeats: int = REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_indexes(work: Path, n: int, base: np.ndarray, queries: np.ndarray, rng) -> tuple[list[dict], Path, list]:
+    vectors = sample_around(base, n, rng)
+    ids = write_embedding_folder(work / f"emb-{n}", vectors)
+    del vectors
+    nlist = ivf_nlist(n)
+    specs = [
+        ("Flat", IndexConfig(), None, [None]),
+        (f"IVF{nlist},Flat", IndexConfig(factory=f"IVF{nlist},Flat", nprobe=16), "nprobe", [16, 64]),
+        ("HNSW32", IndexConfig(factory="HNSW32", ef_search=64), "efSearch", [32, 128]),
+    ]
+    rows, exact = [], None
+    for name, cfg, param, values in specs:
+        out = work / f"index-{n}-{name.replace(',', '_')}"
+        start = time.perf_counter()
+        manifest = build_index(work / f"emb-{n}", out, cfg)
+        build_s = time.perf_counter() - start
+        index = VectorIndex.load(out)
+        bytes_per_vector = sum(s.bytes for s in manifest.shards) / n
+        for value in values:
+            if param is not None:
+                index.set_search_params(**{param: value})
+            seconds = timed(lambda index=index: index.search(queries, K), repeats=3)
+            found = index.search(queries, K).rows
+            if exact is None:
+                exact = found
+            rows.append(
+                {
+                    "n": n,
+                    "index": name,
+                    "param": f"{param}={value}" if param else "-",
+                    "build_s": round(build_s, 1),
+                    "bytes_per_vector": round(bytes_per_vector, 1),
+                    "qps": round(len(queries) / seconds, 1),
+                    "recall@10": round(neighbor_recall(found, exact, K), 4),
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows, work / f"index-{n}-Flat", ids
+
+
+def bench_overhead(index_dir: Path, ids: list[str], queries: np.ndarray, embedder, work: Path, rng) -> list[dict]:
+    chunks = work / "overhead-chunks.parquet"
+    write_chunks(chunks, ids, rng)
+    retriever = Retriever(index_dir, [chunks], embedder, cache_dir=work / "cache")
+    raw = retriever.index.shard_indexes[0]
+    rows = []
+    for batch, k in ((1, 10), (100, 10), (100, 100)):
+        q = np.ascontiguousarray(queries[:batch])
+        retriever.search_vectors(q, k)  # warm the memory map
+        faiss_s = timed(lambda q=q, k=k: raw.search(q, k))
+        index_s = timed(lambda q=q, k=k: retriever.index.search(q, k))
+        retriever_s = timed(lambda q=q, k=k: retriever.search_vectors(q, k))
+        rows.append(
+            {
+                "queries": batch,
+                "k": k,
+                "faiss_ms": round(faiss_s * 1e3, 2),
+                "vector_index_ms": round(index_s * 1e3, 2),
+                "retriever_ms": round(retriever_s * 1e3, 2),
+                "overhead_pct": round(100 * (retriever_s - faiss_s) / faiss_s, 1),
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    print(f"\n{title}")
+    keys = list(rows[0])
+    widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
+    print("  ".join(k.rjust(w) for k, w in zip(keys, widths, strict=True)))
+    for r in rows:
+        print("  ".join(str(r[k]).rjust(w) for k, w in zip(keys, widths, strict=True)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100000", help="comma-separated corpus sizes, e.g. 100000,1000000")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--embed-texts", type=int, default=1000, help="real abstracts embedded (throughput, base)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+    threads = configure_threads()
+    rng = np.random.default_rng(0)
+
+    texts = real_texts(args.data, args.embed_texts)
+    embed_rows, real = bench_embedding(texts)
+    print_table("embedding throughput (CPU)", embed_rows)
+    base, held_out = real[: len(real) * 4 // 5], real[len(real) * 4 // 5 :]
+    queries = sample_around(held_out, args.queries, rng)
+
+    index_rows, overhead_rows = [], []
+    with tempfile.TemporaryDirectory(prefix="reread-index-bench-") as tmp:
+        work = Path(tmp)
+        for i, n in enumerate(int(s) for s in args.sizes.split(",")):
+            rows, flat_dir, ids = bench_indexes(work, n, base, queries, rng)
+            index_rows += rows
+            if i == 0:
+                overhead_rows = bench_overhead(flat_dir, ids, queries, None, work, rng)
+    print_table("embedding throughput (CPU)", embed_rows)
+    print_table(f"indexes (dim {DIM}, {args.queries} queries, k={K}, {threads} threads)", index_rows)
+    print_table("search-path overhead on the Flat index (median of 5)", overhead_rows)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "embedding": embed_rows,
+                "indexes": index_rows,
+                "overhead": overhead_rows,
+                "faiss": faiss.__version__,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "threads": threads,
+                    "platform": platform.platform(),
+                    "load": os.getloadavg(),
+                },
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
