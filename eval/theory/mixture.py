@@ -184,31 +184,53 @@ def _polish_on_support(coeffs: QpCoefficients, pi: np.ndarray, threshold: float 
 
 @dataclass(frozen=True)
 class CoverageConstraints:
-    """Linear constraints ``G pi >= h``: row j says direction ``u_j`` of Sigma gets ``u_j^T Gamma_pi u_j >=
-    sigma_j / (2 - margin)``, i.e. its coverage eigenvalue stays below ``2 - margin``."""
+    """Coverage of the target by ``Gamma_pi = sum pi_l Gamma_l``: the direction ``u_j`` of Sigma needs
+    ``u_j^T Gamma_pi u_j >= sigma_j / (2 - margin)`` (the spec's per-direction rows ``G pi >= h``, linear in pi).
+    Those rows are necessary; the sufficient form is the matrix inequality ``Gamma_pi >= Sigma / (2 - margin)``,
+    i.e. every eigenvalue of ``Gamma_pi^-1 Sigma`` below ``2 - margin``, which also catches directions that are
+    covered one by one but not jointly (off-diagonal structure). Its ``lambda_min`` is concave in pi, so the
+    constrained problem stays convex."""
 
     lhs: np.ndarray  # G: (directions, tasks), u_j^T Gamma_l u_j
     rhs: np.ndarray  # h: (directions,)
+    gammas: np.ndarray  # (tasks, d, d) Gamma_l
+    floor: np.ndarray  # Sigma / (2 - margin)
 
     def uncoverable(self) -> np.ndarray:
         """Directions no single task reaches: no mixture can cover them."""
         return np.flatnonzero(self.lhs.max(axis=1) < self.rhs)
 
+    def matrix_slack(self, pi: np.ndarray) -> tuple[float, np.ndarray]:
+        """``lambda_min(Gamma_pi - Sigma/(2 - margin))`` and its gradient in pi."""
+        vals, vecs = np.linalg.eigh(np.einsum("l,lij->ij", pi, self.gammas) - self.floor)
+        v = vecs[:, 0]
+        return float(vals[0]), np.einsum("i,lij,j->l", v, self.gammas, v)
+
+
+def eigenbasis(sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors of the target covariance. A diagonal target keeps its coordinate basis and order
+    (so direction j is coordinate j, e.g. the advisor's j-th top direction) rather than eigh's ascending order."""
+    if np.count_nonzero(sigma - np.diag(np.diag(sigma))) == 0:
+        return np.diag(sigma).astype(float), np.eye(sigma.shape[0])
+    return np.linalg.eigh(sigma)
+
 
 def coverage_constraints(
     lams: Sequence[np.ndarray], sigma: np.ndarray, n: float = np.inf, margin: float = 0.25
 ) -> CoverageConstraints:
-    """Per-direction coverage constraints in Sigma's eigenbasis (affine in pi because ``Gamma_pi`` is)."""
+    """Coverage constraints of every target direction at ``mu < 2 - margin`` (affine in pi because ``Gamma_pi`` is)."""
     if not 0 <= margin < 2:
         raise ValueError(f"coverage margin must lie in [0, 2), got {margin}")
-    sig_vals, sig_vecs = np.linalg.eigh(sigma)
-    lhs = np.stack([np.einsum("ij,ik,kj->j", sig_vecs, gamma(lam, n), sig_vecs) for lam in lams], axis=1)
-    return CoverageConstraints(lhs=lhs, rhs=sig_vals / (2.0 - margin))
+    sig_vals, sig_vecs = eigenbasis(sigma)
+    gammas = np.stack([gamma(lam, n) for lam in lams])
+    lhs = np.einsum("ij,lik,kj->jl", sig_vecs, gammas, sig_vecs)
+    return CoverageConstraints(lhs=lhs, rhs=sig_vals / (2.0 - margin), gammas=gammas, floor=sigma / (2.0 - margin))
 
 
 def solve_constrained_qp(coeffs: QpCoefficients, constraints: CoverageConstraints) -> np.ndarray:
-    """The QP with coverage constraints: feasibility by linear programming, then SLSQP from the closest feasible
-    point. Raises CoverageInfeasibleError naming the directions when none exists."""
+    """The QP under coverage constraints: feasibility of the per-direction rows by linear programming, then SLSQP
+    with the rows and the matrix inequality from the closest feasible point. Raises CoverageInfeasibleError naming
+    the directions when no mixture covers the target."""
     n_tasks = len(coeffs.lin)
     feasible = linprog(
         np.zeros(n_tasks),
@@ -238,10 +260,22 @@ def solve_constrained_qp(coeffs: QpCoefficients, constraints: CoverageConstraint
                 "fun": lambda pi: constraints.lhs @ pi - constraints.rhs,
                 "jac": lambda pi: constraints.lhs,
             },
+            {
+                "type": "ineq",
+                "fun": lambda pi: constraints.matrix_slack(pi)[0],
+                "jac": lambda pi: constraints.matrix_slack(pi)[1],
+            },
         ],
         options={"ftol": 1e-14, "maxiter": 500},
     )
-    return project_to_simplex(np.asarray(result.x, dtype=float))
+    pi = project_to_simplex(np.asarray(result.x, dtype=float))
+    slack = constraints.matrix_slack(pi)[0]
+    if slack < -1e-8 * max(1.0, float(np.abs(constraints.floor).max())):
+        raise CoverageInfeasibleError(
+            f"no mixture of the {n_tasks} candidate tasks covers the target jointly: every direction is reachable "
+            f"alone but the best mixture leaves lambda_min(Gamma_pi - Sigma/(2 - margin)) = {slack:.3g} < 0"
+        )
+    return pi
 
 
 @dataclass(frozen=True)
@@ -311,7 +345,7 @@ class Diagnosis:
     mu: np.ndarray
     k_star: int | None
     errors: np.ndarray  # Err(k), k = 1..kmax
-    coverage_ratios: np.ndarray  # sigma_j / (u_j^T Gamma_pi u_j) per target eigen-direction, ascending sigma
+    coverage_ratios: np.ndarray  # sigma_j / (u_j^T Gamma_pi u_j) per target direction (see eigenbasis)
     margin: float = 0.0
 
     @property
@@ -341,7 +375,7 @@ def diagnose(
     per-direction coverage ratios."""
     precond = mixture_preconditioner(lams, pi, n, model)
     gamma_pi = _mix([gamma(lam, n) for lam in lams], np.asarray(pi, dtype=float))
-    sig_vals, sig_vecs = np.linalg.eigh(sigma)
+    sig_vals, sig_vecs = eigenbasis(sigma)
     covered = np.einsum("ij,ik,kj->j", sig_vecs, gamma_pi, sig_vecs)
     return Diagnosis(
         mu=coverage_eigenvalues(precond, sigma),
