@@ -51,7 +51,8 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS contamination_hits (
         artifact_key VARCHAR, benchmark VARCHAR, item_id VARCHAR, doc_id VARCHAR, chunk_id VARCHAR, n_hits BIGINT)""",
     """CREATE TABLE IF NOT EXISTS contamination_summary (
-        artifact_key VARCHAR, benchmark VARCHAR, items_checked BIGINT, items_found BIGINT, rate DOUBLE)""",
+        artifact_key VARCHAR, benchmark VARCHAR, items_checked BIGINT, items_found BIGINT, rate DOUBLE,
+        items_too_short BIGINT, template_keys BIGINT)""",
     """CREATE TABLE IF NOT EXISTS eval_samples (
         artifact_key VARCHAR, variant VARCHAR, task VARCHAR, strategy VARCHAR, question_id VARCHAR,
         sample_index BIGINT, prompt_index BIGINT, seed BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT,
