@@ -80,11 +80,12 @@ class ChunkLookup:
             {"index": index.manifest.manifest_hash, "chunks": [(str(p), p.stat().st_size) for p in paths]}
         )
         path = Path(store_dir) / f"chunks-{key}.arrow"
-        if not path.is_file():
+        table = _read_lookup(path, index.ntotal)
+        if table is None:  # first use, or a damaged file (a crash mid-write leaves only a temporary name)
             _write_lookup(index, paths, path)
-        table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-        if table.num_rows != index.ntotal:
-            raise ArtifactError(f"{path}: lookup holds {table.num_rows} rows, index has {index.ntotal}")
+            table = _read_lookup(path, index.ntotal)
+        if table is None:
+            raise ArtifactError(f"{path}: lookup file just written does not hold the index's {index.ntotal} rows")
         return cls(table)
 
     def rows(self, rows: np.ndarray) -> dict[str, list]:
@@ -100,6 +101,14 @@ class ChunkLookup:
                 for pos, value in zip(positions.tolist(), taken[name], strict=True):
                     target[pos] = value
         return columns
+
+
+def _read_lookup(path: Path, rows: int) -> pa.Table | None:
+    try:
+        table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    except (OSError, pa.ArrowException):
+        return None
+    return table if table.num_rows == rows else None
 
 
 def _write_lookup(index: VectorIndex, chunk_paths: list[Path], path: Path) -> None:
@@ -119,11 +128,12 @@ def _write_lookup(index: VectorIndex, chunk_paths: list[Path], path: Path) -> No
             f"{ids_path}: {missing[0]} indexed chunk ids are in none of the {len(chunk_paths)} chunk files "
             f"(first: {missing[1]}); pass the chunk files the index was built from"
         )
+    repeated = con.execute("SELECT count(*) - count(DISTINCT chunk_id) FROM chunks").fetchall()[0][0]
+    if repeated:
+        raise ArtifactError(f"chunk files {[str(p) for p in chunk_paths]} repeat {repeated} chunk ids (a file twice?)")
     select = ", ".join(f"c.{c}" for c in LOOKUP_COLUMNS)
-    # One chunk row per id even if a file is passed twice: the chunk id is a content hash, so copies are identical.
     reader = con.sql(
-        f"SELECT {select} FROM ids i JOIN (SELECT * FROM chunks QUALIFY row_number() OVER (PARTITION BY chunk_id) = 1)"
-        " c ON i.chunk_id = c.chunk_id ORDER BY i.row"
+        f"SELECT {select} FROM ids i JOIN chunks c ON i.chunk_id = c.chunk_id ORDER BY i.row"
     ).to_arrow_reader(LOOKUP_BATCH_ROWS)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

@@ -24,8 +24,8 @@ from indexing.retrieve import Retriever, select_for_reading
 from indexing.vector_index import VectorIndex, build_index, neighbor_recall
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "retrieval"
-N_DOCS = 700
-CHUNKS_PER_FILE = 400
+N_DOCS = 500
+CHUNKS_PER_FILE = 300
 DUPLICATED_DOC = "vaswani-17"
 
 
@@ -145,6 +145,22 @@ def test_missing_chunk_files_are_an_artifact_error(datastore, embedder):
         Retriever(datastore["root"] / "flat", datastore["chunks"][:1], embedder)
     with pytest.raises(ArtifactError, match="chunk file is missing"):
         Retriever(datastore["root"] / "flat", [datastore["root"] / "nope.parquet"], embedder)
+
+
+def test_chunk_file_passed_twice_is_an_artifact_error(datastore, embedder):
+    with pytest.raises(ArtifactError, match=f"repeat {CHUNKS_PER_FILE} chunk ids"):
+        Retriever(datastore["root"] / "flat", [*datastore["chunks"], datastore["chunks"][0]], embedder)
+
+
+def test_damaged_lookup_file_is_rebuilt(datastore, embedder, queries, tmp_path):
+    expected = Retriever(datastore["root"] / "flat", datastore["chunks"], embedder, cache_dir=tmp_path).search(
+        queries[:3], k=5
+    )
+    (lookup,) = (tmp_path / "lookup").glob("chunks-*.arrow")
+    lookup.write_bytes(lookup.read_bytes()[:100])
+    again = Retriever(datastore["root"] / "flat", datastore["chunks"], embedder, cache_dir=tmp_path)
+    assert again.search(queries[:3], k=5) == expected
+    assert lookup.stat().st_size > 100
 
 
 @pytest.mark.parametrize(("factory", "params", "bound"), [("IVF16,Flat", {"nprobe": 4}, 0.8), ("HNSW32", {}, 0.95)])
