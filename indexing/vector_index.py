@@ -394,7 +394,7 @@ class VectorIndex:
             scores.append(d)
         if len(scores) == 1 and scores[0].shape[1] == k:
             return SearchResult(scores[0], rows[0])
-        if scores[0].shape[1] < k:  # fewer rows than k in total: pad so every result has k columns
+        if sum(s.shape[1] for s in scores) < k:  # fewer rows than k in all shards: pad so results have k columns
             worst = -np.inf if self.manifest.metric == "ip" else np.inf
             scores.append(np.full((len(queries), k), worst, dtype=np.float32))
             rows.append(np.full((len(queries), k), -1, dtype=np.int64))
