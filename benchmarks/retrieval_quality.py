@@ -71,7 +71,7 @@ def english_stemmer():
         import Stemmer
     except ImportError:
         return None
-    return Stemmer.Stemmer("english").stemWords
+    return Stemmer.Stemmer("english").stemWord
 
 
 def evaluate(runs: dict[str, list[str]], qrels) -> dict[str, float]:
@@ -99,8 +99,9 @@ def main() -> None:
     chunks = write_chunks(docs, work / "chunks.parquet")
     embedder = Embedder(EmbedderConfig())
     start = time.perf_counter()
-    embed_chunks([chunks], work / "embeddings", embedder, shard_size=4000)  # skips shards a --work rerun finished
+    embedded = embed_chunks([chunks], work / "embeddings", embedder, shard_size=4000)  # a --work rerun skips shards
     timings["embed_s"] = time.perf_counter() - start
+    timings["chunks_embedded"] = embedded.stats.counters.get("chunks_embedded", 0)  # 0: embed_s timed reuse only
     start = time.perf_counter()
     if not (work / "index" / "manifest.json").is_file():
         build_index(work / "embeddings", work / "index", IndexConfig())

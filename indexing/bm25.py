@@ -28,8 +28,8 @@ class BM25Index:
         self.n_docs = n_docs
 
     @classmethod
-    def build(cls, texts: Sequence[str], stemmer: Callable[[list[str]], list[str]] | None = None) -> BM25Index:
-        """Tokenize (lower-case, English stopwords, optional stemmer e.g. ``Stemmer.Stemmer("english").stemWords``)
+    def build(cls, texts: Sequence[str], stemmer: Callable[[str], str] | None = None) -> BM25Index:
+        """Tokenize (lower-case, English stopwords, optional per-word stemmer e.g. ``Stemmer.Stemmer("english").stemWord``)
         and index ``texts``."""
         tokenizer = Tokenizer(stopwords="english", stemmer=stemmer)
         tokens = tokenizer.tokenize(list(texts), return_as="tuple", show_progress=False)
@@ -59,7 +59,7 @@ class BM25Index:
         self.tokenizer.save_stopwords(str(folder))
 
     @classmethod
-    def load(cls, folder: str | Path, stemmer: Callable[[list[str]], list[str]] | None = None) -> BM25Index:
+    def load(cls, folder: str | Path, stemmer: Callable[[str], str] | None = None) -> BM25Index:
         folder = Path(folder)
         try:
             model = bm25s.BM25.load(str(folder), allow_pickle=False, show_progress=False)
