@@ -123,7 +123,8 @@ class DedupConfig(_Strict):
 
 
 class ChunkingConfig(_Strict):
-    size: int = Field(default=256, ge=16, description="chunk size in the embedder's tokens")
+    # 254: all-MiniLM-L6-v2 reads 256 tokens including [CLS] and [SEP]; the embed stage refuses longer chunks
+    size: int = Field(default=254, ge=16, description="chunk size in the embedder's tokens")
     overlap: int = Field(default=32, ge=0)
 
     @model_validator(mode="after")

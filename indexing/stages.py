@@ -11,8 +11,9 @@ from pathlib import Path
 import polars as pl
 
 from catalog.artifacts import ArtifactManifest, StageResult
+from catalog.errors import ConfigError
 from catalog.hashing import combine_hashes
-from catalog.parquet import CHUNK_SCHEMA, DOCUMENT_SCHEMA
+from catalog.parquet import DOCUMENT_SCHEMA
 from catalog.variant import Variant
 from indexing.chunk import Chunker, chunk_documents, load_tokenizer
 from indexing.decontaminate import DecontaminationFilter
@@ -62,7 +63,7 @@ def run_decontaminate(variant: Variant, docs_in: ArtifactManifest, out_dir: Path
         step = DecontaminationFilter.from_config(cfg)
         kept, stats = step.run(docs).kept, step.stats.as_dict()
         tables = {"contamination_hits": step.hits(), "contamination_summary": step.summary()}
-    kept = kept if kept.height or kept.columns else pl.DataFrame(schema=DOCUMENT_SCHEMA)
+    kept = kept if kept.height or kept.columns else pl.from_arrow(DOCUMENT_SCHEMA.empty_table())
     return StageResult(
         files=[_write_frame(kept, out_dir)],
         rows=kept.height,
@@ -76,7 +77,7 @@ def run_dedup(variant: Variant, docs_in: list[ArtifactManifest], out_dir: Path) 
     """Exact and near-duplicate removal across every source of the variant (duplicates cross sources)."""
     docs = read_parts(docs_in)
     if docs.height == 0:
-        docs = pl.DataFrame(schema=DOCUMENT_SCHEMA)
+        docs = pl.from_arrow(DOCUMENT_SCHEMA.empty_table())
     result = Deduplicator(variant.dedup).run(docs)
     parts = [
         _write_frame(result.kept.slice(offset, DOCS_PER_PART), out_dir, f"part-{i:05d}.parquet")
@@ -94,8 +95,8 @@ def run_chunk(variant: Variant, docs_in: ArtifactManifest, part: str, out_dir: P
     """Chunk one part of the documents in the embedder's tokens; with ``drop_chunk``, drop contaminated chunks."""
     docs = pl.read_parquet(docs_in.folder / part)
     chunker = Chunker(load_tokenizer(variant.embedder.model), variant.chunking)
-    chunks = chunk_documents(docs, chunker) if docs.height else pl.DataFrame(schema=CHUNK_SCHEMA)
-    stats = chunker.stats.as_dict()
+    chunks = chunk_documents(docs, chunker)
+    stats = {**chunker.stats.as_dict(), "max_chunk_tokens": int(chunks["n_tokens"].max() or 0)}
     tables: dict[str, pl.DataFrame] = {}
     cfg = variant.decontamination
     if cfg.action == "drop_chunk" and cfg.benchmarks and chunks.height:
@@ -122,6 +123,12 @@ def run_embed(
     """Embed every chunk into memory-mapped shards; a re-run after a crash skips the shards already finished."""
     embedder = Embedder(variant.embedder)
     paths = [p for m in chunks_in for p in m.file_paths()]
+    longest = max((int(m.stats.get("max_chunk_tokens", 0)) for m in chunks_in), default=0)
+    if embedder.max_chunk_tokens is not None and longest > embedder.max_chunk_tokens:
+        raise ConfigError(
+            f"{variant.path}: chunking.size allows {longest}-token chunks but {variant.embedder.model} reads at most "
+            f"{embedder.max_chunk_tokens}; set chunking.size <= {embedder.max_chunk_tokens}"
+        )
     manifest = embed_chunks(paths, out_dir / EMBEDDINGS_DIR, embedder, variant.embedder.shard_size, on_shard=on_shard)
     return StageResult(
         files=[EMBEDDINGS_DIR],

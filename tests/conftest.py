@@ -91,3 +91,21 @@ def _build_tiny_llama(path, chat_template: str | None = None, max_positions: int
 @pytest.fixture(scope="session")
 def build_tiny_model():
     return _build_tiny_llama
+
+
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+def pytest_unconfigure(config):
+    # DuckDB 2's nanobind bindings print pages of spurious "leaked instance" reports at interpreter shutdown, after
+    # pytest's summary line; end the process once pytest has reported everything (as the CLI does).
+    if _EXIT_STATUS and os.environ.get("REREAD_TEST_KEEP_SHUTDOWN") is None:
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])

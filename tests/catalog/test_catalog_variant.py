@@ -29,7 +29,7 @@ def test_minimal_variant_from_the_issue_is_valid_with_defaults(tmp_path: Path):
     src = v.sources[0]
     assert src.path == (tmp_path / "passages.jsonl").resolve()  # relative to the YAML file
     assert src.name == "jsonl-passages"
-    assert v.chunking.size == 256 and v.index.factory == "Flat" and v.embedder.model == "all-MiniLM-L6-v2"
+    assert v.chunking.size == 254 and v.index.factory == "Flat" and v.embedder.model == "all-MiniLM-L6-v2"
     assert v.decontamination.action == "drop_document" and v.decontamination.benchmarks == ()
     assert {s: len(v.stage_hash(s)) for s in STAGES} == {s: 16 for s in STAGES}
 
