@@ -57,7 +57,7 @@ _SCHEMA = [
         artifact_key VARCHAR, variant VARCHAR, task VARCHAR, strategy VARCHAR, question_id VARCHAR,
         sample_index BIGINT, prompt_index BIGINT, seed BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT,
         text VARCHAR, answer VARCHAR, outcome VARCHAR, correct BOOLEAN, answer_class BIGINT, chunk_ids VARCHAR[],
-        query_tokens BIGINT)""",
+        query_tokens BIGINT, rerank_pair_tokens BIGINT)""",
     """CREATE TABLE IF NOT EXISTS datastores (
         variant VARCHAR PRIMARY KEY, variant_path VARCHAR, index_key VARCHAR, chunk_keys JSON, embed_key VARCHAR,
         built_at TIMESTAMP, run_id VARCHAR)""",

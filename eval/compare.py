@@ -94,6 +94,26 @@ def plot_metrics(summary: pl.DataFrame, metrics: list[str], path: Path) -> Path:
     return path
 
 
+def plot_accuracy_vs_flops(points: list[dict], path: Path) -> Path:
+    """One marker per (variant, strategy): accuracy against FLOPs per question, log x."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for variant in sorted({p["variant"] for p in points}):
+        mine = [p for p in points if p["variant"] == variant]
+        ax.scatter([p["flops"] for p in mine], [p["accuracy"] for p in mine], label=variant)
+        for p in mine:
+            ax.annotate(p["strategy"], (p["flops"], p["accuracy"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs per question")
+    ax.set_ylabel("accuracy (majority vote over all samples)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def markdown_report(title: str, summary: pl.DataFrame, tests: list[PairedTest]) -> str:
     metric_cols = [c for c in summary.columns if c not in ("variant", "n")]
     lines = [f"# {title}", "", "| variant | n | " + " | ".join(metric_cols) + " |"]

@@ -39,6 +39,7 @@ SAMPLE_SCHEMA = {
     "answer": pl.String,
     "chunk_ids": pl.List(pl.String),
     "query_tokens": pl.Int64,
+    "rerank_pair_tokens": pl.Int64,  # tokens of every (query, candidate) pair the reranker scored for the question
 }
 
 
@@ -97,6 +98,7 @@ def generate_samples(
     strategy: Strategy,
     passages_for: PassageFn | None,
     count_query_tokens: Callable[[str], int] | None = None,
+    count_rerank_tokens: Callable[[BenchmarkItem], int] | None = None,
     batch_size: int = 8,
 ) -> tuple[pl.DataFrame, list[Rejection]]:
     """Draw ``cfg.n_samples`` completions per item for one strategy; a reader failure on a batch is retried item by
@@ -114,6 +116,7 @@ def generate_samples(
             per_prompt = [cfg.n_samples // n_prompts + (i < cfg.n_samples % n_prompts) for i in range(n_prompts)]
             first_sample = 0
             query_tokens = count_query_tokens(item.question) if strategy.retrieval and count_query_tokens else 0
+            rerank_tokens = count_rerank_tokens(item) if strategy.rerank and count_rerank_tokens else 0
             for prompt_index, (passages, n) in enumerate(zip(prompts_passages, per_prompt, strict=True)):
                 if n == 0:
                     continue
@@ -140,6 +143,7 @@ def generate_samples(
                             "answer": extract_answer(answer_format, completion.text),
                             "chunk_ids": [getattr(p, "chunk_id", "") for p in passages],
                             "query_tokens": query_tokens,
+                            "rerank_pair_tokens": rerank_tokens,
                         }
                     )
                 first_sample += n
@@ -194,7 +198,8 @@ def score_strategies(graded: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
 
 
 def flops_by_strategy(graded: pl.DataFrame, sizes: ModelSizes) -> dict[str, dict[str, float]]:
-    """FLOPs per strategy from the stored token counts (prefill once per prompt, generation per sample)."""
+    """FLOPs per strategy from the stored token counts (prefill once per prompt, generation per sample, query
+    embedding and reranking when their model sizes are configured)."""
     out = {}
     for (strategy,), group in graded.group_by("strategy", maintain_order=True):
         records = []
@@ -203,10 +208,8 @@ def flops_by_strategy(graded: pl.DataFrame, sizes: ModelSizes) -> dict[str, dict
                 ReaderCall(int(p["prompt_tokens"][0]), tuple(int(t) for t in p["completion_tokens"].to_list()))
                 for (_,), p in q.group_by("prompt_index", maintain_order=True)
             ]
-            query = (int(q["query_tokens"][0]),) if q["query_tokens"][0] else ()
-            records.append(QuestionCompute(reader_calls=tuple(calls), query_tokens=query))
-        needs_embedder = any(r.query_tokens for r in records)
-        if needs_embedder and sizes.embedder_params is None:
-            records = [QuestionCompute(reader_calls=r.reader_calls) for r in records]
+            query = (int(q["query_tokens"][0]),) if q["query_tokens"][0] and sizes.embedder_params else ()
+            rerank = (int(q["rerank_pair_tokens"][0]),) if q["rerank_pair_tokens"][0] and sizes.reranker_params else ()
+            records.append(QuestionCompute(reader_calls=tuple(calls), query_tokens=query, rerank_pair_tokens=rerank))
         out[strategy] = strategy_flops(records, sizes).as_dict()
     return out

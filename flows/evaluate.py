@@ -16,7 +16,14 @@ from catalog.hashing import stable_hash
 from catalog.stage_runner import StageSpec, execute_stage, register_artifact
 from catalog.variant import Variant, load_variant
 from eval import retrieval_eval
-from eval.compare import compare_per_item, html_report, markdown_report, plot_metrics, summary_table
+from eval.compare import (
+    compare_per_item,
+    html_report,
+    markdown_report,
+    plot_accuracy_vs_flops,
+    plot_metrics,
+    summary_table,
+)
 from eval.tasks import QATask, QrelsTask, resolve_task
 from flows.datastore import locate_datastore, open_retriever
 from flows.runtime import offline_defaults
@@ -108,9 +115,12 @@ def evaluate(variant_path: str, data_dir: str, tasks: list[str]) -> dict:
 
 
 @flow(name="compare-variants", log_prints=True)
-def compare_variants(variant_paths: list[str], data_dir: str, task_ref: str, out_dir: str | None = None) -> dict:
+def compare_variants(
+    variant_paths: list[str], data_dir: str, task_ref: str, out_dir: str | None = None, reader_config: str | None = None
+) -> dict:
     """Each variant on one task, side by side: a table, paired bootstrap tests against the first variant, a plot,
-    an HTML report and a markdown artifact."""
+    an HTML report and a markdown artifact. With ``reader_config`` (a QA task), also reader accuracy per test-time
+    strategy, tested pairwise per question, and a plot of accuracy against FLOPs per strategy."""
     offline_defaults()
     variants = [load_variant(p) for p in variant_paths]
     names = [v.name for v in variants]
@@ -119,32 +129,52 @@ def compare_variants(variant_paths: list[str], data_dir: str, task_ref: str, out
     eval_task = resolve_task(task_ref)
     with Catalog.in_data_dir(data_dir) as catalog:
         run_id = catalog.start_run(",".join(names), "compare")
-        per_item = {}
+        folder = Path(out_dir) if out_dir else Path(data_dir) / "runs" / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = None
+        if reader_config is not None:
+            from eval.reader_eval import flops_by_strategy, load_reader_eval_config
+
+            cfg = load_reader_eval_config(reader_config)
+        per_item, flops_points = {}, []
         for variant in variants:
             manifest, _ = retrieval_eval_task(variant, task_ref, data_dir)
             register_artifact(catalog, manifest, variant.name, run_id)
             per_item[variant.name] = _per_item(manifest)
+            if cfg is None:
+                continue
+            graded = _reader_samples(variant, task_ref, cfg, data_dir, catalog, run_id)
+            accuracy = _per_question_accuracy(graded)
+            per_item[variant.name] = per_item[variant.name].join(accuracy, on="item_id", how="left")
+            for strategy, flops in (flops_by_strategy(graded, cfg.sizes) if cfg.sizes else {}).items():
+                column = next(c for c in accuracy.columns if c.startswith(f"{strategy} maj@"))
+                flops_points.append(
+                    {"variant": variant.name, "strategy": strategy, "flops": flops["total_per_question"],
+                     "accuracy": float(accuracy[column].mean())}
+                )  # fmt: skip
         metrics = _metrics_of(list(per_item.values()))
         summary = summary_table(per_item, metrics)
         tests = compare_per_item(per_item, metrics)
-        folder = Path(out_dir) if out_dir else Path(data_dir) / "runs" / run_id
-        folder.mkdir(parents=True, exist_ok=True)
         title = f"{eval_task.name}: {' vs '.join(names)}"
-        plot = plot_metrics(summary, metrics, folder / "metrics.png")
-        html_path = html_report(title, summary, tests, [plot], folder / "compare.html")
+        plots = [plot_metrics(summary, metrics, folder / "metrics.png")]
+        if flops_points:
+            plots.append(plot_accuracy_vs_flops(flops_points, folder / "accuracy_vs_flops.png"))
+        html_path = html_report(title, summary, tests, plots, folder / "compare.html")
         markdown = markdown_report(title, summary, tests)
-        (folder / "compare.md").write_text(markdown + f"\n\n![metrics]({plot.name})\n")
+        (folder / "compare.md").write_text(markdown + "".join(f"\n\n![{p.stem}]({p.name})" for p in plots) + "\n")
         report = {
             "task": eval_task.name,
             "summary": summary.to_dicts(),
             "tests": [vars(t) for t in tests],
             "html": str(html_path),
-            "plot": str(plot),
+            "plot": str(plots[0]),
+            "plots": [str(p) for p in plots],
+            "accuracy_vs_flops": flops_points,
         }
         (folder / "compare.json").write_text(json.dumps(report, indent=2))
         create_markdown_artifact(
             key=f"compare-{eval_task.name}".lower().replace("_", "-"),
-            markdown=markdown + f"\n\nReport: `{html_path}`, plot: `{plot}`",
+            markdown=markdown + f"\n\nReport: `{html_path}`; plots: " + ", ".join(f"`{p}`" for p in plots),
             description=title,
         )
         catalog.finish_run(run_id, "completed", {"task": eval_task.name, "html": str(html_path)})
@@ -190,12 +220,23 @@ def reader_eval_run(variant, data_dir, eval_task: QATask, cfg, strategy, out: Pa
 
     items = load_benchmark(eval_task.benchmark, eval_task.path, **eval_task.options)[: eval_task.limit]
     reader = make_reader(**cfg.reader)
-    passages_for, count = None, None
+    passages_for, count, count_pairs = None, None, None
     if strategy.retrieval:
         passages_for, retriever = _passages_fn(variant, data_dir, cfg.seed)
         tokenizer = retriever.embedder.tokenizer
-        count = lambda text: len(tokenizer(text, add_special_tokens=True)["input_ids"])  # noqa: E731
-    samples, rejections = generate_samples(items, reader, cfg, strategy, passages_for, count_query_tokens=count)
+
+        def count(text: str) -> int:
+            return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+        # The reranker scores every candidate (the search is cached: no second query). Pairs are counted in the
+        # embedder's tokens, an estimate when the reranker has another vocabulary.
+        def count_pairs(item) -> int:
+            pool = retriever.search([item.question], strategy.candidates)[0]
+            return sum(count(item.question) + count(hit.text) for hit in pool)
+
+    samples, rejections = generate_samples(
+        items, reader, cfg, strategy, passages_for, count_query_tokens=count, count_rerank_tokens=count_pairs
+    )
     graded = grade_samples(samples, items)
     graded.write_parquet(out / "samples.parquet")
     accuracy = float(graded["correct"].mean()) if graded.height else 0.0
@@ -220,6 +261,39 @@ def reader_eval_task(variant, eval_task_ref: str, cfg, strategy, data_dir: str) 
     return execute_stage(
         ArtifactStore(data_dir), spec, lambda out: reader_eval_run(variant, data_dir, eval_task, cfg, strategy, out)
     )
+
+
+def _reader_samples(variant, task_ref: str, cfg, data_dir: str, catalog: Catalog, run_id: str) -> pl.DataFrame:
+    """Every strategy's stored (or newly drawn) samples; newly registered ones are copied into ``eval_samples``."""
+    frames = []
+    for strategy in cfg.strategies:
+        manifest, _ = reader_eval_task(variant, task_ref, cfg, strategy, data_dir)
+        samples = pl.read_parquet(manifest.folder / "samples.parquet")
+        if register_artifact(catalog, manifest, variant.name, run_id):
+            details = samples.with_columns(
+                pl.lit(variant.name).alias("variant"), pl.lit(resolve_task(task_ref).name).alias("task"),
+                pl.lit(manifest.key).alias("artifact_key"),
+            )  # fmt: skip
+            catalog.insert_rows("eval_samples", details)
+        frames.append(samples)
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+def _per_question_accuracy(graded: pl.DataFrame) -> pl.DataFrame:
+    """Per question and strategy: sample accuracy and majority-vote accuracy over all n samples, as columns
+    ``<strategy> acc`` and ``<strategy> maj@n`` keyed by ``item_id`` (for paired tests between variants)."""
+    from eval.sample_metrics import SampleMatrix, maj_at_k_curve
+
+    frame = None
+    for (strategy,), group in graded.group_by("strategy", maintain_order=True):
+        matrix = SampleMatrix.from_table(group)
+        maj = maj_at_k_curve(matrix.answer_class, matrix.correct)[:, -1]
+        part = pl.DataFrame(
+            {"item_id": matrix.question_ids, f"{strategy} acc": matrix.correct.mean(axis=1),
+             f"{strategy} maj@{matrix.n}": maj}
+        )  # fmt: skip
+        frame = part if frame is None else frame.join(part, on="item_id", how="full", coalesce=True)
+    return frame if frame is not None else pl.DataFrame({"item_id": []})
 
 
 def reader_report(graded: pl.DataFrame, cfg, title: str, folder: Path) -> tuple[str, dict]:
@@ -269,17 +343,9 @@ def evaluate_reader(variant_path: str, data_dir: str, task_ref: str, reader_conf
     variant = load_variant(variant_path)
     cfg = load_reader_eval_config(reader_config)
     eval_task = resolve_task(task_ref)
-    frames = []
     with Catalog.in_data_dir(data_dir) as catalog:
         run_id = catalog.start_run(variant.name, "evaluate-reader")
-        for strategy in cfg.strategies:
-            manifest, cached = reader_eval_task(variant, task_ref, cfg, strategy, data_dir)
-            samples = pl.read_parquet(manifest.folder / "samples.parquet")
-            details = samples.with_columns(pl.lit(variant.name).alias("variant"), pl.lit(eval_task.name).alias("task"))
-            if register_artifact(catalog, manifest, variant.name, run_id):
-                catalog.insert_rows("eval_samples", details.with_columns(pl.lit(manifest.key).alias("artifact_key")))
-            frames.append(samples)
-        graded = pl.concat(frames) if frames else pl.DataFrame()
+        graded = _reader_samples(variant, task_ref, cfg, data_dir, catalog, run_id)
         folder = Path(data_dir) / "runs" / run_id
         folder.mkdir(parents=True, exist_ok=True)
         markdown, report = reader_report(graded, cfg, f"{variant.name} on {eval_task.name}", folder)

@@ -66,13 +66,27 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDirOption,
         task: Annotated[str, typer.Option("--benchmark", "--task", "-b", help="Evaluation task.")] = "vaswani",
         out: Annotated[Path | None, typer.Option("--out", help="Folder for the HTML report and plots.")] = None,
+        reader_config: Annotated[
+            Path | None,
+            typer.Option(
+                "--reader-config",
+                help="Reader evaluation YAML: adds accuracy per test-time strategy and "
+                "accuracy versus FLOPs (QA tasks).",
+                exists=True,
+                dir_okay=False,
+            ),
+        ] = None,
         as_json: JsonOption = False,
     ) -> None:
         """Compare built variants side by side: one table, paired bootstrap tests, plots, an HTML report."""
         from flows.evaluate import compare_variants
 
         report = compare_variants(
-            [str(v.resolve()) for v in variants], str(data_dir.resolve()), task, str(out) if out else None
+            [str(v.resolve()) for v in variants],
+            str(data_dir.resolve()),
+            task,
+            str(out) if out else None,
+            str(reader_config.resolve()) if reader_config else None,
         )
         if as_json:
             typer.echo(json.dumps(report, default=str))

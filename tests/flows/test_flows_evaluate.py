@@ -85,12 +85,11 @@ def test_compare_variants_writes_report_with_paired_tests(built):
     assert "npl-hnsw" in html and "data:image/png;base64," in html
 
 
-def test_reader_evaluation_stores_samples_and_scores_every_k(built, build_tiny_model):
-    from flows.evaluate import evaluate_reader
-
-    root, data_dir, flat, _ = built
-    model = build_tiny_model(root / "tiny-llama", max_positions=4096)
+def _reader_config(root: Path, build_tiny_model) -> Path:
     config = root / "reader.yaml"
+    if config.exists():
+        return config
+    model = build_tiny_model(root / "tiny-llama", max_positions=4096)
     config.write_text(
         f"""reader: {{kind: transformers, model_path: {model}}}
 n_samples: 3
@@ -101,6 +100,14 @@ strategies:
 sizes: {{reader_params: 50000, embedder_params: 22700000}}
 """
     )
+    return config
+
+
+def test_reader_evaluation_stores_samples_and_scores_every_k(built, build_tiny_model):
+    from flows.evaluate import evaluate_reader
+
+    root, data_dir, flat, _ = built
+    config = _reader_config(root, build_tiny_model)
     report = evaluate_reader(str(flat), str(data_dir), "mmlu", str(config))
     scores = pl.DataFrame(report["scores"])
     assert sorted(set(zip(scores["strategy"], scores["metric"], scores["k"], strict=True))) == sorted(
@@ -116,6 +123,19 @@ sizes: {{reader_params: 50000, embedder_params: 22700000}}
     assert samples["seed"].n_unique() >= 3 and (samples["completion_tokens"] > 0).all()
     again = evaluate_reader(str(flat), str(data_dir), "mmlu", str(config))
     assert again["scores"] == report["scores"]  # stored samples re-scored, nothing generated again
+
+
+def test_compare_with_reader_strategies_plots_accuracy_against_flops(built, build_tiny_model):
+    from flows.evaluate import compare_variants
+
+    root, data_dir, flat, hnsw = built
+    config = _reader_config(root, build_tiny_model)
+    report = compare_variants([str(flat), str(hnsw)], str(data_dir), "mmlu", str(root / "reader-compare"), str(config))
+    points = {(p["variant"], p["strategy"]) for p in report["accuracy_vs_flops"]}
+    assert points == {(v, s) for v in ("npl-flat", "npl-hnsw") for s in ("closed-book", "bagged")}
+    tested = {t["metric"] for t in report["tests"]}
+    assert {"closed-book maj@3", "bagged maj@3", "bagged acc", "answer_recall@5"} <= tested
+    assert len(report["plots"]) == 2 and all(Path(p).stat().st_size > 0 for p in report["plots"])
 
 
 def test_cli_search_runs_and_contamination(built):
