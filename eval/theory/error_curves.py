@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import eigh, sqrtm
 
-from eval.theory.lsa import hardness, pseudo_newton, sample_prompt
+from eval.theory.lsa import hardness, lsa_cot, pseudo_newton, sample_prompt
 
 
 def _ks(ks: int | np.ndarray) -> np.ndarray:
@@ -110,3 +110,16 @@ def overthinking_onset(precond: np.ndarray, sigma: np.ndarray, kmax: int = 1000)
     curve = err_population(precond, sigma, np.arange(1, kmax + 2))
     rises = np.flatnonzero(curve[1:] > curve[:-1])
     return int(rises[0]) + 1 if rises.size else None
+
+
+def err_lsa_mc(
+    v: np.ndarray, w: np.ndarray, sigma: np.ndarray, m: int, kmax: int, reps: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Monte Carlo mean of ``||w_k - w||^2`` for ``k = 1..kmax`` running the LSA itself (parameters ``V, W``) with
+    chain-of-thought columns appended, on ``reps`` fresh test prompts of ``m`` pairs."""
+    total = np.zeros(kmax)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(reps):
+            x, y, w_true = sample_prompt(sigma, m, rng)
+            total += np.sum((lsa_cot(x, y, v, w, kmax) - w_true) ** 2, axis=1)
+    return total / reps
