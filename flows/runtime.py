@@ -21,9 +21,13 @@ def offline_defaults() -> None:
 
 def _dask(workers: int) -> TaskRunner:
     try:
+        import dask
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:  # the `scale` extra
         raise ConfigError("--runner dask needs the scale extra: pip install 'reread[scale]'") from exc
+    # Extraction runs each document in a child process with a timeout; Dask's worker processes are daemonic by
+    # default, and daemonic processes may not have children.
+    dask.config.set({"distributed.worker.daemon": False})
     # processes=True: stages are CPU-bound Python; one thread per worker keeps torch/faiss from oversubscribing.
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
 
