@@ -181,15 +181,16 @@ class TopKCache:
 class Retriever:
     """Dense retrieval over one index folder and the chunk Parquet files it was built from.
 
-    ``cache_dir`` holds the row lookup file and the top-K cache; without it both live in a temporary folder that
-    goes away with the retriever (and nothing is reused across processes).
+    ``embedder`` encodes query texts (None: only ``search_vectors`` works). ``cache_dir`` holds the row lookup file
+    and the top-K cache; without it both live in a temporary folder that goes away with the retriever (and nothing is
+    reused across processes).
     """
 
     def __init__(
         self,
         index_dir: str | Path,
         chunks: Sequence[str | Path],
-        embedder: QueryEncoder,
+        embedder: QueryEncoder | None,
         *,
         cache_dir: str | Path | None = None,
         use_gpu: bool = False,
@@ -204,6 +205,8 @@ class Retriever:
         self.stats = StageStats("retrieve")
 
     def encode(self, queries: Sequence[str]) -> np.ndarray:
+        if self.embedder is None:
+            raise ValueError(f"retriever over {self.index.index_dir} has no embedder: search with search_vectors()")
         return np.ascontiguousarray(self.embedder.encode_queries(list(queries)), dtype=np.float32)
 
     def search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:

@@ -284,3 +284,14 @@ def test_hit_is_a_plain_record(retriever, queries):
     hit = retriever.search(queries[:1], k=1)[0][0]
     assert replace(hit, rank=7).rank == 7
     assert set(hit.as_dict()) >= {"chunk_id", "doc_id", "text", "score", "rank", "char_start", "char_end"}
+
+
+def test_retriever_without_embedder_searches_vectors_only(datastore, embedder, queries):
+    vectors_only = Retriever(datastore["root"] / "flat", datastore["chunks"], None)
+    query_vecs = embedder.encode_queries(queries[:2])
+    hits = vectors_only.search_vectors(query_vecs, k=4)
+    assert [[h.chunk_id for h in q] for q in hits] == [
+        vectors_only.index.chunk_ids(rows) for rows in vectors_only.index.search(query_vecs, 4).rows
+    ]
+    with pytest.raises(ValueError, match="has no embedder"):
+        vectors_only.search(queries[:1])
