@@ -97,3 +97,13 @@ def test_bundled_variants_load(name: str):
     v = load_variant(REPO / "sample_data" / "variants" / f"{name}.yaml")
     assert all(s.path.exists() for s in v.sources)
     assert all(b.path.exists() for b in v.decontamination.benchmarks)
+
+
+@pytest.mark.parametrize("name", ["vaswani", "simpleqa", "mmlu", "math500"])
+def test_bundled_tasks_load(name: str):
+    from eval.tasks import load_task
+
+    task = load_task(REPO / "sample_data" / "tasks" / f"{name}.yaml")
+    assert task.name == name and task.description
+    paths = [task.queries, task.qrels] if task.kind == "qrels" else [task.path]
+    assert all(p.exists() for p in paths)
