@@ -61,13 +61,14 @@ def measure(variant: Path) -> dict:
         wall = time.perf_counter() - started
         with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
             stats = [json.loads(s) for s in catalog.query("SELECT stats FROM stage_outputs")["stats"].to_list()]
-        intervals = [(s["started_at"], s["started_at"] + s["seconds"]) for s in stats if "seconds" in s]
+        timings = [s["timing"] for s in stats if "timing" in s]
+        intervals = [(t["started_at"], t["started_at"] + t["seconds"]) for t in timings]
         stage_time = union_seconds(intervals)
         docs = sum(s["rows"] for s in summary["stages"] if s["stage"] == "extract")
         chunks = sum(s["rows"] for s in summary["stages"] if s["stage"] == "chunk")
         by_stage: dict[str, float] = {}
         for s in summary["stages"]:
-            by_stage[s["stage"]] = by_stage.get(s["stage"], 0.0) + s["stats"].get("seconds", 0.0)
+            by_stage[s["stage"]] = by_stage.get(s["stage"], 0.0) + s["stats"].get("timing", {}).get("seconds", 0.0)
         return {
             "documents": docs,
             "chunks": chunks,

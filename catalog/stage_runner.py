@@ -50,7 +50,7 @@ def execute_stage(
     started = time.time()
     result = fn(partial)
     # wall-clock interval of the stage's own work: the pipeline benchmark separates it from orchestration overhead
-    result.stats.update({"started_at": started, "seconds": round(time.time() - started, 4)})
+    result.stats["timing"] = {"started_at": started, "seconds": round(time.time() - started, 4)}
     table = pa.Table.from_pylist([r.as_row() for r in result.rejections], schema=_REJECTION_SCHEMA)
     pq.write_table(table, partial / REJECTIONS_FILE)
     manifest = ArtifactManifest(

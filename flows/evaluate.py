@@ -104,10 +104,11 @@ def evaluate(variant_path: str, data_dir: str, tasks: list[str]) -> dict:
         for ref in tasks:
             manifest, cached = retrieval_eval_task(variant, ref, data_dir)
             register_artifact(catalog, manifest, variant.name, run_id)
-            report["tasks"][resolve_task(ref).name] = {"cached": cached, "n": manifest.rows, **manifest.stats}
+            metrics = {k: v for k, v in manifest.stats.items() if isinstance(v, float)}
+            report["tasks"][resolve_task(ref).name] = {"cached": cached, "n": manifest.rows, **metrics}
             create_table_artifact(
                 key=f"eval-{variant.name}-{resolve_task(ref).name}".lower().replace("_", "-").replace(".", "-"),
-                table=[{"metric": k, "value": round(v, 4)} for k, v in sorted(manifest.stats.items())],
+                table=[{"metric": k, "value": round(v, 4)} for k, v in sorted(metrics.items())],
                 description=f"retrieval quality of {variant.name} on {ref}",
             )
         catalog.finish_run(run_id, "completed", report)
