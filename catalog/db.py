@@ -54,7 +54,7 @@ _SCHEMA = [
         artifact_key VARCHAR, benchmark VARCHAR, items_checked BIGINT, items_found BIGINT, rate DOUBLE,
         items_too_short BIGINT, template_keys BIGINT)""",
     """CREATE TABLE IF NOT EXISTS eval_samples (
-        artifact_key VARCHAR, variant VARCHAR, task VARCHAR, strategy VARCHAR, question_id VARCHAR,
+        artifact_key VARCHAR, variant VARCHAR, task VARCHAR, reader VARCHAR, strategy VARCHAR, question_id VARCHAR,
         sample_index BIGINT, prompt_index BIGINT, seed BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT,
         text VARCHAR, answer VARCHAR, outcome VARCHAR, correct BOOLEAN, answer_class BIGINT, chunk_ids VARCHAR[],
         query_tokens BIGINT, rerank_pair_tokens BIGINT)""",

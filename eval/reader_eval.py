@@ -28,6 +28,7 @@ from eval.sample_metrics import answer_classes, score_samples
 STAGE = "reader_eval"
 
 SAMPLE_SCHEMA = {
+    "reader": pl.String,  # the reader's model name or path: a rung of a compute-multiplier ladder
     "strategy": pl.String,
     "question_id": pl.String,
     "sample_index": pl.Int64,
@@ -132,6 +133,7 @@ def generate_samples(
                 for j, completion in enumerate(completions):
                     rows.append(
                         {
+                            "reader": reader.name,
                             "strategy": strategy.name,
                             "question_id": item.item_id,
                             "sample_index": first_sample + j,
