@@ -20,18 +20,13 @@ def _ks(ks: int | np.ndarray) -> np.ndarray:
     return ks
 
 
-def _frobenius_power_curve(step: np.ndarray, ks: np.ndarray, left: np.ndarray | None = None) -> np.ndarray:
-    """``||left @ step^k @ left^-1||_F^2`` for each k, by repeated multiplication up to ``max(ks)``."""
-    d = step.shape[0]
-    left_inv = None if left is None else np.linalg.inv(left)
-    power = np.eye(d)
+def _frobenius_power_curve(step: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """``||step^k||_F^2`` for each k, by repeated multiplication up to ``max(ks)`` (overflow reads as inf)."""
+    power = np.eye(step.shape[0])
     out = np.empty(len(ks))
-    wanted = {int(k): [i for i, kk in enumerate(ks) if kk == k] for k in set(ks.tolist())}
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(int(ks.max()) + 1):
-            if k in wanted:
-                mat = power if left is None else left @ power @ left_inv
-                out[wanted[k]] = float(np.sum(mat * mat))
+            out[ks == k] = float(np.sum(power * power))
             power = step @ power
     return out
 

@@ -185,6 +185,8 @@ def test_finite_m_instability_without_shift():
 
     diverging = curve(1000, 20, 5)
     assert diverging[-1] > 1e3 * diverging[0]
+    u_shape = curve(1000, 60, 8)
+    assert 0 < int(np.argmin(u_shape)) < kmax - 1 and u_shape.min() < 0.5 * u_shape[0] and u_shape[-1] > u_shape[0]
     converging = curve(1000, 200, 6)
     assert converging[-1] < 1e-8 and np.all(np.diff(converging) < 0)
     damped = curve(10, 20, 7)
