@@ -295,3 +295,20 @@ def test_retriever_without_embedder_searches_vectors_only(datastore, embedder, q
     ]
     with pytest.raises(ValueError, match="has no embedder"):
         vectors_only.search(queries[:1])
+
+
+def test_select_for_reading_reranks_the_deduplicated_pool(tiny_cross_encoder, retriever):
+    query = "design formulae for matching quadripoles"
+    reranker = Reranker(tiny_cross_encoder)
+    cfg = RetrievalConfig(top_k=10, near_dup_threshold=0.95)
+    picked = select_for_reading(retriever, [query], cfg, n_docs=4, reranker=reranker)[0]
+    pool = retriever.search([query], k=10)[0]
+    deduplicated = [pool[0], *pool[2:]]  # the planted copy at rank 2 is dropped first
+    expected = reranker.rerank([query], [deduplicated], top_n=4)[0]
+    assert [h.chunk_id for h in picked] == [h.chunk_id for h in expected]
+    assert [h.rank for h in picked] == [1, 2, 3, 4]
+    assert [h.score for h in picked] == pytest.approx([h.score for h in expected])
+    with_mmr = select_for_reading(
+        retriever, [query], cfg.model_copy(update={"mmr_lambda": 1.0}), n_docs=4, reranker=reranker
+    )[0]
+    assert [h.chunk_id for h in with_mmr] == [h.chunk_id for h in expected]  # lambda 1 keeps the reranker's order
