@@ -14,6 +14,7 @@ from catalog.errors import RereadError
 from catalog.hashing import stable_hash
 from eval.theory.advisor import AdvisorConfig, MixtureReport, mixture_advice
 from eval.theory.experiments import EXPERIMENTS, config_dict, config_from_overrides
+from eval.theory.jsonable import json_safe
 from eval.theory.plots import save_figure
 
 THEORY_DIR = "theory"
@@ -37,7 +38,7 @@ def write_outputs(name: str, config: Any, result: dict, out_dir: Path) -> dict:
     document = {"experiment": name, "config": settings, "config_hash": stable_hash(settings), "result": result}
     json_path = out_dir / f"{name}.json"
     tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=1, allow_nan=True), encoding="utf-8")
+    tmp.write_text(json.dumps(json_safe(document), indent=1, allow_nan=False), encoding="utf-8")
     tmp.replace(json_path)
     png_path = save_figure(name, result, out_dir / f"{name}.png")
     return {"experiment": name, "config_hash": document["config_hash"], "json": str(json_path), "png": str(png_path)}

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from catalog.records import Rejection
+from eval.theory.jsonable import json_safe
 from eval.theory.mixture import (
     CoverageInfeasibleError,
     coverage_constraints,
@@ -68,7 +69,7 @@ class AdvisorConfig:
 class SourceProfile:
     name: str
     chunks: int
-    hardness: float  # tr(Lambda_r) / lambda_min(Lambda_r) in the target subspace
+    hardness: float  # tr(Lambda_r) / lambda_min(Lambda_r) in the target subspace; inf when fewer chunks than r
     effective_rank: float  # exp(entropy of the normalised eigenvalues) in the target subspace
     relevance: float  # c_l = tr(Sigma^-1 Lambda_l): energy in target-whitened space
     coverage: list[float]  # u_j^T Lambda u_j / sigma_j per target direction (>= 0.5 keeps mu <= 2 alone)
@@ -106,11 +107,12 @@ class MixtureReport:
         return self.weightings[0].weights
 
     def as_dict(self) -> dict:
+        """Valid JSON data: infinite values (a singular source's hardness, n = inf) become the strings "inf"."""
         out = asdict(self)
         out["rejections"] = [r.as_row() for r in self.rejections]
         out["recommended"] = self.recommended
         out["caveats"] = list(self.caveats)
-        return out
+        return json_safe(out)
 
 
 def second_moment(embeddings: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:

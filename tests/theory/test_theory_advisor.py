@@ -58,7 +58,7 @@ def test_matched_source_gets_the_weight_and_bad_sources_are_rejected(synthetic):
     assert not qp.overthinking and qp.max_mu < 2 - 0.25 + 1e-6
     assert report.coverage_margin_held == 0.25 and report.uncoverable_directions == []
     assert report.caveats == CAVEATS and len(report.caveats) >= 7
-    text = json.dumps(report.as_dict())
+    text = json.dumps(report.as_dict(), allow_nan=False)
     assert "caveats" in text and "recommended" in text
 
 
