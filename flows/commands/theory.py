@@ -123,6 +123,7 @@ def register(app: typer.Typer) -> None:
         qp: Annotated[str, typer.Option("--qp", help="QP variant: reported, symmetric, gamma, residual.")] = "reported",
         n: Annotated[float, typer.Option("--n", help="Training items per context (inf: long contexts).")] = math.inf,
         margin: Annotated[float, typer.Option("--margin", help="Coverage margin: keep mu < 2 - margin.")] = 0.25,
+        center: Annotated[str, typer.Option("--center", help="Common centre: union, target or none.")] = "union",
         max_per_source: Annotated[int, typer.Option("--max-per-source", help="Chunks sampled per source.")] = 5000,
         max_questions: Annotated[int | None, typer.Option("--max-questions", help="Use the first N questions.")] = None,
         as_json: JsonOption = False,
@@ -134,7 +135,7 @@ def register(app: typer.Typer) -> None:
         from flows.theory import run_mixture_advice
 
         offline_defaults()
-        config = AdvisorConfig(rank=rank, shrinkage=shrinkage, variant=qp, n=n, coverage_margin=margin)
+        config = AdvisorConfig(rank=rank, shrinkage=shrinkage, center=center, variant=qp, n=n, coverage_margin=margin)
         try:
             report = run_mixture_advice(
                 variant, benchmark, data_dir, benchmark_path, config, max_per_source, max_questions
