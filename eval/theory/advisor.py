@@ -200,7 +200,7 @@ def mixture_advice(
     if not sources:
         raise ValueError(f"no usable source embeddings: {[f'{r.source}: {r.reason}' for r in rejections]}")
     center = _center(config.center, sources, target)
-    rank = config.rank or max(1, min(len(target) // MIN_QUESTIONS_PER_DIRECTION, target.shape[1]))
+    rank = min(config.rank or max(1, len(target) // MIN_QUESTIONS_PER_DIRECTION), target.shape[1])
     sigma_vals, basis = target_subspace(second_moment(target, center), rank)
     sigma_raw = np.diag(sigma_vals)
     sigma = shrink(sigma_raw, config.shrinkage)
