@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import pkgutil
@@ -44,8 +45,9 @@ def main() -> None:
     except RereadError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         code = 2
-    # Skip interpreter finalization: DuckDB 2's nanobind bindings print spurious "leaked instance" reports at
-    # shutdown, which bury the command's output. Everything worth flushing is flushed here.
+    # Run the exit hooks (they stop Prefect's temporary server), then skip the rest of interpreter finalization:
+    # DuckDB 2's nanobind bindings print spurious "leaked instance" reports there, which bury the command's output.
+    atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
