@@ -151,6 +151,8 @@ class IndexConfig(_Strict):
     memory_budget_mb: int = Field(default=4096, ge=1)
     nprobe: int | None = None
     ef_search: int | None = None
+    shards: int | None = Field(default=None, ge=1, description="split the index into this many shards")
+    rows_per_shard: int | None = Field(default=None, ge=1, description="or into shards of at most this many rows")
     use_gpu: bool = False
 
 

@@ -141,7 +141,10 @@ def run_embed(
 def run_index(variant: Variant, embed_in: ArtifactManifest, out_dir: Path) -> StageResult:
     """Build the FAISS index described by the variant's factory string over the embeddings."""
     shutil.rmtree(out_dir / INDEX_DIR, ignore_errors=True)  # a crashed earlier attempt: an index is built whole
-    manifest = build_index(embed_in.folder / EMBEDDINGS_DIR, out_dir / INDEX_DIR, variant.index)
+    cfg = variant.index
+    manifest = build_index(
+        embed_in.folder / EMBEDDINGS_DIR, out_dir / INDEX_DIR, cfg, shards=cfg.shards, rows_per_shard=cfg.rows_per_shard
+    )
     return StageResult(
         files=[INDEX_DIR],
         rows=manifest.ntotal,

@@ -43,10 +43,11 @@ def register(app: typer.Typer) -> None:
         retriever = open_retriever(v, data_dir)
         cfg = v.retrieval.model_copy(update={"top_k": max(v.retrieval.top_k, k), "mmr_lambda": mmr})
         reranker = None
-        if rerank is not None:
+        reranker_path = rerank or v.retrieval.reranker  # the flag wins over the variant's retrieval.reranker
+        if reranker_path is not None:
             from indexing.rerank import Reranker
 
-            reranker = Reranker(rerank)
+            reranker = Reranker(reranker_path)
         results = select_for_reading(retriever, texts, cfg, k, reranker=reranker)
         if as_json:
             if queries is None:

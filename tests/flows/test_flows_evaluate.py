@@ -164,3 +164,17 @@ def test_cli_search_runs_and_contamination(built):
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {
         "variant": "npl-flat", "action": "drop_document", "benchmarks": [], "removed": [],
     }  # fmt: skip
+
+
+def test_cli_mixture_advice_on_the_built_datastore(built):
+    from flows.cli import app
+
+    root, data_dir, flat, _ = built
+    result = CliRunner().invoke(
+        app, ["mixture", str(flat), "--benchmark", "mmlu", "--benchmark-path", str(SAMPLE / "benchmarks" / "mmlu" / "test"),
+              "--max-questions", "200", "--json", "--data-dir", str(data_dir)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    text = json.dumps(report)
+    assert "npl" in text and "caveat" in text.lower()
