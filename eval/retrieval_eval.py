@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import math
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -20,7 +18,9 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from catalog.errors import RereadError
-from catalog.hashing import content_hash
+from eval.graders.normalized import normalize_answer
+from extract.sources.base import make_doc_id
+from indexing.ir_metrics import ndcg_at_k, recall_at_k
 
 
 class HitLike(Protocol):
@@ -47,26 +47,9 @@ def load_trec_queries(path: Path) -> dict[str, str]:
     return queries
 
 
-def load_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """TREC qrels (``qid iter docno relevance``) as query id -> {docno: grade}, positive grades only."""
-    qrels: dict[str, dict[str, int]] = {}
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 4:
-            raise RereadError(f"{path}:{lineno}: a qrels line has 4 fields (qid iter docno rel), got {len(parts)}")
-        qid, _, docno, rel = parts
-        if int(rel) > 0:
-            qrels.setdefault(qid, {})[docno] = int(rel)
-    return qrels
-
-
 def native_to_doc_ids(source: str, qrels: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
     """Qrels keyed by Reread doc ids: the same hash the sources give a document from its native id."""
-    return {
-        qid: {content_hash(f"{source}\x00{docno}"): rel for docno, rel in rels.items()} for qid, rels in qrels.items()
-    }
+    return {qid: {make_doc_id(source, docno): rel for docno, rel in rels.items()} for qid, rels in qrels.items()}
 
 
 def ranked_doc_ids(hits: Iterable[HitLike]) -> list[str]:
@@ -75,17 +58,6 @@ def ranked_doc_ids(hits: Iterable[HitLike]) -> list[str]:
     for hit in hits:
         seen.setdefault(hit.doc_id, None)
     return list(seen)
-
-
-def ndcg_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
-    dcg = sum((2 ** relevant.get(d, 0) - 1) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
-    ideal = sorted(relevant.values(), reverse=True)[:k]
-    idcg = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def recall_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
-    return len(set(ranked[:k]) & set(relevant)) / len(relevant) if relevant else 0.0
 
 
 def qrels_metrics(
@@ -106,15 +78,6 @@ def qrels_metrics(
     return pl.DataFrame(rows)
 
 
-def normalize_answer(text: str) -> str:
-    """Lowercase, strip accents and punctuation, drop articles, collapse spaces (SQuAD-style)."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    text = re.sub(r"[^\w\s]", " ", text)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
 def answer_in_context(answer: str, passages: Sequence[str]) -> bool:
     """The normalized answer occurs, on word boundaries, in the normalized concatenated passages."""
     needle = normalize_answer(answer)
@@ -122,6 +85,9 @@ def answer_in_context(answer: str, passages: Sequence[str]) -> bool:
         return False
     haystack = f" {normalize_answer(' '.join(passages))} "
     return f" {needle} " in haystack
+
+
+_URL = re.compile(r"https?://[^\s'\",\]]+")  # urls in a metadata string: newline-separated or a list literal
 
 
 def normalize_url(url: str) -> str:
@@ -141,7 +107,7 @@ def qa_metrics(items, hits: Mapping[str, Sequence[HitLike]], ks, contaminated: s
     for item in items:
         item_hits = hits[item.item_id]
         answer = item.choices[item.answer_index] if item.is_multiple_choice else item.answer
-        urls = [u for u in re.split(r"[\s,]+", str(item.metadata.get("urls", ""))) if u.startswith("http")]
+        urls = _URL.findall(str(item.metadata.get("urls", "")))
         row = {"item_id": item.item_id, "contaminated": item.item_id in contaminated}
         for k in ks:
             row[f"answer_recall@{k}"] = float(answer_in_context(answer, [h.text for h in item_hits[:k]]))
