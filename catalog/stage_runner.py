@@ -77,6 +77,14 @@ def read_rejections(manifest: ArtifactManifest) -> list[Rejection]:
     return [Rejection(**row) for row in pq.read_table(path).to_pylist()]
 
 
+def rejection_counts(manifest: ArtifactManifest) -> dict[str, int]:
+    """Rejections of an artifact counted by reason."""
+    counts: dict[str, int] = {}
+    for r in read_rejections(manifest):
+        counts[r.reason] = counts.get(r.reason, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def register_artifact(catalog: Catalog, manifest: ArtifactManifest, variant: str, run_id: str | None) -> bool:
     """Record a finished artifact, its rejections and detail rows in the catalog (idempotent: False if known)."""
     if catalog.find_output(manifest.key) is not None:

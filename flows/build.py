@@ -17,7 +17,7 @@ from prefect.events import emit_event
 
 from catalog.artifacts import ArtifactManifest, ArtifactStore, StageResult, inputs_hash
 from catalog.db import Catalog
-from catalog.stage_runner import StageSpec, execute_stage, read_rejections, register_artifact
+from catalog.stage_runner import StageSpec, execute_stage, register_artifact, rejection_counts
 from catalog.variant import Variant, load_variant
 from extract.stage import EXTRACT_STAGE_VERSION, run_extract, source_fingerprint
 from flows.runtime import make_task_runner, offline_defaults
@@ -66,10 +66,7 @@ def _artifact_key_name(text: str) -> str:
 def _publish_stage_table(manifest: ArtifactManifest, variant: str, cached: bool) -> None:
     rows = [{"metric": k, "value": str(v)} for k, v in sorted(manifest.stats.items())]
     rows += [{"metric": "rows_out", "value": str(manifest.rows)}, {"metric": "cached", "value": str(cached)}]
-    rejections: dict[str, int] = {}
-    for r in read_rejections(manifest):
-        rejections[r.reason] = rejections.get(r.reason, 0) + 1
-    rows += [{"metric": f"rejected: {reason}", "value": str(n)} for reason, n in sorted(rejections.items())]
+    rows += [{"metric": f"rejected: {reason}", "value": str(n)} for reason, n in rejection_counts(manifest).items()]
     create_table_artifact(
         key=_artifact_key_name(f"{variant}-{manifest.stage}-{manifest.shard or 'all'}"),
         table=rows,
@@ -216,9 +213,7 @@ def ingest(variant_path: str, data_dir: str) -> dict:
         manifests = _register(catalog, variant, run_id, [f.result() for f in futures], log)
         sources = []
         for manifest, entry in zip(manifests, log, strict=True):
-            reasons: dict[str, int] = {}
-            for r in read_rejections(manifest):
-                reasons[r.reason] = reasons.get(r.reason, 0) + 1
+            reasons = rejection_counts(manifest)
             sources.append(
                 {
                     "source": manifest.shard,
