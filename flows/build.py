@@ -113,7 +113,9 @@ def chunk_task(variant: Variant, docs: ArtifactManifest, part: str, data_dir: st
 
 
 @task(name="embed", retries=1, retry_delay_seconds=5)
-def embed_task(variant: Variant, chunks: list[ArtifactManifest], data_dir: str) -> tuple[ArtifactManifest, bool]:
+def embed_task(
+    variant: Variant, chunks: list[ArtifactManifest], data_dir: str, previous=None
+) -> tuple[ArtifactManifest, bool]:
     spec = StageSpec("embed", stages.STAGE_VERSIONS["embed"], variant.stage_hash("embed"), inputs_hash(chunks))
     total = sum(m.rows for m in chunks)
 
@@ -130,7 +132,7 @@ def embed_task(variant: Variant, chunks: list[ArtifactManifest], data_dir: str) 
             done += shard.rows
             update_progress_artifact(progress_id, progress=100.0 * done / max(total, 1))
 
-        return stages.run_embed(variant, chunks, out, on_shard=on_shard)
+        return stages.run_embed(variant, chunks, out, on_shard=on_shard, previous=previous)
 
     return _run(data_dir, variant, spec, embed)
 
@@ -151,6 +153,23 @@ def _register(catalog: Catalog, variant: Variant, run_id: str, results, log: lis
     return manifests
 
 
+def _previous_embedding(variant: Variant, data_dir: str, catalog: Catalog):
+    """The chunk and embedding artifacts of the variant's current datastore, when it was built with the same
+    embedding config: a rebuild after a source change then embeds only new or changed chunk texts."""
+    record = catalog.datastore(variant.name)
+    if record is None:
+        return None
+    store = ArtifactStore(data_dir)
+    embed = store.find("embed", record["embed_key"])
+    chunks = [store.find("chunk", key) for key in record["chunk_keys"]]
+    output = catalog.find_output(record["embed_key"])
+    if embed is None or any(c is None for c in chunks) or output is None:
+        return None
+    if output.config_hash != variant.stage_hash("embed"):
+        return None
+    return chunks, embed
+
+
 def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str) -> BuildSummary:
     """The stage graph, run inside a flow: fan out per source and per document part, fan in for dedup and embed."""
     log: list[StageRun] = []
@@ -165,7 +184,13 @@ def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str)
     (deduped,) = _register(catalog, variant, run_id, [dedup_task(variant, clean, data_dir)], log)
     chunk_futures = [chunk_task.submit(variant, deduped, part, data_dir) for part in deduped.files]
     chunks = _register(catalog, variant, run_id, [f.result() for f in chunk_futures], log)
-    (embedded,) = _register(catalog, variant, run_id, [embed_task(variant, chunks, data_dir)], log)
+    (embedded,) = _register(
+        catalog,
+        variant,
+        run_id,
+        [embed_task(variant, chunks, data_dir, _previous_embedding(variant, data_dir, catalog))],
+        log,
+    )
     (index,) = _register(catalog, variant, run_id, [index_task(variant, embedded, data_dir)], log)
     catalog.register_datastore(
         variant.name, str(variant.path), index.key, [m.key for m in chunks], embedded.key, run_id

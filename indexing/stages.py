@@ -19,6 +19,7 @@ from indexing.chunk import Chunker, chunk_documents, load_tokenizer
 from indexing.decontaminate import DecontaminationFilter
 from indexing.dedup import Deduplicator
 from indexing.embed import Embedder, ShardInfo, embed_chunks
+from indexing.embed_reuse import ReusingEmbedder
 from indexing.vector_index import build_index
 
 STAGE_VERSIONS = {"decontaminate": "1", "dedup": "1", "chunk": "1", "embed": "1", "index": "1"}
@@ -119,9 +120,17 @@ def run_embed(
     chunks_in: list[ArtifactManifest],
     out_dir: Path,
     on_shard: Callable[[ShardInfo, bool], None] | None = None,
+    previous: tuple[list[ArtifactManifest], ArtifactManifest] | None = None,
 ) -> StageResult:
-    """Embed every chunk into memory-mapped shards; a re-run after a crash skips the shards already finished."""
+    """Embed every chunk into memory-mapped shards; a re-run after a crash skips the shards already finished, and
+    with ``previous`` (the chunk and embedding artifacts of the datastore being refreshed) chunks whose text is
+    unchanged take their earlier vectors instead of being embedded again."""
     embedder = Embedder(variant.embedder)
+    if previous is not None:
+        previous_chunks, previous_embed = previous
+        embedder = ReusingEmbedder(
+            embedder, [p for m in previous_chunks for p in m.file_paths()], previous_embed.folder / EMBEDDINGS_DIR
+        )
     paths = [p for m in chunks_in for p in m.file_paths()]
     longest = max((int(m.stats.get("max_chunk_tokens", 0)) for m in chunks_in), default=0)
     if embedder.max_chunk_tokens is not None and longest > embedder.max_chunk_tokens:
@@ -134,7 +143,12 @@ def run_embed(
         files=[EMBEDDINGS_DIR],
         rows=manifest.rows,
         content_hash=manifest.content_hash,
-        stats={**manifest.stats.as_dict(), "dim": manifest.dim, "model": manifest.model_id},
+        stats={
+            **manifest.stats.as_dict(),
+            **(embedder.stats.as_dict() if previous is not None else {}),
+            "dim": manifest.dim,
+            "model": manifest.model_id,
+        },
     )
 
 
