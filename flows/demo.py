@@ -19,11 +19,11 @@ def demo(sample_dir: str, data_dir: str) -> dict:
     os.environ.setdefault("REREAD_TASKS_DIR", str(Path(sample_dir) / "tasks"))
     builds = [
         build_datastore(str(variants / f"{name}.yaml"), data_dir)
-        for name in ("sample", "vaswani", "vaswani-hnsw-small-chunks")
+        for name in ("sample", "vaswani", "vaswani-hnsw")
     ]
     sample_eval = evaluate(str(variants / "sample.yaml"), data_dir, ["simpleqa", "mmlu"])
     comparison = compare_variants(
-        [str(variants / "vaswani.yaml"), str(variants / "vaswani-hnsw-small-chunks.yaml")], data_dir, "vaswani"
+        [str(variants / "vaswani.yaml"), str(variants / "vaswani-hnsw.yaml")], data_dir, "vaswani"
     )
     return {
         "builds": builds,

@@ -24,7 +24,7 @@ class EvaluationSchedule(BaseModel):
     variants: list[str] = Field(
         default_factory=lambda: [
             "sample_data/variants/vaswani.yaml",
-            "sample_data/variants/vaswani-hnsw-small-chunks.yaml",
+            "sample_data/variants/vaswani-hnsw.yaml",
         ]
     )
     tasks: list[str] = Field(default_factory=lambda: ["vaswani"])

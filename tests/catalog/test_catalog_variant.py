@@ -92,7 +92,7 @@ def test_drop_chunk_decontamination_is_part_of_the_chunk_config(tmp_path: Path):
     assert a.stage_hash("extract") == b.stage_hash("extract")
 
 
-@pytest.mark.parametrize("name", ["sample", "vaswani", "vaswani-hnsw-small-chunks"])
+@pytest.mark.parametrize("name", ["sample", "vaswani", "vaswani-hnsw"])
 def test_bundled_variants_load(name: str):
     v = load_variant(REPO / "sample_data" / "variants" / f"{name}.yaml")
     assert all(s.path.exists() for s in v.sources)
