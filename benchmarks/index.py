@@ -29,13 +29,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from catalog.hashing import content_hash, file_hash
 from catalog.parquet import CHUNK_SCHEMA
 from catalog.variant import EmbedderConfig, IndexConfig
-from indexing.embed import MANIFEST_NAME, Embedder, EmbeddingManifest, ShardInfo
+from indexing.embed import Embedder, write_embedding_shards
 from indexing.retrieve import Retriever
 from indexing.vector_index import VectorIndex, build_index, configure_threads, ivf_nlist, neighbor_recall
 
@@ -85,29 +82,12 @@ def sample_around(base: np.ndarray, n: int, rng: np.random.Generator) -> np.ndar
 
 def write_embedding_folder(folder: Path, vectors: np.ndarray) -> list[str]:
     """An embedding folder in indexing.embed's format; chunk ids are synthetic."""
+    starts = range(0, len(vectors), SHARD_ROWS)
+    ids = [[f"synthetic-{i:08d}" for i in range(s, min(s + SHARD_ROWS, len(vectors)))] for s in starts]
+    shards = [(chunk_ids, vectors[s : s + SHARD_ROWS]) for chunk_ids, s in zip(ids, starts, strict=True)]
     folder.mkdir(parents=True)
-    infos, all_ids = [], []
-    for s, start in enumerate(range(0, len(vectors), SHARD_ROWS)):
-        name = f"shard-{s:05d}"
-        ids = [f"synthetic-{i:08d}" for i in range(start, min(start + SHARD_ROWS, len(vectors)))]
-        np.save(folder / f"{name}.npy", np.ascontiguousarray(vectors[start : start + SHARD_ROWS]))
-        pq.write_table(pa.table({"chunk_id": ids}), folder / f"{name}.ids.parquet")
-        hashes = (file_hash(folder / f"{name}.npy"), file_hash(folder / f"{name}.ids.parquet"))
-        infos.append(ShardInfo(name, len(ids), *hashes, content_hash("\n".join(ids))))
-        all_ids += ids
-    manifest = EmbeddingManifest(
-        model="synthetic-around-minilm",
-        model_id="synthetic-around-minilm@0",
-        model_hash="0",
-        dim=vectors.shape[1],
-        normalized=True,
-        query_prompt_name=None,
-        shard_size=SHARD_ROWS,
-        complete=True,
-        shards=infos,
-    )
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest.as_json()), encoding="utf-8")
-    return all_ids
+    write_embedding_shards(folder, shards, "synthetic-around-minilm@0")
+    return [i for chunk_ids in ids for i in chunk_ids]
 
 
 def write_chunks(path: Path, ids: list[str], rng: np.random.Generator) -> None:

@@ -358,6 +358,33 @@ def _write_shard(out_dir: Path, name: str, ids: list[str], vectors: np.ndarray) 
     return ShardInfo(name, len(ids), file_hash(npy_path), file_hash(ids_path), shard.ids_hash)
 
 
+def write_embedding_shards(
+    out_dir: Path,
+    shards: Iterable[tuple[list[str], np.ndarray]],
+    model_id: str,
+    *,
+    normalized: bool = True,
+    query_prompt_name: str | None = None,
+) -> EmbeddingManifest:
+    """Write vectors computed elsewhere (``model_id`` as ``name@hash``) as a complete embedding folder in the
+    format ``embed_chunks`` writes, for indexes built over external or synthetic embeddings."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    infos, dims = [], set()
+    for index, (ids, vectors) in enumerate(shards):
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        dims.add(vectors.shape[1])
+        infos.append(_write_shard(out_dir, shard_name(index), list(ids), vectors))
+    if len(dims) != 1:
+        raise ConfigError(f"{out_dir}: shards must share one dimension, got {sorted(dims)}")
+    model, _, model_hash = model_id.partition("@")
+    manifest = EmbeddingManifest(
+        model=model, model_id=model_id, model_hash=model_hash, dim=dims.pop(), normalized=normalized,
+        query_prompt_name=query_prompt_name, shard_size=max(i.rows for i in infos), complete=True, shards=infos,
+    )  # fmt: skip
+    _write_manifest(out_dir, manifest)
+    return manifest
+
+
 def _is_finished(out_dir: Path, shard: ShardInfo | None, ids_hash: str, rows: int) -> bool:
     """A recorded shard holds exactly these chunks and its files are the ones recorded (not partial, not stale)."""
     if shard is None or shard.ids_hash != ids_hash or shard.rows != rows:

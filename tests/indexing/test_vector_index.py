@@ -13,9 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog.errors import ArtifactError, ConfigError
-from catalog.hashing import content_hash, file_hash
 from catalog.variant import IndexConfig
-from indexing.embed import MANIFEST_NAME, EmbeddingManifest, ShardInfo
+from indexing.embed import write_embedding_shards
 from indexing.vector_index import (
     VectorIndex,
     build_index,
@@ -33,32 +32,7 @@ SHARD_ROWS = (700, 500, 900)
 def write_embeddings(folder: Path, shards: list[tuple[list[str], np.ndarray]], model_id: str = "synthetic@0") -> Path:
     """An embedding folder exactly as indexing.embed writes it (manifest, .npy and .ids.parquet per shard)."""
     folder.mkdir(parents=True)
-    infos = []
-    for i, (ids, vectors) in enumerate(shards):
-        name = f"shard-{i:05d}"
-        np.save(folder / f"{name}.npy", vectors.astype(np.float32))
-        pq.write_table(pa.table({"chunk_id": ids}), folder / f"{name}.ids.parquet")
-        infos.append(
-            ShardInfo(
-                name,
-                len(ids),
-                file_hash(folder / f"{name}.npy"),
-                file_hash(folder / f"{name}.ids.parquet"),
-                content_hash("\n".join(ids)),
-            )
-        )
-    manifest = EmbeddingManifest(
-        model=model_id.split("@")[0],
-        model_id=model_id,
-        model_hash=model_id.split("@")[1],
-        dim=shards[0][1].shape[1],
-        normalized=True,
-        query_prompt_name=None,
-        shard_size=max(len(ids) for ids, _ in shards),
-        complete=True,
-        shards=infos,
-    )
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest.as_json()), encoding="utf-8")
+    write_embedding_shards(folder, shards, model_id)
     return folder
 
 
