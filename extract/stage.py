@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 
-from catalog.artifacts import StageResult
+from catalog.artifacts import ArtifactManifest, StageResult
 from catalog.hashing import combine_hashes, content_hash, file_hash
 from catalog.parquet import DOCUMENT_SCHEMA, PartWriter
 from catalog.records import Rejection, StageStats
@@ -67,9 +69,27 @@ def extractor_for(variant: Variant, source_cfg) -> tuple[str, dict]:
     return name, dict(options)
 
 
-def run_extract(variant: Variant, source_name: str, out_dir: Path, rows_per_part: int = 50_000) -> StageResult:
-    """Read one source of a variant, extract every document, write documents and catalog detail rows to ``out_dir``."""
+def _previous_texts(previous: ArtifactManifest | None) -> dict[tuple[str, str], dict]:
+    """(doc_id, raw_hash) -> document row of an earlier extraction of the same source with the same config."""
+    if previous is None:
+        return {}
+    rows = pl.concat([pl.read_parquet(p) for p in previous.file_paths()], how="diagonal_relaxed")
+    return {(r["doc_id"], r["raw_hash"]): r for r in rows.iter_rows(named=True)}
+
+
+def run_extract(
+    variant: Variant,
+    source_name: str,
+    out_dir: Path,
+    rows_per_part: int = 50_000,
+    previous: ArtifactManifest | None = None,
+) -> StageResult:
+    """Read one source of a variant, extract every document, write documents and catalog detail rows to ``out_dir``.
+
+    With ``previous`` (this source's last extraction under the same config), documents whose raw bytes are
+    unchanged take their earlier text instead of going through an extractor again; output order is the source's."""
     source_cfg = next(s for s in variant.sources if s.name == source_name)
+    reusable = _previous_texts(previous)
     extractor, options = extractor_for(variant, source_cfg)
     source = open_source(source_cfg)
     runner = ExtractionRunner(extractor, options, variant.extraction)
@@ -80,15 +100,23 @@ def run_extract(variant: Variant, source_name: str, out_dir: Path, rows_per_part
     text_rows = PartWriter(out_dir, TEXTS_SCHEMA, "extracted_texts", rows_per_part)
     doc_hashes: list[str] = []
 
+    # Documents bypassing the runner wait in ``reused`` under their position, so output keeps the source order.
+    reused: dict[int, ExtractedDocument] = {}
+    sent: deque[int] = deque()
+
     def raw_documents():
-        for item in source.iter_documents():
+        for position, item in enumerate(source.iter_documents()):
             if isinstance(item, RawDocument):
                 stats.add("documents_read")
                 content = item.content.encode("utf-8", "replace") if isinstance(item.content, str) else item.content
+                raw_hash = content_hash(content)
+                earlier = reusable.get((item.doc_id, raw_hash))
+                if earlier is not None:
+                    reused[position] = ExtractedDocument(**{f: earlier[f] for f in DOCUMENT_SCHEMA.names})
                 raw_rows.add(
                     {
                         "doc_id": item.doc_id,
-                        "raw_hash": content_hash(content),
+                        "raw_hash": raw_hash,
                         "source": item.source,
                         "url": item.url,
                         "title": item.title,
@@ -97,9 +125,27 @@ def run_extract(variant: Variant, source_name: str, out_dir: Path, rows_per_part
                         "content_type": item.content_type,
                     }
                 )
+                if earlier is not None:
+                    continue
+            sent.append(position)
             yield item
 
-    for item in runner.run(raw_documents()):
+    def in_source_order():
+        next_position = 0
+        for item in runner.run(raw_documents()):
+            position = sent.popleft()
+            while next_position < position:
+                if next_position in reused:
+                    stats.add("documents_reused")
+                    yield reused.pop(next_position)
+                next_position += 1
+            next_position = position + 1
+            yield item
+        for position in sorted(reused):
+            stats.add("documents_reused")
+            yield reused.pop(position)
+
+    for item in in_source_order():
         if isinstance(item, Rejection):
             rejections.append(item)
             stats.add(f"rejected_{item.reason}")

@@ -85,10 +85,22 @@ def _run(data_dir: str, variant: Variant, spec: StageSpec, fn) -> tuple[Artifact
 
 # ---------------------------------------------------------------- tasks (module-level: picklable for Dask/processes)
 @task(name="extract", retries=2, retry_delay_seconds=[2, 10])
-def extract_task(variant: Variant, source: str, data_dir: str) -> tuple[ArtifactManifest, bool]:
+def extract_task(
+    variant: Variant, source: str, data_dir: str, previous: ArtifactManifest | None = None
+) -> tuple[ArtifactManifest, bool]:
     cfg = next(s for s in variant.sources if s.name == source)
     spec = StageSpec("extract", EXTRACT_STAGE_VERSION, variant.stage_hash("extract"), source_fingerprint(cfg), source)
-    return _run(data_dir, variant, spec, lambda out: run_extract(variant, source, out))
+    return _run(data_dir, variant, spec, lambda out: run_extract(variant, source, out, previous=previous))
+
+
+def _previous_extract(catalog: Catalog, variant: Variant, source: str, data_dir: str) -> ArtifactManifest | None:
+    """The source's latest extraction under the same extract config: unchanged documents reuse its text."""
+    row = catalog.query_one(
+        "SELECT artifact_key FROM stage_outputs WHERE stage = 'extract' AND variant = ? AND shard = ?"
+        " AND config_hash = ? ORDER BY created_at DESC LIMIT 1",
+        [variant.name, source, variant.stage_hash("extract")],
+    )
+    return ArtifactStore(data_dir).find("extract", row[0]) if row else None
 
 
 @task(name="decontaminate", retries=1, retry_delay_seconds=5)
@@ -177,7 +189,10 @@ def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str)
         catalog.register_source(
             variant.name, source.name, source.type, str(source.path), variant.stage_hash("extract"), ""
         )
-    extract_futures = [extract_task.submit(variant, s.name, data_dir) for s in variant.sources]
+    extract_futures = [
+        extract_task.submit(variant, s.name, data_dir, _previous_extract(catalog, variant, s.name, data_dir))
+        for s in variant.sources
+    ]
     extracted = _register(catalog, variant, run_id, [f.result() for f in extract_futures], log)
     clean_futures = [decontaminate_task.submit(variant, m, data_dir) for m in extracted]
     clean = _register(catalog, variant, run_id, [f.result() for f in clean_futures], log)
@@ -234,7 +249,10 @@ def ingest(variant_path: str, data_dir: str) -> dict:
     with Catalog.in_data_dir(data_dir) as catalog:
         run_id = catalog.start_run(variant.name, "ingest")
         log: list[StageRun] = []
-        futures = [extract_task.submit(variant, s.name, data_dir) for s in variant.sources]
+        futures = [
+            extract_task.submit(variant, s.name, data_dir, _previous_extract(catalog, variant, s.name, data_dir))
+            for s in variant.sources
+        ]
         manifests = _register(catalog, variant, run_id, [f.result() for f in futures], log)
         sources = []
         for manifest, entry in zip(manifests, log, strict=True):

@@ -1,4 +1,5 @@
-"""A rebuild after a source changed embeds only the new or changed chunk texts, and searches like a full build."""
+"""A rebuild after a source changed extracts only changed documents and embeds only new or changed chunk texts,
+and searches like a full build."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def test_refresh_embeds_only_changed_chunks_and_matches_a_full_build(tmp_path, p
 
     _write_source(tmp_path, changed={3, 17, 29, 35})  # 10% of the pages change
     second = run_build(variant, tmp_path / "data")
+    extract = next(s for s in second["stages"] if s["stage"] == "extract")
+    assert extract["stats"]["documents_reused"] == 36  # only the 4 changed pages went through the extractor
     embed = next(s for s in second["stages"] if s["stage"] == "embed")
     assert not embed["cached"]
     computed, reused = embed["stats"]["chunks_computed"], embed["stats"]["chunks_reused_by_text"]
