@@ -18,8 +18,7 @@ def demo(sample_dir: str, data_dir: str) -> dict:
     variants = Path(sample_dir) / "variants"
     os.environ.setdefault("REREAD_TASKS_DIR", str(Path(sample_dir) / "tasks"))
     builds = [
-        build_datastore(str(variants / f"{name}.yaml"), data_dir)
-        for name in ("sample", "vaswani", "vaswani-hnsw")
+        build_datastore(str(variants / f"{name}.yaml"), data_dir) for name in ("sample", "vaswani", "vaswani-hnsw")
     ]
     sample_eval = evaluate(str(variants / "sample.yaml"), data_dir, ["simpleqa", "mmlu"])
     comparison = compare_variants(
