@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -523,17 +523,7 @@ def embed_chunks(
 
 def _in_progress(manifest: EmbeddingManifest, recorded: dict[str, ShardInfo]) -> EmbeddingManifest:
     """The manifest as it stands mid-run: every shard known to be finished, in name order, not complete."""
-    return EmbeddingManifest(
-        model=manifest.model,
-        model_id=manifest.model_id,
-        model_hash=manifest.model_hash,
-        dim=manifest.dim,
-        normalized=manifest.normalized,
-        query_prompt_name=manifest.query_prompt_name,
-        shard_size=manifest.shard_size,
-        complete=False,
-        shards=[recorded[name] for name in sorted(recorded)],
-    )
+    return replace(manifest, complete=False, shards=[recorded[name] for name in sorted(recorded)])
 
 
 # ---------------------------------------------------------------- reading shards
