@@ -105,3 +105,17 @@ class Source:
             content_type=content_type,
             **fields,
         )
+
+
+class FileSource(Source):
+    """A source that reads every file matching the class's ``pattern`` under its root on its own: subclasses
+    implement ``_iter_file``."""
+
+    pattern: ClassVar[str]
+
+    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
+        for path in find_files(self.root, self.pattern):
+            yield from self._iter_file(path)
+
+    def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:
+        raise NotImplementedError

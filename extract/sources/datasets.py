@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from catalog.records import Rejection
 from extract.records import RawDocument
-from extract.sources.base import Source, find_files, open_maybe_compressed, register_source, relative_name
+from extract.sources.base import FileSource, open_maybe_compressed, register_source, relative_name
 
 _PARQUET_BATCH_ROWS = 1024
 _MISSING = object()
@@ -28,7 +28,7 @@ def field_value(row: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-class _RecordSource(Source):
+class _RecordSource(FileSource):
     """Turns dict records into documents using the configured ``*_field`` names."""
 
     def _from_record(self, row: Any, native_fallback: str, input_ref: str) -> RawDocument | Rejection:
@@ -68,10 +68,6 @@ class JsonlSource(_RecordSource):
 
     pattern = "**/*.jsonl*"
 
-    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
-        for path in find_files(self.root, self.pattern):
-            yield from self._iter_file(path)
-
     def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:
         name = relative_name(path, self.root)
         lineno = 0
@@ -101,10 +97,6 @@ class ParquetSource(_RecordSource):
         fields = (self.cfg.text_field, self.cfg.id_field, self.cfg.url_field, self.cfg.title_field)
         tops = {f.split(".", 1)[0] for f in fields if f}
         return [name for name in schema_names if name in tops]
-
-    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
-        for path in find_files(self.root, self.pattern):
-            yield from self._iter_file(path)
 
     def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:
         name = relative_name(path, self.root)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from catalog.records import Rejection
 from extract.records import RawDocument
-from extract.sources.base import Source, find_files, open_maybe_compressed, register_source
+from extract.sources.base import FileSource, open_maybe_compressed, register_source
 
 
 def _local(tag: str) -> str:
@@ -53,12 +53,8 @@ class _Namespaces:
 
 
 @register_source("mediawiki")
-class MediaWikiSource(Source):
+class MediaWikiSource(FileSource):
     pattern = "**/*.xml*"
-
-    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
-        for path in find_files(self.root, self.pattern):
-            yield from self._iter_file(path)
 
     def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:
         namespaces = _Namespaces()

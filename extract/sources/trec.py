@@ -12,7 +12,7 @@ from pathlib import Path
 
 from catalog.records import Rejection
 from extract.records import RawDocument
-from extract.sources.base import Source, find_files, open_maybe_compressed, register_source
+from extract.sources.base import FileSource, open_maybe_compressed, register_source
 
 _DOCNO = re.compile(r"<DOCNO>\s*(.*?)\s*</DOCNO>", re.IGNORECASE | re.DOTALL)
 _TEXT = re.compile(r"<TEXT>(.*?)</TEXT>", re.IGNORECASE | re.DOTALL)
@@ -22,12 +22,8 @@ _DOC_END = re.compile(r"</DOC>", re.IGNORECASE)
 
 
 @register_source("trec")
-class TrecSource(Source):
+class TrecSource(FileSource):
     pattern = "**/*"
-
-    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
-        for path in find_files(self.root, self.pattern):
-            yield from self._iter_file(path)
 
     def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:
         buffer: list[str] | None = None
