@@ -193,7 +193,7 @@ def _first_positional(r: WikiRenderer, t: Template) -> str:
     return args[0] if args else ""
 
 
-@inline_template("lang", "transl", "resize")
+@inline_template("lang", "transl", "resize", "url")
 def _last_positional(r: WikiRenderer, t: Template) -> str:
     args = r.positional(t)
     return args[-1] if args else ""
@@ -217,12 +217,6 @@ def _list(r: WikiRenderer, t: Template) -> str:
 def _circa(r: WikiRenderer, t: Template) -> str:
     args = r.positional(t)
     return f"c. {args[0]}" if args else "c."
-
-
-@inline_template("url")
-def _url(r: WikiRenderer, t: Template) -> str:
-    args = r.positional(t)
-    return args[-1] if args else ""
 
 
 @inline_template("marriage", "married")
