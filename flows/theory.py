@@ -44,48 +44,18 @@ def write_outputs(name: str, config: Any, result: dict, out_dir: Path) -> dict:
     return {"experiment": name, "config_hash": document["config_hash"], "json": str(json_path), "png": str(png_path)}
 
 
-def _experiment(name: str, out_dir: Path, overrides: dict[str, Any] | None) -> dict:
-    config = config_from_overrides(name, overrides or {})
-    return write_outputs(name, config, run_experiment(name, config), out_dir)
+def _experiment_flow(name: str) -> Any:
+    """The Prefect flow ``theory-<name>`` of a registered experiment: config from overrides, run, write outputs."""
+
+    def run(out_dir: Path, overrides: dict[str, Any] | None = None) -> dict:
+        config = config_from_overrides(name, overrides or {})
+        return write_outputs(name, config, run_experiment(name, config), out_dir)
+
+    return flow(name=f"theory-{name}", description=EXPERIMENTS[name].summary)(run)
 
 
-@flow(name="theory-trade")
-def trade_flow(out_dir: Path, overrides: dict[str, Any] | None = None) -> dict:
-    """Error vs CoT steps for several training prompt lengths: test-time steps traded for training context."""
-    return _experiment("trade", out_dir, overrides)
-
-
-@flow(name="theory-overthinking")
-def overthinking_flow(out_dir: Path, overrides: dict[str, Any] | None = None) -> dict:
-    """Skewed training covariance with an isotropic test: the U-shape and its onset k*."""
-    return _experiment("overthinking", out_dir, overrides)
-
-
-@flow(name="theory-instability")
-def instability_flow(out_dir: Path, overrides: dict[str, Any] | None = None) -> dict:
-    """Finite test prompts: divergence when m is small relative to d and the training ridge is small."""
-    return _experiment("instability", out_dir, overrides)
-
-
-@flow(name="theory-selection")
-def selection_flow(out_dir: Path, overrides: dict[str, Any] | None = None) -> dict:
-    """Multi-task selection: QP variants, the exact optimum, uniform and size-proportional weights."""
-    return _experiment("selection", out_dir, overrides)
-
-
-@flow(name="theory-training")
-def training_flow(out_dir: Path, overrides: dict[str, Any] | None = None) -> dict:
-    """The LSA trained by gradient descent, checked against the closed form, and its CoT."""
-    return _experiment("training", out_dir, overrides)
-
-
-THEORY_FLOWS = {
-    "trade": trade_flow,
-    "overthinking": overthinking_flow,
-    "instability": instability_flow,
-    "selection": selection_flow,
-    "training": training_flow,
-}
+# One flow per registered experiment, so a new experiment needs no edit here.
+THEORY_FLOWS = {name: _experiment_flow(name) for name in EXPERIMENTS}
 
 
 # ---------------------------------------------------------------- corpus-mixture advice for a built datastore

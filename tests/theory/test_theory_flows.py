@@ -18,9 +18,9 @@ from flows.commands.theory import parse_overrides
 
 
 def test_trade_flow_writes_result_and_figure(tmp_path, prefect_harness):
-    from flows.theory import trade_flow
+    from flows.theory import THEORY_FLOWS
 
-    outputs = trade_flow(tmp_path / "trade", {"reps": 4, "kmax": 6})
+    outputs = THEORY_FLOWS["trade"](tmp_path / "trade", {"reps": 4, "kmax": 6})
     document = json.loads(Path(outputs["json"]).read_text())
     assert document["config"]["reps"] == 4 and document["config_hash"] == outputs["config_hash"]
     result = document["result"]
