@@ -55,6 +55,7 @@ def test_bad_documents_become_counted_rejections_while_good_ones_go_through(runn
         RawDocument(doc_id="pdf", source="t", content=b"%PDF-1.4", content_type="application/pdf", input_ref="pdf"),
         html_doc("good-2", ARTICLE),
     ]
+    before = runner.stats.as_dict()  # the runner is shared by the module's tests: count this run's additions
     results = list(runner.run(docs))
     refs = [r.input_ref if isinstance(r, Rejection) else r.doc_id for r in results]
     assert refs == [content_hash("good"), "empty", "malformed", content_hash("cp1252"), content_hash("bad-bytes"),
@@ -73,6 +74,17 @@ def test_bad_documents_become_counted_rejections_while_good_ones_go_through(runn
     assert got[content_hash("good-2")].raw_hash == good.raw_hash  # str content hashes as its UTF-8 bytes
     counters = runner.stats.as_dict()
     assert counters["rejected_empty_text"] >= 2 and counters["rejected_too_large"] >= 1
+    added = {
+        k: v - before.get(k, 0) for k, v in counters.items() if v != before.get(k, 0) and k.startswith(("doc", "rej"))
+    }
+    assert added == {
+        "documents_in": 9,
+        "documents_out": 4,
+        "rejected_empty_text": 2,
+        "rejected_too_large": 1,
+        "rejected_truncated_warc": 1,
+        "rejected_unsupported_content_type": 1,
+    }
 
 
 def test_content_types_route_to_plain_and_wikipedia(runner: ExtractionRunner, fixtures_dir: Path) -> None:
