@@ -22,7 +22,7 @@ from eval.theory.error_curves import (
     n_for_error,
     overthinking_onset,
 )
-from eval.theory.lsa import gamma, hardness, lsa_optimal_params, power_law_spectrum
+from eval.theory.lsa import Blocks, gamma, hardness, lsa_optimal_params, power_law_spectrum
 from eval.theory.mixture import (
     diagnose,
     forward_optimal_weights,
@@ -73,6 +73,7 @@ class TradeConfig:
 @experiment("trade", TradeConfig, "error vs CoT steps k for several training prompt lengths n (k-for-n trade)")
 def trade_experiment(config: TradeConfig) -> dict:
     lam = np.diag(power_law_spectrum(config.d, config.alpha))
+    hard = hardness(lam)
     ks = np.arange(1, config.kmax + 1)
     rng = np.random.default_rng(config.seed)
     curves = {}
@@ -91,10 +92,10 @@ def trade_experiment(config: TradeConfig) -> dict:
     }
     return {
         "k": ks.tolist(),
-        "hardness": hardness(lam),
+        "hardness": hard,
         "curves": curves,
         "steps_to_match_longest_direct": steps_to_match,
-        "n_for_error": {"eps": config.eps, "n": _floats(n_for_error(ks, config.eps, config.d, hardness(lam)))},
+        "n_for_error": {"eps": config.eps, "n": _floats(n_for_error(ks, config.eps, config.d, hard))},
     }
 
 
@@ -121,16 +122,18 @@ def overthinking_experiment(config: OverthinkingConfig) -> dict:
     rng = np.random.default_rng(config.seed)
     per_n = {}
     for n in config.ns:
-        precond = np.linalg.inv(gamma(lam, n))
+        gamma_n = gamma(lam, n)
+        precond = np.linalg.inv(gamma_n)
         population = err_population(precond, sigma, ks)
+        mu = coverage_eigenvalues(precond, sigma)
         v, w = lsa_optimal_params(lam, n)
         per_n[str(n)] = {
-            "mu": _floats(coverage_eigenvalues(precond, sigma)),
-            "max_mu": float(coverage_eigenvalues(precond, sigma).max()),
+            "mu": _floats(mu),
+            "max_mu": float(mu.max()),
             "k_star": overthinking_onset(precond, sigma),
             "min_error": float(population.min()),
             "population": _floats(population),
-            "remark41": _floats(err_remark41(gamma(lam, n), sigma, ks)),
+            "remark41": _floats(err_remark41(gamma_n, sigma, ks)),
             "lsa_monte_carlo": _floats(err_lsa_mc(v, w, sigma, config.m, config.kmax, config.reps, rng)),
         }
     return {"k": ks.tolist(), "hardness": hardness(lam), "per_n": per_n}
@@ -152,12 +155,13 @@ def instability_experiment(config: InstabilityConfig) -> dict:
     rng = np.random.default_rng(config.seed)
     curves = {}
     for n, m in config.cases:
-        curve = err_finite_m_mc(np.linalg.inv(gamma(eye, n)), eye, m, config.kmax, config.reps, rng)
+        gamma_n = gamma(eye, n)
+        curve = err_finite_m_mc(np.linalg.inv(gamma_n), eye, m, config.kmax, config.reps, rng)
         curves[f"n={n},m={m}"] = {
             "n": n,
             "m": m,
             "errors": _floats(curve),
-            "mp_edge_mu": float((1 + np.sqrt(config.d / m)) ** 2 / gamma(eye, n)[0, 0]),
+            "mp_edge_mu": float((1 + np.sqrt(config.d / m)) ** 2 / gamma_n[0, 0]),
         }
     return {"k": list(range(1, config.kmax + 1)), "curves": curves}
 
@@ -246,6 +250,7 @@ class TrainingConfig:
 def training_experiment(config: TrainingConfig) -> dict:
     lam = np.diag(power_law_spectrum(config.d, config.alpha))
     target = np.linalg.inv(gamma(lam, config.n))
+    blocks = Blocks(config.d)
     rng = np.random.default_rng(config.seed)
     out = {}
     for name in ("frozen_w", "free"):
@@ -264,7 +269,7 @@ def training_experiment(config: TrainingConfig) -> dict:
             "losses": _floats(result.losses),
             "product": result.product.tolist(),
             "product_rel_error": float(np.linalg.norm(result.product - target) / np.linalg.norm(target)),
-            "w_y1": float(result.w[config.d, 2 * config.d + 1]),
+            "w_y1": float(result.w[blocks.y, blocks.one]),
             "predicted_plateau": result.cot_plateau,
             "cot_errors": _floats(err_lsa_mc(result.v, result.w, lam, config.m, config.kmax, config.reps, rng)),
         }
