@@ -61,13 +61,18 @@ class SampleMatrix:
         )
 
 
+def answer_class_expr(key: pl.Expr, over: str = "question_id") -> pl.Expr:
+    """Class ids 0, 1, ... per ``over`` group from an answer key expression: equal keys share a class; a null or
+    empty key gets NO_ANSWER (and takes no class id)."""
+    voting = pl.when(key.is_null() | (key == "")).then(None).otherwise(key)
+    return (voting.rank("dense").over(over).cast(pl.Int64) - 1).fill_null(NO_ANSWER)
+
+
 def _exact_string_classes(frame: pl.DataFrame) -> pl.Expr:
     """Class ids from stripped answer strings, per question, when the table has none (no equivalence grouping)."""
     if "answer" not in frame.columns:
         raise ValueError("sample table: needs 'answer_class' or 'answer'")
-    stripped = pl.col("answer").str.strip_chars()
-    rank = stripped.rank("dense").over("question_id").cast(pl.Int64) - 1
-    return pl.when(stripped.is_null() | (stripped == "")).then(NO_ANSWER).otherwise(rank).alias("answer_class")
+    return answer_class_expr(pl.col("answer").str.strip_chars()).alias("answer_class")
 
 
 # ---------------------------------------------------------------- answer-equivalence classes

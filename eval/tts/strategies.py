@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from eval.sample_metrics import answer_class_expr
 from eval.tts.samples import NO_RETRIEVAL, PARALLEL, REVISION, SampleTable
 
 SelectionFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -150,12 +151,7 @@ class CandidatePool:
 
 def _flat_arrays(part: pl.DataFrame, qindex: dict[str, int], n_q: int) -> tuple[np.ndarray, ...]:
     """Per-row arrays with a sentinel row appended, and the correctness of every (question, answer class)."""
-    keyed = part.with_columns(
-        pl.when(pl.col("answer_key") == "")
-        .then(-1)
-        .otherwise(pl.col("answer_key").rank("dense").over("question_id").cast(pl.Int64) - 1)
-        .alias("_class")
-    )
+    keyed = part.with_columns(answer_class_expr(pl.col("answer_key")).alias("_class"))
     classes = keyed["_class"].to_numpy()
     correct = keyed["correct"].cast(pl.Float64).to_numpy()
     qrow = np.array([qindex[q] for q in keyed["question_id"].to_list()], dtype=np.int64)

@@ -15,6 +15,7 @@ from eval.graders.math_equivalence import normalize_math_answer
 from eval.sample_metrics import (
     NO_ANSWER,
     SampleMatrix,
+    answer_class_expr,
     answer_classes,
     bootstrap_ci,
     maj_at_k_curve,
@@ -135,6 +136,13 @@ def test_sample_matrix_from_table_cuts_ragged_and_derives_classes():
     assert matrix.correct.tolist() == [[False, False, False], [True, True, False]]
     with pytest.raises(ValueError, match="missing columns"):
         SampleMatrix.from_table(pl.DataFrame({"question_id": ["q"]}))
+
+
+def test_answer_class_expr_numbers_only_answers():
+    frame = pl.DataFrame({"question_id": ["a", "a", "a", "b", "b"], "answer": ["", "y", "x", None, "z"]})
+    classes = frame.select(answer_class_expr(pl.col("answer")).alias("c"))["c"].to_list()
+    # empty and missing answers abstain and leave no gap in the class ids
+    assert classes == [NO_ANSWER, 1, 0, NO_ANSWER, 0]
 
 
 def test_score_samples_table():
