@@ -22,7 +22,6 @@ from indexing.embed import (
     FINGERPRINT_SAMPLE_BYTES,
     MANIFEST_NAME,
     Embedder,
-    bundled_model_path,
     embed_chunks,
     load_embeddings,
     model_fingerprint,
@@ -45,27 +44,15 @@ def minilm() -> Embedder:
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
+def tiny_model_dir(tmp_path_factory, save_tiny_bert) -> Path:
     """A second, different embedding model: a random 2-layer BERT with mean pooling and a default query prompt,
     saved as sentence-transformers."""
-    import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import BertModel
 
     root = tmp_path_factory.mktemp("tiny")
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(root / "hf")
-    tokenizer.save_pretrained(root / "hf")
+    save_tiny_bert(root / "hf", BertModel, max_position_embeddings=128)
     transformer = Transformer(str(root / "hf"), max_seq_length=64)
     model = SentenceTransformer(
         modules=[transformer, Pooling(32, "mean")],

@@ -18,7 +18,7 @@ from catalog.variant import EmbedderConfig, IndexConfig, RetrievalConfig
 from indexing.bm25 import BM25Index, HybridRetriever, reciprocal_rank_fusion
 from indexing.chunk import chunk_id_for
 from indexing.diversify import bag, mmr, near_duplicate_free
-from indexing.embed import Embedder, bundled_model_path, embed_chunks
+from indexing.embed import Embedder, embed_chunks
 from indexing.rerank import Reranker
 from indexing.retrieve import Retriever, select_for_reading
 from indexing.vector_index import VectorIndex, build_index, neighbor_recall
@@ -216,25 +216,11 @@ def test_bagging_is_seeded_and_keeps_rank_order(retriever, queries):
 
 
 @pytest.fixture(scope="module")
-def tiny_cross_encoder(tmp_path_factory) -> Path:
+def tiny_cross_encoder(tmp_path_factory, save_tiny_bert) -> Path:
     """A random 2-layer BERT sequence classifier (one logit), saved with MiniLM's tokenizer: a real cross-encoder."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
-    path = tmp_path_factory.mktemp("cross-encoder")
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=1,
-    )
-    BertForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_bert(tmp_path_factory.mktemp("cross-encoder"), BertForSequenceClassification, num_labels=1)
 
 
 def test_rerank_reorders_hits_by_cross_encoder_score(tiny_cross_encoder, retriever, queries):
