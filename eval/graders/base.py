@@ -64,3 +64,14 @@ def check_lengths(predictions: Sequence[Any], golds: Sequence[Any], questions: S
             + (f", {len(questions)} questions" if questions is not None else "")
             + ": lengths must match"
         )
+
+
+def grade_each(
+    grade_one: Callable[[str | None, str], Grade],
+    predictions: Sequence[str | None],
+    golds: Sequence[str],
+    questions: Sequence[str] | None = None,
+) -> list[Grade]:
+    """``Grader.grade`` for graders that judge each (prediction, gold) pair on its own."""
+    check_lengths(predictions, golds, questions)
+    return [grade_one(predicted, gold) for predicted, gold in zip(predictions, golds, strict=True)]

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eval.graders.base import CORRECT, INCORRECT, UNPARSED, Grade, check_lengths, register_grader
+from eval.graders.base import CORRECT, INCORRECT, UNPARSED, Grade, grade_each, register_grader
 
 
 @register_grader("choice")
 class ChoiceGrader:
     name: str
 
+    def grade_one(self, predicted: str | None, gold: str) -> Grade:
+        if not predicted:
+            return Grade(UNPARSED, "no answer letter")
+        if predicted.strip().upper() == gold.strip().upper():
+            return Grade(CORRECT)
+        return Grade(INCORRECT, f"{predicted} != {gold}")
+
     def grade(
         self, predictions: Sequence[str | None], golds: Sequence[str], questions: Sequence[str] | None = None
     ) -> list[Grade]:
-        check_lengths(predictions, golds, questions)
-        grades = []
-        for predicted, gold in zip(predictions, golds, strict=True):
-            if not predicted:
-                grades.append(Grade(UNPARSED, "no answer letter"))
-            elif predicted.strip().upper() == gold.strip().upper():
-                grades.append(Grade(CORRECT))
-            else:
-                grades.append(Grade(INCORRECT, f"{predicted} != {gold}"))
-        return grades
+        return grade_each(self.grade_one, predictions, golds, questions)

@@ -7,7 +7,7 @@ import string
 from collections.abc import Sequence
 from typing import Literal
 
-from eval.graders.base import CORRECT, INCORRECT, UNPARSED, Grade, check_lengths, register_grader
+from eval.graders.base import CORRECT, INCORRECT, UNPARSED, Grade, grade_each, register_grader
 
 _ARTICLES_RE = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -36,16 +36,14 @@ class NormalizedStringGrader:
         # Whole-word containment, so gold "1" does not match "1984".
         return bool(ref) and re.search(rf"(?:^| ){re.escape(ref)}(?: |$)", pred) is not None
 
+    def grade_one(self, predicted: str | None, gold: str) -> Grade:
+        if not predicted or not normalize_answer(predicted):
+            return Grade(UNPARSED, "empty answer")
+        if self.matches(predicted, gold):
+            return Grade(CORRECT, self.mode)
+        return Grade(INCORRECT, f"{self.mode} match failed")
+
     def grade(
         self, predictions: Sequence[str | None], golds: Sequence[str], questions: Sequence[str] | None = None
     ) -> list[Grade]:
-        check_lengths(predictions, golds, questions)
-        grades = []
-        for predicted, gold in zip(predictions, golds, strict=True):
-            if not predicted or not normalize_answer(predicted):
-                grades.append(Grade(UNPARSED, "empty answer"))
-            elif self.matches(predicted, gold):
-                grades.append(Grade(CORRECT, self.mode))
-            else:
-                grades.append(Grade(INCORRECT, f"{self.mode} match failed"))
-        return grades
+        return grade_each(self.grade_one, predictions, golds, questions)
