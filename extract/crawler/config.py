@@ -39,7 +39,7 @@ class CrawlConfig(BaseModel):
     max_bytes: int = Field(default=10_000_000, gt=0, description="decoded body bytes; longer pages are skipped")
     timeout_s: float = Field(default=15.0, gt=0, description="connect / read / write timeout of one network step")
     page_deadline_s: float = Field(default=60.0, gt=0, description="wall time of one request+body (slow-drip cut)")
-    content_types: tuple[str, ...] = ("text/html", "application/xhtml+xml", "text/plain")
+    content_types: tuple[str, ...] = (*HTML_TYPES, "text/plain")
     user_agent: str = DEFAULT_USER_AGENT
     retries: int = Field(default=3, ge=0, description="extra attempts on 429, 5xx and network errors")
     backoff_s: float = Field(default=1.0, ge=0, description="first retry wait; doubles per attempt")

@@ -19,6 +19,11 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
+def media_type(content_type: str) -> str:
+    """``text/html; charset=utf-8`` -> ``text/html``."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 @dataclass(slots=True)
 class HttpExchange:
     """A complete request and response (body decoded from any Content-Encoding)."""
@@ -40,7 +45,7 @@ class HttpExchange:
 
     @property
     def content_type(self) -> str:
-        return self.header("content-type").split(";", 1)[0].strip().lower()
+        return media_type(self.header("content-type"))
 
     @property
     def is_redirect(self) -> bool:
@@ -112,16 +117,14 @@ class Fetcher:
                     gate.pause_until(loop.time() + backoff)
                     continue
             if exchange.status not in RETRY_STATUSES or last_attempt:
-                return self._archived(exchange) if archive else exchange
+                break
             wait = retry_after_s(exchange.header("retry-after"), datetime.now(UTC))
             wait = backoff if wait is None else wait
             if wait > config.max_retry_wait_s:  # more patience than configured: give this page up
-                return self._archived(exchange) if archive else exchange
+                break
             gate.pause_until(loop.time() + wait)
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def _archived(self, exchange: HttpExchange) -> HttpExchange:
-        if self._recorder is not None:
+        # Reached by a break: the last attempt either breaks or raises.
+        if archive and self._recorder is not None:
             exchange.warc_file = self._recorder.write(exchange)
         return exchange
 
@@ -156,7 +159,7 @@ class Fetcher:
 
     def _check_headers(self, response: httpx.Response, content_types: tuple[str, ...] | None) -> None:
         if content_types is not None and response.is_success:
-            ctype = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            ctype = media_type(response.headers.get("content-type", ""))
             if ctype not in content_types:
                 raise FetchRefused(
                     "bad_content_type", f"{ctype or 'no Content-Type'} not in {', '.join(content_types)}"

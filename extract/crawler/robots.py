@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from urllib.parse import urljoin
 
 from protego import Protego
 
@@ -71,7 +70,7 @@ class RobotsCache:
             except FetchRefused as exc:
                 return RobotsRules(disallow_all=True, note=f"robots.txt unreachable: {exc}", unreachable=exc)
             if exchange.is_redirect:
-                url = normalize_url(urljoin(url, exchange.header("location"))) or ""
+                url = normalize_url(exchange.header("location"), url) or ""
                 if not url:
                     return RobotsRules(note="robots.txt redirects to a non-http URL: allow all")
                 continue

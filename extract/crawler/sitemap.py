@@ -70,5 +70,5 @@ async def sitemap_urls(
             normalized = normalize_url(page)
             if normalized:
                 found[normalized] = None
-        queue.extend((n, level + 1) for n in nested if normalize_url(n))
+        queue.extend((n, level + 1) for n in map(normalize_url, nested) if n)
     return list(found)[:limit]
