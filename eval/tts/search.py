@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import polars as pl
 from tqdm import tqdm
 
@@ -144,6 +143,12 @@ SearchFn = Callable[[Generator, ProcessRewardModel, TtsQuestion, SearchConfig], 
 SEARCH_STRATEGIES: dict[str, SearchFn] = {"beam_search": step_search, "lookahead": step_search}
 
 
+def _even_shares(total: int, n: int) -> list[int]:
+    """``total`` split into ``n`` whole shares that differ by at most one (the first ``total % n`` get the extra)."""
+    base, extra = divmod(total, n)
+    return [base + (i < extra) for i in range(n)]
+
+
 def search_rows(
     name: str,
     generator: Generator,
@@ -166,8 +171,8 @@ def search_rows(
     for question in tqdm(questions, desc=name, disable=None):
         result = SEARCH_STRATEGIES[name](generator, prm, question, config)
         correct = grade_answers(grader, question, [beam.answer for beam in result.candidates])
-        share = np.array_split(np.arange(result.tokens), len(result.candidates))
-        prompt_share = np.array_split(np.arange(result.prompt_tokens), len(result.candidates))
+        share = _even_shares(result.tokens, len(result.candidates))
+        prompt_share = _even_shares(result.prompt_tokens, len(result.candidates))
         for i, beam in enumerate(result.candidates):
             rows.append(
                 {
@@ -177,8 +182,8 @@ def search_rows(
                     "correct": correct[i],
                     "verifier_score": beam.score,
                     "step_scores": beam.step_scores,
-                    "tokens": len(share[i]),
-                    "prompt_tokens": len(prompt_share[i]),
+                    "tokens": share[i],
+                    "prompt_tokens": prompt_share[i],
                     "retrieval": question.retrieval,
                     "source": name,
                     "chain": i,
