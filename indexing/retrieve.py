@@ -162,10 +162,8 @@ class TopKCache:
         path = self._path(query, k)
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
         except (OSError, ValueError):
-            return None  # a damaged entry is a miss: the search runs again and rewrites it
+            return None  # a missing or damaged entry is a miss: the search runs again and rewrites it
         return np.asarray(entry["scores"], dtype=np.float32), np.asarray(entry["rows"], dtype=np.int64)
 
     def put(self, query: str, k: int, scores: np.ndarray, rows: np.ndarray) -> None:
@@ -286,16 +284,21 @@ def select_for_reading(
     (``cfg.near_dup_threshold``), reranked (``reranker``), then ``n_docs`` picked by MMR (``cfg.mmr_lambda``; its
     relevance is the reranker's score scaled to [0, 1] when reranked, else the query cosine) or by rank."""
     pools = retriever.search(queries, cfg.top_k)
-    query_vecs = retriever.encode(queries) if cfg.mmr_lambda is not None else None
+    if cfg.near_dup_threshold is not None:
+        pools = [
+            rerank_order(pool, near_duplicate_free(retriever.vectors(pool), cfg.near_dup_threshold)) if pool else pool
+            for pool in pools
+        ]
+    if reranker is not None:  # every query's pool in one batched cross-encoder call
+        pools = reranker.rerank(queries, pools, top_n=cfg.top_k)
+    if cfg.mmr_lambda is None:
+        return [pool[:n_docs] for pool in pools]
+    query_vecs = retriever.encode(queries)
     out = []
-    for q, pool in enumerate(pools):
-        if cfg.near_dup_threshold is not None and pool:
-            pool = rerank_order(pool, near_duplicate_free(retriever.vectors(pool), cfg.near_dup_threshold))
-        if reranker is not None and pool:
-            pool = reranker.rerank([queries[q]], [pool], top_n=len(pool))[0]
-        if cfg.mmr_lambda is not None and pool:
+    for query_vec, pool in zip(query_vecs, pools, strict=True):
+        if pool:
             relevance = unit_scale(np.array([h.score for h in pool])) if reranker is not None else None
-            order = mmr(query_vecs[q], retriever.vectors(pool), cfg.mmr_lambda, n_docs, relevance=relevance)
+            order = mmr(query_vec, retriever.vectors(pool), cfg.mmr_lambda, n_docs, relevance=relevance)
             pool = rerank_order(pool, order)
         out.append(pool[:n_docs])
     return out

@@ -298,3 +298,10 @@ def test_select_for_reading_reranks_the_deduplicated_pool(tiny_cross_encoder, re
         retriever, [query], cfg.model_copy(update={"mmr_lambda": 1.0}), n_docs=4, reranker=reranker
     )[0]
     assert [h.chunk_id for h in with_mmr] == [h.chunk_id for h in expected]  # lambda 1 keeps the reranker's order
+    other = "electron density in the ionosphere"  # a batch reranks every query's pool as each alone would
+    batched = select_for_reading(retriever, [other, query], cfg, n_docs=4, reranker=reranker)
+    alone = select_for_reading(retriever, [other], cfg, n_docs=4, reranker=reranker)[0]
+    assert [[h.chunk_id for h in hits] for hits in batched] == [
+        [h.chunk_id for h in alone],
+        [h.chunk_id for h in picked],
+    ]
