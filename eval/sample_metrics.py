@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-SAMPLE_COLUMNS = ("question_id", "sample_index", "answer", "correct", "answer_class")
 NO_ANSWER = -1
 
 

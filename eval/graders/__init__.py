@@ -11,6 +11,7 @@ from eval.graders.base import (
     UNPARSED,
     Grade,
     Grader,
+    grade_each,
     make_grader,
     register_grader,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Grader",
     "MathGrader",
     "SimpleQAGrader",
+    "grade_each",
     "make_grader",
     "register_grader",
     "simpleqa_metrics",
