@@ -114,6 +114,20 @@ def plot_accuracy_vs_flops(points: list[dict], path: Path) -> Path:
     return path
 
 
+def plot_accuracy_vs_k(scores: pl.DataFrame, path: Path) -> Path:
+    """pass@k and maj@k curves per strategy (``score_strategies`` rows: strategy, metric, k, value)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (strategy, metric), group in scores.group_by(["strategy", "metric"], maintain_order=True):
+        ax.plot(group["k"], group["value"], marker="o", label=f"{strategy} {metric}")
+    ax.set_xlabel("k (samples)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def markdown_report(title: str, summary: pl.DataFrame, tests: list[PairedTest]) -> str:
     metric_cols = [c for c in summary.columns if c not in ("variant", "n")]
     lines = [f"# {title}", "", "| variant | n | " + " | ".join(metric_cols) + " |"]

@@ -20,7 +20,7 @@ from catalog.db import Catalog
 from catalog.stage_runner import StageSpec, execute_stage, register_artifact, rejection_counts
 from catalog.variant import Variant, load_variant
 from extract.stage import EXTRACT_STAGE_VERSION, run_extract, source_fingerprint
-from flows.runtime import make_task_runner, offline_defaults
+from flows.runtime import artifact_key_name, run_flow_with_runner
 from indexing import stages
 
 INDEX_BUILT_EVENT = "reread.index.built"
@@ -58,17 +58,12 @@ class BuildSummary:
         }
 
 
-def _artifact_key_name(text: str) -> str:
-    """Prefect artifact keys: lowercase letters, digits and dashes only."""
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:100]
-
-
 def _publish_stage_table(manifest: ArtifactManifest, variant: str, cached: bool) -> None:
     rows = [{"metric": k, "value": str(v)} for k, v in sorted(manifest.stats.items())]
     rows += [{"metric": "rows_out", "value": str(manifest.rows)}, {"metric": "cached", "value": str(cached)}]
     rows += [{"metric": f"rejected: {reason}", "value": str(n)} for reason, n in rejection_counts(manifest).items()]
     create_table_artifact(
-        key=_artifact_key_name(f"{variant}-{manifest.stage}-{manifest.shard or 'all'}"),
+        key=artifact_key_name(f"{variant}-{manifest.stage}-{manifest.shard or 'all'}"),
         table=rows,
         description=f"{manifest.stage} {manifest.shard} of {variant} (artifact {manifest.key})",
     )
@@ -81,6 +76,11 @@ def _run(data_dir: str, variant: Variant, spec: StageSpec, fn) -> tuple[Artifact
     )
     _publish_stage_table(manifest, variant.name, cached)
     return manifest, cached
+
+
+def _spec(variant: Variant, stage: str, inputs: list[ArtifactManifest], shard: str = "") -> StageSpec:
+    """The cache identity of an indexing stage's output: its version, its effective config, its inputs."""
+    return StageSpec(stage, stages.STAGE_VERSIONS[stage], variant.stage_hash(stage), inputs_hash(inputs), shard)
 
 
 # ---------------------------------------------------------------- tasks (module-level: picklable for Dask/processes)
@@ -105,22 +105,19 @@ def _previous_extract(catalog: Catalog, variant: Variant, source: str, data_dir:
 
 @task(name="decontaminate", retries=1, retry_delay_seconds=5)
 def decontaminate_task(variant: Variant, docs: ArtifactManifest, data_dir: str) -> tuple[ArtifactManifest, bool]:
-    spec = StageSpec(
-        "decontaminate", stages.STAGE_VERSIONS["decontaminate"], variant.stage_hash("decontaminate"),
-        inputs_hash([docs]), docs.shard,
-    )  # fmt: skip
+    spec = _spec(variant, "decontaminate", [docs], docs.shard)
     return _run(data_dir, variant, spec, lambda out: stages.run_decontaminate(variant, docs, out))
 
 
 @task(name="dedup", retries=1, retry_delay_seconds=5)
 def dedup_task(variant: Variant, docs: list[ArtifactManifest], data_dir: str) -> tuple[ArtifactManifest, bool]:
-    spec = StageSpec("dedup", stages.STAGE_VERSIONS["dedup"], variant.stage_hash("dedup"), inputs_hash(docs))
+    spec = _spec(variant, "dedup", docs)
     return _run(data_dir, variant, spec, lambda out: stages.run_dedup(variant, docs, out))
 
 
 @task(name="chunk", retries=1, retry_delay_seconds=5)
 def chunk_task(variant: Variant, docs: ArtifactManifest, part: str, data_dir: str) -> tuple[ArtifactManifest, bool]:
-    spec = StageSpec("chunk", stages.STAGE_VERSIONS["chunk"], variant.stage_hash("chunk"), inputs_hash([docs]), part)
+    spec = _spec(variant, "chunk", [docs], part)
     return _run(data_dir, variant, spec, lambda out: stages.run_chunk(variant, docs, part, out))
 
 
@@ -128,13 +125,13 @@ def chunk_task(variant: Variant, docs: ArtifactManifest, part: str, data_dir: st
 def embed_task(
     variant: Variant, chunks: list[ArtifactManifest], data_dir: str, previous=None
 ) -> tuple[ArtifactManifest, bool]:
-    spec = StageSpec("embed", stages.STAGE_VERSIONS["embed"], variant.stage_hash("embed"), inputs_hash(chunks))
+    spec = _spec(variant, "embed", chunks)
     total = sum(m.rows for m in chunks)
 
     def embed(out: Path) -> StageResult:
         progress_id = create_progress_artifact(
             progress=0.0,
-            key=_artifact_key_name(f"{variant.name}-embed-progress"),
+            key=artifact_key_name(f"{variant.name}-embed-progress"),
             description=f"embedding {total} chunks of {variant.name}",
         )
         done = 0
@@ -151,7 +148,7 @@ def embed_task(
 
 @task(name="index", retries=1, retry_delay_seconds=5)
 def index_task(variant: Variant, embeddings: ArtifactManifest, data_dir: str) -> tuple[ArtifactManifest, bool]:
-    spec = StageSpec("index", stages.STAGE_VERSIONS["index"], variant.stage_hash("index"), inputs_hash([embeddings]))
+    spec = _spec(variant, "index", [embeddings])
     return _run(data_dir, variant, spec, lambda out: stages.run_index(variant, embeddings, out))
 
 
@@ -182,18 +179,27 @@ def _previous_embedding(variant: Variant, data_dir: str, catalog: Catalog):
     return chunks, embed
 
 
-def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str) -> BuildSummary:
-    """The stage graph, run inside a flow: fan out per source and per document part, fan in for dedup and embed."""
-    log: list[StageRun] = []
-    for source in variant.sources:
-        catalog.register_source(
-            variant.name, source.name, source.type, str(source.path), variant.stage_hash("extract"), ""
-        )
-    extract_futures = [
+def _extract_sources(
+    variant: Variant, data_dir: str, catalog: Catalog, run_id: str, log: list[StageRun]
+) -> list[ArtifactManifest]:
+    """One extract task per source (each reusing its last extraction's text for unchanged documents); registers
+    the artifacts and the sources with the content fingerprint they were read at."""
+    futures = [
         extract_task.submit(variant, s.name, data_dir, _previous_extract(catalog, variant, s.name, data_dir))
         for s in variant.sources
     ]
-    extracted = _register(catalog, variant, run_id, [f.result() for f in extract_futures], log)
+    manifests = _register(catalog, variant, run_id, [f.result() for f in futures], log)
+    for source, manifest in zip(variant.sources, manifests, strict=True):
+        catalog.register_source(
+            variant.name, source.name, source.type, str(source.path), manifest.config_hash, manifest.input_hash
+        )
+    return manifests
+
+
+def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str) -> BuildSummary:
+    """The stage graph, run inside a flow: fan out per source and per document part, fan in for dedup and embed."""
+    log: list[StageRun] = []
+    extracted = _extract_sources(variant, data_dir, catalog, run_id, log)
     clean_futures = [decontaminate_task.submit(variant, m, data_dir) for m in extracted]
     clean = _register(catalog, variant, run_id, [f.result() for f in clean_futures], log)
     (deduped,) = _register(catalog, variant, run_id, [dedup_task(variant, clean, data_dir)], log)
@@ -216,7 +222,6 @@ def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str)
 @flow(name="build-datastore", log_prints=True)
 def build_datastore(variant_path: str, data_dir: str) -> dict:
     """Build (or bring up to date) the datastore of one corpus variant."""
-    offline_defaults()
     variant = load_variant(variant_path)
     with Catalog.in_data_dir(data_dir) as catalog:
         run_id = catalog.start_run(variant.name, "build")
@@ -236,24 +241,17 @@ def build_datastore(variant_path: str, data_dir: str) -> dict:
 
 
 def run_build(variant_path: str | Path, data_dir: str | Path, runner: str = "threads", workers: int | None = None):
-    """Run ``build_datastore`` in-process (or against ``PREFECT_API_URL`` when set) with the chosen task runner."""
-    flow_with_runner = build_datastore.with_options(task_runner=make_task_runner(runner, workers))
-    return flow_with_runner(str(Path(variant_path).resolve()), str(Path(data_dir).resolve()))
+    return run_flow_with_runner(build_datastore, variant_path, data_dir, runner, workers)
 
 
 @flow(name="ingest", log_prints=True)
 def ingest(variant_path: str, data_dir: str) -> dict:
     """Read every source of a variant and extract its documents into the catalog (the first stage of a build)."""
-    offline_defaults()
     variant = load_variant(variant_path)
     with Catalog.in_data_dir(data_dir) as catalog:
         run_id = catalog.start_run(variant.name, "ingest")
         log: list[StageRun] = []
-        futures = [
-            extract_task.submit(variant, s.name, data_dir, _previous_extract(catalog, variant, s.name, data_dir))
-            for s in variant.sources
-        ]
-        manifests = _register(catalog, variant, run_id, [f.result() for f in futures], log)
+        manifests = _extract_sources(variant, data_dir, catalog, run_id, log)
         sources = []
         for manifest, entry in zip(manifests, log, strict=True):
             reasons = rejection_counts(manifest)
@@ -273,5 +271,4 @@ def ingest(variant_path: str, data_dir: str) -> dict:
 
 
 def run_ingest(variant_path: str | Path, data_dir: str | Path, runner: str = "threads", workers: int | None = None):
-    flow_with_runner = ingest.with_options(task_runner=make_task_runner(runner, workers))
-    return flow_with_runner(str(Path(variant_path).resolve()), str(Path(data_dir).resolve()))
+    return run_flow_with_runner(ingest, variant_path, data_dir, runner, workers)

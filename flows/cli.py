@@ -12,7 +12,6 @@ import sys
 import typer
 
 from catalog.errors import RereadError
-from flows.runtime import offline_defaults
 
 app = typer.Typer(
     name="reread",
@@ -36,7 +35,6 @@ _register_commands()
 
 
 def main() -> None:
-    offline_defaults()  # before Prefect starts its in-process server
     code = 0
     try:
         app()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from catalog.artifacts import ArtifactStore
 from catalog.db import Catalog
 from catalog.errors import RereadError
+from catalog.hashing import canonical_json
 from catalog.variant import Variant
 from indexing.stages import EMBEDDINGS_DIR, INDEX_DIR
 
@@ -49,10 +51,20 @@ def locate_datastore(variant: Variant, data_dir: str | Path) -> DatastorePaths:
 
 def open_retriever(variant: Variant, data_dir: str | Path):
     """A Retriever over the variant's built datastore, with its top-K cache under ``<data-dir>/cache/``, so
-    ablations (rerank, MMR, bagging, k) reuse one search per query."""
+    ablations (rerank, MMR, bagging, k) reuse one search per query. One per datastore and process: evaluation
+    tasks of several strategies share its loaded index, chunk lookup and embedder."""
+    paths = locate_datastore(variant, data_dir)
+    embedder_json = canonical_json(variant.embedder)
+    return _retriever(
+        paths.index_dir, tuple(paths.chunks), embedder_json, Path(data_dir) / "cache" / "retrieve" / paths.index_key
+    )
+
+
+@lru_cache(maxsize=4)
+def _retriever(index_dir: Path, chunks: tuple[Path, ...], embedder_json: str, cache_dir: Path):
+    from catalog.variant import EmbedderConfig
     from indexing.embed import Embedder
     from indexing.retrieve import Retriever
 
-    paths = locate_datastore(variant, data_dir)
-    cache_dir = Path(data_dir) / "cache" / "retrieve" / paths.index_key
-    return Retriever(paths.index_dir, paths.chunks, Embedder(variant.embedder), cache_dir=cache_dir)
+    embedder = Embedder(EmbedderConfig.model_validate_json(embedder_json))
+    return Retriever(index_dir, list(chunks), embedder, cache_dir=cache_dir)

@@ -4,6 +4,7 @@ artifacts keyed by the index and the task config, compared side by side with pai
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
@@ -12,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from catalog.artifacts import ArtifactManifest, ArtifactStore, StageResult
 from catalog.db import Catalog
-from catalog.hashing import stable_hash
+from catalog.hashing import canonical_json, stable_hash
 from catalog.stage_runner import StageSpec, execute_stage, register_artifact
 from catalog.variant import Variant, load_variant
 from eval import retrieval_eval
@@ -21,12 +22,13 @@ from eval.compare import (
     html_report,
     markdown_report,
     plot_accuracy_vs_flops,
+    plot_accuracy_vs_k,
     plot_metrics,
     summary_table,
 )
 from eval.tasks import QATask, QrelsTask, resolve_task
 from flows.datastore import locate_datastore, open_retriever
-from flows.runtime import offline_defaults
+from flows.runtime import artifact_key_name
 from indexing.ir_metrics import load_trec_qrels
 
 RETRIEVAL_EVAL_VERSION = "1"
@@ -97,7 +99,6 @@ def _metrics_of(frames: list[pl.DataFrame]) -> list[str]:
 @flow(name="evaluate", log_prints=True)
 def evaluate(variant_path: str, data_dir: str, tasks: list[str]) -> dict:
     """Retrieval quality of one built variant on each task (cached per index and task config)."""
-    offline_defaults()
     variant = load_variant(variant_path)
     report = {"variant": variant.name, "tasks": {}}
     with Catalog.in_data_dir(data_dir) as catalog:
@@ -108,7 +109,7 @@ def evaluate(variant_path: str, data_dir: str, tasks: list[str]) -> dict:
             metrics = {k: v for k, v in manifest.stats.items() if isinstance(v, float)}
             report["tasks"][resolve_task(ref).name] = {"cached": cached, "n": manifest.rows, **metrics}
             create_table_artifact(
-                key=f"eval-{variant.name}-{resolve_task(ref).name}".lower().replace("_", "-").replace(".", "-"),
+                key=artifact_key_name(f"eval-{variant.name}-{resolve_task(ref).name}"),
                 table=[{"metric": k, "value": round(v, 4)} for k, v in sorted(metrics.items())],
                 description=f"retrieval quality of {variant.name} on {ref}",
             )
@@ -123,7 +124,6 @@ def compare_variants(
     """Each variant on one task, side by side: a table, paired bootstrap tests against the first variant, a plot,
     an HTML report and a markdown artifact. With ``reader_config`` (a QA task), also reader accuracy per test-time
     strategy, tested pairwise per question, and a plot of accuracy against FLOPs per strategy."""
-    offline_defaults()
     variants = [load_variant(p) for p in variant_paths]
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
@@ -175,7 +175,7 @@ def compare_variants(
         }
         (folder / "compare.json").write_text(json.dumps(report, indent=2))
         create_markdown_artifact(
-            key=f"compare-{eval_task.name}".lower().replace("_", "-"),
+            key=artifact_key_name(f"compare-{eval_task.name}"),
             markdown=markdown + f"\n\nReport: `{html_path}`; plots: " + ", ".join(f"`{p}`" for p in plots),
             description=title,
         )
@@ -192,20 +192,16 @@ def _passages_fn(variant: Variant, data_dir: str, seed: int):
     ``bags`` seeded random subsets of size k for bagging."""
     from catalog.variant import RetrievalConfig
     from indexing.diversify import bag
-    from indexing.rerank import Reranker
     from indexing.retrieve import select_for_reading
 
     retriever = open_retriever(variant, data_dir)
-    rerankers: dict[str, Reranker] = {}
 
     def passages_for(items, strategy, n_samples):
         cfg = RetrievalConfig(
             top_k=strategy.candidates, mmr_lambda=strategy.mmr_lambda,
             near_dup_threshold=variant.retrieval.near_dup_threshold,
         )  # fmt: skip
-        reranker = None
-        if strategy.rerank:
-            reranker = rerankers.setdefault(strategy.rerank, Reranker(strategy.rerank))
+        reranker = _reranker(strategy.rerank) if strategy.rerank else None
         pool_size = strategy.candidates if strategy.bags else strategy.k
         pools = select_for_reading(retriever, [i.question for i in items], cfg, pool_size, reranker=reranker)
         if not strategy.bags:
@@ -215,13 +211,27 @@ def _passages_fn(variant: Variant, data_dir: str, seed: int):
     return passages_for, retriever
 
 
+@lru_cache(maxsize=4)
+def _reranker(path: str):
+    from indexing.rerank import Reranker
+
+    return Reranker(path)
+
+
+@lru_cache(maxsize=1)
+def _reader(reader_json: str):
+    """One loaded reader per process for all strategies of an evaluation (loading an LLM is the costly part)."""
+    from eval.readers import make_reader
+
+    return make_reader(**json.loads(reader_json))
+
+
 def reader_eval_run(variant, data_dir, eval_task: QATask, cfg, strategy, out: Path) -> StageResult:
     from eval.benchmarks import load_benchmark
     from eval.reader_eval import generate_samples, grade_samples
-    from eval.readers import make_reader
 
     items = load_benchmark(eval_task.benchmark, eval_task.path, **eval_task.options)[: eval_task.limit]
-    reader = make_reader(**cfg.reader)
+    reader = _reader(canonical_json(cfg.reader))
     passages_for, count, count_pairs = None, None, None
     if strategy.retrieval:
         passages_for, retriever = _passages_fn(variant, data_dir, cfg.seed)
@@ -300,8 +310,6 @@ def _per_question_accuracy(graded: pl.DataFrame) -> pl.DataFrame:
 
 def reader_report(graded: pl.DataFrame, cfg, title: str, folder: Path) -> tuple[str, dict]:
     """Markdown table of pass@k / maj@k per strategy with CIs, FLOPs per question, and a plot of accuracy vs k."""
-    import matplotlib.pyplot as plt
-
     from eval.reader_eval import flops_by_strategy, score_strategies
 
     scores = score_strategies(graded, seed=cfg.seed)
@@ -316,21 +324,9 @@ def reader_report(graded: pl.DataFrame, cfg, title: str, folder: Path) -> tuple[
         per_q = flops.get(row["strategy"], {}).get("total_per_question")
         lines.append(
             f"| {row['strategy']} | {row['metric']} | {row['k']} | {row['value']:.4f} | "
-            f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] | {per_q:.3g} |"
-            if per_q is not None
-            else f"| {row['strategy']} | {row['metric']} | {row['k']} | {row['value']:.4f} | "
-            f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] | - |"
+            f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] | {'-' if per_q is None else f'{per_q:.3g}'} |"
         )
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (strategy, metric), group in scores.group_by(["strategy", "metric"], maintain_order=True):
-        ax.plot(group["k"], group["value"], marker="o", label=f"{strategy} {metric}")
-    ax.set_xlabel("k (samples)")
-    ax.set_ylabel("accuracy")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    plot = folder / "accuracy_vs_k.png"
-    fig.savefig(plot, dpi=120)
-    plt.close(fig)
+    plot = plot_accuracy_vs_k(scores, folder / "accuracy_vs_k.png")
     lines += ["", f"![accuracy vs k]({plot})"]
     return "\n".join(lines), {"scores": scores.to_dicts(), "flops": flops, "plot": str(plot)}
 
@@ -341,7 +337,6 @@ def evaluate_reader(variant_path: str, data_dir: str, task_ref: str, reader_conf
     with CIs and FLOPs computed from the stored samples."""
     from eval.reader_eval import load_reader_eval_config
 
-    offline_defaults()
     variant = load_variant(variant_path)
     cfg = load_reader_eval_config(reader_config)
     eval_task = resolve_task(task_ref)
@@ -352,6 +347,6 @@ def evaluate_reader(variant_path: str, data_dir: str, task_ref: str, reader_conf
         folder.mkdir(parents=True, exist_ok=True)
         markdown, report = reader_report(graded, cfg, f"{variant.name} on {eval_task.name}", folder)
         (folder / "reader_eval.md").write_text(markdown)
-        create_markdown_artifact(key=f"reader-eval-{eval_task.name}".lower(), markdown=markdown)
+        create_markdown_artifact(key=artifact_key_name(f"reader-eval-{eval_task.name}"), markdown=markdown)
         catalog.finish_run(run_id, "completed", {"task": eval_task.name, "report": str(folder / "reader_eval.md")})
     return {"variant": variant.name, "task": eval_task.name, "markdown": markdown, **report}

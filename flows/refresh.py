@@ -11,12 +11,10 @@ from prefect import flow
 
 from catalog.variant import load_variant
 from flows.build import build_datastore
-from flows.runtime import offline_defaults
 
 
 @flow(name="refresh", log_prints=True)
 def refresh(variant_path: str, data_dir: str) -> dict:
-    offline_defaults()
     variant = load_variant(variant_path)
     crawled = []
     for source in variant.sources:

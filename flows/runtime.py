@@ -52,3 +52,17 @@ def make_task_runner(name: str, workers: int | None = None) -> TaskRunner:
     if name not in TASK_RUNNERS:
         raise ConfigError(f"unknown task runner {name!r}; choose one of: {', '.join(TASK_RUNNERS)}")
     return TASK_RUNNERS[name](workers or min(4, os.cpu_count() or 1))
+
+
+def artifact_key_name(text: str) -> str:
+    """A Prefect artifact key from free text: lowercase letters, digits and dashes only (Prefect's rule)."""
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:100]
+
+
+def run_flow_with_runner(flow, variant_path, data_dir, runner: str = "threads", workers: int | None = None):
+    """Run a ``(variant_path, data_dir)`` flow in-process (or against ``PREFECT_API_URL`` when set) with the
+    chosen task runner, paths made absolute so task workers in other processes find them."""
+    from pathlib import Path
+
+    flow_with_runner = flow.with_options(task_runner=make_task_runner(runner, workers))
+    return flow_with_runner(str(Path(variant_path).resolve()), str(Path(data_dir).resolve()))

@@ -4,6 +4,7 @@ folder), and the corpus-mixture advice for a built datastore. Orchestration only
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from prefect import flow, task
 from catalog.errors import RereadError
 from catalog.hashing import stable_hash
 from eval.theory.advisor import AdvisorConfig, MixtureReport, mixture_advice
-from eval.theory.experiments import EXPERIMENTS, config_dict, config_from_overrides
+from eval.theory.experiments import EXPERIMENTS, config_from_overrides
 from eval.theory.jsonable import json_safe
 from eval.theory.plots import save_figure
 
@@ -34,7 +35,7 @@ def write_outputs(name: str, config: Any, result: dict, out_dir: Path) -> dict:
     """``<name>.json`` (config, its hash and the result) and ``<name>.png``; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = config_dict(config)
+    settings = asdict(config)
     document = {"experiment": name, "config": settings, "config_hash": stable_hash(settings), "result": result}
     json_path = out_dir / f"{name}.json"
     tmp = json_path.with_name(json_path.name + ".tmp")
