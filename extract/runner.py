@@ -158,10 +158,7 @@ class ExtractionRunner:
                     worker.process.join(_SHUTDOWN_JOIN_S)
                 except (OSError, EOFError):
                     pass
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(_SHUTDOWN_JOIN_S)
-            worker.conn.close()
+            worker.stop()  # kills one that did not exit on its own (a no-op for one that did)
             self._workers[slot] = None
 
     def version_of(self, extractor_name: str) -> str:
