@@ -7,7 +7,7 @@ CPU cores.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -292,7 +292,3 @@ def config_from_overrides(name: str, overrides: dict[str, Any]) -> Any:
 
 def _tupled(value: Any) -> Any:
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
-
-
-def config_dict(config: Any) -> dict:
-    return asdict(config)
