@@ -41,17 +41,22 @@ def test_single_task_mixture_is_gamma_inverse_and_pooled_tends_to_lambda_bar_inv
     assert np.allclose(mixture_preconditioner(lams, pi, np.inf, "pooled"), np.linalg.inv(lam_bar))
 
 
+def _least_squares_preconditioner(sample_x, reps=40_000):
+    """Monte Carlo ``E[S] E[S^2]^-1`` (``S = X X^T / n``) over ``reps`` prompts ``X`` from ``sample_x()``: the
+    preconditioner least squares fits on those prompts."""
+    lhs = rhs = 0.0
+    for _ in range(reps):
+        x = sample_x()
+        s = x @ x.T / x.shape[1]
+        lhs, rhs = lhs + s @ s, rhs + s
+    return rhs @ np.linalg.inv(lhs)
+
+
 def test_task_level_preconditioner_matches_monte_carlo_least_squares():
     rng = np.random.default_rng(0)
     lams = [np.diag([2.0, 0.5]), np.array([[1.0, 0.4], [0.4, 1.0]])]
     pi, n = np.array([0.3, 0.7]), 6
-    lhs, rhs = np.zeros((2, 2)), np.zeros((2, 2))
-    for _ in range(40_000):
-        lam = lams[rng.choice(2, p=pi)]
-        x, _, _ = sample_prompt(lam, n, rng)
-        s = x @ x.T / n
-        lhs, rhs = lhs + s @ s, rhs + s
-    mc = rhs @ np.linalg.inv(lhs)
+    mc = _least_squares_preconditioner(lambda: sample_prompt(lams[rng.choice(2, p=pi)], n, rng)[0])
     exact = mixture_preconditioner(lams, pi, n, "task")
     assert np.linalg.norm(mc - exact) / np.linalg.norm(exact) < 0.02
 
@@ -60,13 +65,11 @@ def test_pooled_preconditioner_matches_monte_carlo_least_squares():
     rng = np.random.default_rng(1)
     lams = [np.diag([2.0, 0.2]), np.diag([0.3, 1.5])]
     pi, n = np.array([0.6, 0.4]), 8
-    lhs, rhs = np.zeros((2, 2)), np.zeros((2, 2))
-    for _ in range(40_000):
-        which = rng.choice(2, size=n, p=pi)
-        x = np.stack([sample_prompt(lams[t], 1, rng)[0][:, 0] for t in which], axis=1)
-        s = x @ x.T / n
-        lhs, rhs = lhs + s @ s, rhs + s
-    mc = rhs @ np.linalg.inv(lhs)
+
+    def pooled_prompt():
+        return np.stack([sample_prompt(lams[t], 1, rng)[0][:, 0] for t in rng.choice(2, size=n, p=pi)], axis=1)
+
+    mc = _least_squares_preconditioner(pooled_prompt)
     exact = mixture_preconditioner(lams, pi, n, "pooled")
     assert np.linalg.norm(mc - exact) / np.linalg.norm(exact) < 0.02
 
