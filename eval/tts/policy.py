@@ -44,11 +44,11 @@ def _mean_verifier_score() -> pl.Expr:
     return pl.col("verifier_score").mean()
 
 
-def base_samples(table: SampleTable, base_retrieval: str | None = None) -> pl.DataFrame:
+def base_samples(table: SampleTable) -> pl.DataFrame:
     """Parallel samples of the base setting: no retrieval when stored, else the first retrieval setting."""
     parallel = table.frame.filter(pl.col("source") == PARALLEL)
     settings = sorted(parallel["retrieval"].unique().to_list())
-    chosen = base_retrieval or (NO_RETRIEVAL if NO_RETRIEVAL in settings else (settings[0] if settings else None))
+    chosen = NO_RETRIEVAL if NO_RETRIEVAL in settings else (settings[0] if settings else None)
     return parallel.filter(pl.col("retrieval") == chosen)
 
 

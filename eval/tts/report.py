@@ -184,7 +184,8 @@ def report_key(table: SampleTable, settings: TtsSettings) -> str:
 def build_tts_report(table: SampleTable, settings: TtsSettings | None = None) -> TtsReport:
     settings = settings or TtsSettings()
     rng = np.random.default_rng(settings.seed)
-    question_ids = sorted(base_samples(table)["question_id"].unique().to_list())
+    base = base_samples(table)
+    question_ids = sorted(base["question_id"].unique().to_list())
     if not question_ids:
         raise SamplesError("samples table has no parallel samples to measure difficulty on")
     is_val = validation_mask(table, question_ids)
@@ -218,9 +219,9 @@ def build_tts_report(table: SampleTable, settings: TtsSettings | None = None) ->
         outcomes[budget] = available
     progress.close()
 
-    kinds = [k for k in DIFFICULTY if k != "predicted" or base_samples(table)["verifier_score"].is_not_null().all()]
+    kinds = [k for k in DIFFICULTY if k != "predicted" or base["verifier_score"].is_not_null().all()]
     folds = fold_ids(question_ids, settings.n_folds)
-    reference = _reference(table)
+    reference = _reference(base)
     policies, savings, compute_matched = {}, {}, {}
     for kind in kinds:
         bins = difficulty_bins(table, kind, question_ids)
@@ -296,9 +297,8 @@ def _policy_point(
     )
 
 
-def _reference(table: SampleTable) -> str:
+def _reference(base: pl.DataFrame) -> str:
     """Best-of-N weighted on the base samples (majority vote when no verifier scores are stored)."""
-    base = base_samples(table)
     retrieval = base["retrieval"][0]
     selection = "weighted" if base["verifier_score"].is_not_null().all() else "majority"
     return StrategySpec("parallel", selection, retrieval).name
