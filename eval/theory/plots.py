@@ -43,14 +43,21 @@ def _positive(values: list[float]) -> np.ndarray:
     return np.where(np.isfinite(arr) & (arr > 0), arr, np.nan)
 
 
+def _population_and_mc(ax: plt.Axes, ks: list[int], row: dict, label: str, mc_label: str | None = None) -> str:
+    """A row's exact population curve (line) and the LSA's Monte Carlo errors (dots, same colour); returns the
+    colour."""
+    color = ax.semilogy(ks, _positive(row["population"]), label=label)[0].get_color()
+    ax.semilogy(ks, _positive(row["lsa_monte_carlo"]), "o", ms=3, color=color, label=mc_label)
+    return color
+
+
 @plotter("trade")
 def _trade(result: dict, fig: plt.Figure) -> None:
     ax, table = fig.subplots(1, 2)
     ks = result["k"]
     for n, curve in result["curves"].items():
-        line = ax.semilogy(ks, _positive(curve["population"]), label=f"n={n} population")[0]
-        ax.semilogy(ks, _positive(curve["lsa_monte_carlo"]), "o", ms=3, color=line.get_color(), label=f"n={n} LSA (MC)")
-        ax.semilogy(ks, _positive(curve["bound_cor35"]), ":", color=line.get_color())
+        color = _population_and_mc(ax, ks, curve, f"n={n} population", f"n={n} LSA (MC)")
+        ax.semilogy(ks, _positive(curve["bound_cor35"]), ":", color=color)
     ax.set(
         xlabel="CoT steps k",
         ylabel="E||w_k - w||^2",
@@ -66,8 +73,7 @@ def _overthinking(result: dict, fig: plt.Figure) -> None:
     ax, mu_ax = fig.subplots(1, 2)
     ks = result["k"]
     for n, row in result["per_n"].items():
-        line = ax.semilogy(ks, _positive(row["population"]), label=f"n={n} (k*={row['k_star']})")[0]
-        ax.semilogy(ks, _positive(row["lsa_monte_carlo"]), "o", ms=3, color=line.get_color())
+        _population_and_mc(ax, ks, row, f"n={n} (k*={row['k_star']})")
         mu_ax.plot(range(1, len(row["mu"]) + 1), sorted(row["mu"], reverse=True), ".-", label=f"n={n}")
     ax.set(xlabel="CoT steps k", ylabel="E||w_k - w||^2", title="skewed training, isotropic test (dots: LSA MC)")
     ax.legend(fontsize=7)
