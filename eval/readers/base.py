@@ -48,6 +48,13 @@ class Completion:
     logprob: float | None = None  # sum of the sampled tokens' log-probabilities, when the backend reports it
 
 
+def split_evenly(total: int, parts: int) -> list[int]:
+    """``total`` tokens split into ``parts`` whole shares that differ by at most one (remainder to the first ones),
+    for backends and searches that only know a sum over several completions."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
 @runtime_checkable
 class Reader(Protocol):
     name: str  # model name or path

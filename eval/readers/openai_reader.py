@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from eval.readers.base import ChatMessage, Completion, GenerationParams, ReaderError, register_reader
+from eval.readers.base import ChatMessage, Completion, GenerationParams, ReaderError, register_reader, split_evenly
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
@@ -30,11 +30,6 @@ def chat_completions_url(base_url: str) -> str:
     """``http://host:8000`` or ``http://host:8000/v1`` -> ``http://host:8000/v1/chat/completions``."""
     base = base_url.rstrip("/")
     return f"{base}/chat/completions" if base.endswith("/v1") else f"{base}/v1/chat/completions"
-
-
-def split_evenly(total: int, parts: int) -> list[int]:
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
 @register_reader("openai")

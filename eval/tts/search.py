@@ -18,6 +18,7 @@ import polars as pl
 from tqdm import tqdm
 
 from eval.graders.base import Grader
+from eval.readers.base import split_evenly
 from eval.tts.generation import (
     SAMPLE_SCHEMA,
     Generator,
@@ -143,12 +144,6 @@ SearchFn = Callable[[Generator, ProcessRewardModel, TtsQuestion, SearchConfig], 
 SEARCH_STRATEGIES: dict[str, SearchFn] = {"beam_search": step_search, "lookahead": step_search}
 
 
-def _even_shares(total: int, n: int) -> list[int]:
-    """``total`` split into ``n`` whole shares that differ by at most one (the first ``total % n`` get the extra)."""
-    base, extra = divmod(total, n)
-    return [base + (i < extra) for i in range(n)]
-
-
 def search_rows(
     name: str,
     generator: Generator,
@@ -171,8 +166,8 @@ def search_rows(
     for question in tqdm(questions, desc=name, disable=None):
         result = SEARCH_STRATEGIES[name](generator, prm, question, config)
         correct = grade_answers(grader, question, [beam.answer for beam in result.candidates])
-        share = _even_shares(result.tokens, len(result.candidates))
-        prompt_share = _even_shares(result.prompt_tokens, len(result.candidates))
+        share = split_evenly(result.tokens, len(result.candidates))
+        prompt_share = split_evenly(result.prompt_tokens, len(result.candidates))
         for i, beam in enumerate(result.candidates):
             rows.append(
                 {
