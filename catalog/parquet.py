@@ -36,6 +36,13 @@ CHUNK_SCHEMA = pa.schema(
 )
 
 
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write a whole Parquet file under a temporary name, then rename: readers never see a torn file."""
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.rename(path)
+
+
 class PartWriter:
     """Appends rows and writes ``<prefix>-00000.parquet``, ``<prefix>-00001.parquet``, ... of at most
     ``rows_per_part`` rows each. Parts are written whole (temp name, then rename) so a crash never leaves a torn part."""
@@ -59,10 +66,7 @@ class PartWriter:
         if not self._buffer and self.files:
             return
         name = f"{self.prefix}-{len(self.files):05d}.parquet"
-        table = pa.Table.from_pylist(self._buffer, schema=self.schema)
-        tmp = self.folder / (name + ".tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.rename(self.folder / name)
+        write_parquet_atomic(pa.Table.from_pylist(self._buffer, schema=self.schema), self.folder / name)
         self.files.append(name)
         self.rows += len(self._buffer)
         self._buffer = []

@@ -12,8 +12,8 @@ import polars as pl
 
 from catalog.artifacts import ArtifactManifest, StageResult
 from catalog.errors import ConfigError
-from catalog.hashing import combine_hashes
-from catalog.parquet import DOCUMENT_SCHEMA
+from catalog.hashing import combine_hashes, content_hash
+from catalog.parquet import write_parquet_atomic
 from catalog.variant import Variant
 from indexing.chunk import Chunker, chunk_documents, load_tokenizer
 from indexing.decontaminate import DecontaminationFilter
@@ -29,24 +29,22 @@ INDEX_DIR = "index"
 
 
 def read_parts(manifests: list[ArtifactManifest]) -> pl.DataFrame:
-    """All rows of the Parquet parts of some document or chunk artifacts."""
-    paths = [str(p) for m in manifests for p in m.file_paths()]
-    return pl.read_parquet(paths) if paths else pl.DataFrame()
+    """All rows of the Parquet parts of some document or chunk artifacts (parts always carry their schema, even
+    when empty, so an input without rows still has its columns)."""
+    return pl.read_parquet([str(p) for m in manifests for p in m.file_paths()])
 
 
 def _write_frame(frame: pl.DataFrame, out_dir: Path, name: str = "part-00000.parquet") -> str:
-    tmp = out_dir / (name + ".tmp")
-    frame.write_parquet(tmp, compression="zstd")
-    tmp.rename(out_dir / name)
+    write_parquet_atomic(frame.to_arrow(), out_dir / name)
     return name
 
 
 def _frame_hash(frame: pl.DataFrame, id_column: str) -> str:
-    """Content hash of a documents/chunks frame: ids and text hashes in row order."""
-    if frame.height == 0:
-        return combine_hashes([])
-    hashed = frame.select(pl.col(id_column), pl.col("text").hash(seed=0).cast(pl.String))
-    return combine_hashes(f"{i}:{h}" for i, h in hashed.iter_rows())
+    """Content hash of a documents/chunks frame: ids and text hashes in row order (sha256, so artifact keys
+    downstream do not change with the dataframe library's version, as polars' own hash may)."""
+    return combine_hashes(
+        f"{i}:{content_hash(t)}" for i, t in zip(frame[id_column].to_list(), frame["text"].to_list(), strict=True)
+    )
 
 
 def _write_details(out_dir: Path, tables: dict[str, pl.DataFrame]) -> dict[str, list[str]]:
@@ -64,7 +62,6 @@ def run_decontaminate(variant: Variant, docs_in: ArtifactManifest, out_dir: Path
         step = DecontaminationFilter.from_config(cfg)
         kept, stats = step.run(docs).kept, step.stats.as_dict()
         tables = {"contamination_hits": step.hits(), "contamination_summary": step.summary()}
-    kept = kept if kept.height or kept.columns else pl.from_arrow(DOCUMENT_SCHEMA.empty_table())
     return StageResult(
         files=[_write_frame(kept, out_dir)],
         rows=kept.height,
@@ -77,8 +74,6 @@ def run_decontaminate(variant: Variant, docs_in: ArtifactManifest, out_dir: Path
 def run_dedup(variant: Variant, docs_in: list[ArtifactManifest], out_dir: Path) -> StageResult:
     """Exact and near-duplicate removal across every source of the variant (duplicates cross sources)."""
     docs = read_parts(docs_in)
-    if docs.height == 0:
-        docs = pl.from_arrow(DOCUMENT_SCHEMA.empty_table())
     result = Deduplicator(variant.dedup).run(docs)
     parts = [
         _write_frame(result.kept.slice(offset, DOCS_PER_PART), out_dir, f"part-{i:05d}.parquet")
