@@ -16,10 +16,9 @@ from catalog.variant import Variant
 from extract.records import ExtractedDocument, RawDocument
 from extract.runner import ExtractionRunner
 from extract.sources import open_source
-from extract.sources.base import find_files
+from extract.sources.base import relative_name
 
 EXTRACT_STAGE_VERSION = "1"
-_GLOB_TYPES = {"html", "warc", "wikitext", "crawl"}
 
 RAW_SCHEMA = pa.schema(
     [
@@ -45,21 +44,10 @@ TEXTS_SCHEMA = pa.schema(
 )
 
 
-def source_files(source_cfg) -> list[Path]:
-    path = Path(source_cfg.path)
-    if path.is_dir():
-        pattern = getattr(source_cfg, "pattern", None) or ("**/*.warc*" if source_cfg.type == "crawl" else "**/*")
-        return find_files(path, pattern)
-    return [path]
-
-
 def source_fingerprint(source_cfg) -> str:
-    """Content hash of every file a source reads (names and bytes): the extract stage's input hash."""
-    root = Path(source_cfg.path)
-    parts = []
-    for f in source_files(source_cfg):
-        rel = f.relative_to(root) if root.is_dir() else Path(f.name)
-        parts.append(f"{rel}:{file_hash(f)}")
+    """Content hash of every file the source reads (names and bytes): the extract stage's input hash."""
+    source = open_source(source_cfg)
+    parts = [f"{relative_name(f, source.root)}:{file_hash(f)}" for f in sorted(source.files())]
     return combine_hashes(parts)
 
 

@@ -66,6 +66,7 @@ class Source:
     """
 
     type_name: ClassVar[str]
+    pattern: ClassVar[str] = "**/*"  # the files read under a folder root; a config's own ``pattern`` wins
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
@@ -90,6 +91,10 @@ class Source:
     def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
         raise NotImplementedError
 
+    def files(self) -> list[Path]:
+        """The files this source reads, in reading order (what the extract stage fingerprints)."""
+        return find_files(self.root, getattr(self.cfg, "pattern", None) or self.pattern)
+
     def skip(self, reason: str) -> None:
         """Count an input that is deliberately not a document (a redirect, an image record, a non-2xx response)."""
         self.stats.add(f"skipped_{reason}")
@@ -111,10 +116,8 @@ class FileSource(Source):
     """A source that reads every file matching the class's ``pattern`` under its root on its own: subclasses
     implement ``_iter_file``."""
 
-    pattern: ClassVar[str]
-
     def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
-        for path in find_files(self.root, self.pattern):
+        for path in self.files():
             yield from self._iter_file(path)
 
     def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from catalog.records import Rejection
 from extract.records import RawDocument
-from extract.sources.base import Source, find_files, open_maybe_compressed, register_source, relative_name
+from extract.sources.base import Source, open_maybe_compressed, register_source, relative_name
 from extract.sources.charset import detect_charset
 
 _REDIRECT = re.compile(r"^\s*#REDIRECT", re.IGNORECASE)
@@ -18,7 +18,7 @@ class HtmlFileSource(Source):
     """HTML files matching ``pattern`` under ``path`` (``.gz`` / ``.bz2`` are decompressed); charset detected."""
 
     def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
-        for path in find_files(self.root, self.cfg.pattern):
+        for path in self.files():
             try:
                 with open_maybe_compressed(path) as f:
                     data = f.read()
@@ -39,7 +39,7 @@ class WikitextFileSource(Source):
     """One raw wikitext article per file; the title is the file stem with underscores as spaces."""
 
     def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
-        for path in find_files(self.root, self.cfg.pattern):
+        for path in self.files():
             try:
                 data = path.read_bytes()
             except OSError as exc:

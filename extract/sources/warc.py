@@ -20,7 +20,7 @@ from catalog.hashing import content_hash
 from catalog.records import Rejection
 from catalog.variant import WarcSource as WarcConfig
 from extract.records import RawDocument
-from extract.sources.base import Source, find_files, register_source
+from extract.sources.base import Source, register_source
 from extract.sources.charset import charset_from_content_type, detect_charset
 
 _DOCUMENT_RECORDS = ("response", "resource")
@@ -48,17 +48,13 @@ def _record_is_complete(record: ArcWarcRecord) -> bool:
 class _WarcReader(Source):
     """Shared reader; subclasses say which files (``pattern``) and which payload types (``content_types``) to take."""
 
-    pattern: str
     content_types: tuple[str, ...]
     _seen_uris: set[str]  # hashes of the URIs met so far in this pass (hashes keep memory small on big crawls)
-
-    def _files(self) -> list[Path]:
-        return find_files(self.root, self.pattern)
 
     def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
         wanted = {_mime(t) for t in self.content_types}
         self._seen_uris = set()
-        for path in self._files():
+        for path in self.files():
             yield from self._iter_file(path, wanted)
 
     def _native_id(self, record: ArcWarcRecord, uri: str) -> str:
@@ -122,7 +118,6 @@ class _WarcReader(Source):
 class WarcSource(_WarcReader):
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
-        self.pattern = cfg.pattern
         self.content_types = cfg.content_types
 
 
@@ -139,8 +134,8 @@ class CrawlSource(_WarcReader):
     pattern = "**/*.warc*"
     content_types = WarcConfig.model_fields["content_types"].default
 
-    def _files(self) -> list[Path]:
-        return sorted(super()._files(), key=lambda p: (p.name, str(p)), reverse=True)
+    def files(self) -> list[Path]:
+        return sorted(super().files(), key=lambda p: (p.name, str(p)), reverse=True)
 
     def _wanted_mime(self, record: ArcWarcRecord, wanted: set[str]) -> str | None:
         if record.rec_type == "response":
