@@ -104,7 +104,7 @@ class ArtifactStore:
 @dataclass
 class StageResult:
     """What a stage function returns to the orchestrator: files it wrote into its folder, counts, rejections, and
-    detail rows for catalog tables (table name -> Parquet file in the folder)."""
+    detail rows for catalog tables (table name -> Parquet files in the folder)."""
 
     files: list[str]
     rows: int

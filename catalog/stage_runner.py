@@ -5,6 +5,7 @@ registration always happens in the one process that owns the catalog."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,10 +80,7 @@ def read_rejections(manifest: ArtifactManifest) -> list[Rejection]:
 
 def rejection_counts(manifest: ArtifactManifest) -> dict[str, int]:
     """Rejections of an artifact counted by reason."""
-    counts: dict[str, int] = {}
-    for r in read_rejections(manifest):
-        counts[r.reason] = counts.get(r.reason, 0) + 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(Counter(r.reason for r in read_rejections(manifest)).items()))
 
 
 def register_artifact(catalog: Catalog, manifest: ArtifactManifest, variant: str, run_id: str | None) -> bool:
