@@ -154,6 +154,13 @@ class IndexConfig(_Strict):
     shards: int | None = Field(default=None, ge=1, description="split the index into this many shards")
     rows_per_shard: int | None = Field(default=None, ge=1, description="or into shards of at most this many rows")
     use_gpu: bool = False
+    refresh_max_change: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="a refresh updates the previous index in place while added + removed vectors are at most this "
+        "fraction of it; past that it builds (and retrains) the index from scratch",
+    )
 
 
 class RetrievalConfig(_Strict):
@@ -209,7 +216,7 @@ class Variant(_Strict):
                 else None,
             },
             "embed": self.embedder.model_dump(mode="json", exclude={"batch_size", "device"}),
-            "index": self.index.model_dump(mode="json", exclude={"use_gpu"}),
+            "index": self.index.model_dump(mode="json", exclude={"use_gpu", "refresh_max_change"}),
         }
         if stage not in configs:
             raise KeyError(f"unknown stage {stage!r}; stages: {', '.join(configs)}")
