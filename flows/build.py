@@ -147,9 +147,24 @@ def embed_task(
 
 
 @task(name="index", retries=1, retry_delay_seconds=5)
-def index_task(variant: Variant, embeddings: ArtifactManifest, data_dir: str) -> tuple[ArtifactManifest, bool]:
+def index_task(
+    variant: Variant, embeddings: ArtifactManifest, data_dir: str, previous: ArtifactManifest | None = None
+) -> tuple[ArtifactManifest, bool]:
+    """Index the embeddings; with ``previous`` (the current datastore's index) update it instead of building anew.
+
+    The previous index is then an input of the new one (its key includes it). When ``previous`` was made from these
+    very embeddings (a refresh that changed nothing) it is the answer, and a full build of them is used if one exists.
+    """
+    if previous is not None and previous.stats.get("embeddings_key") == embeddings.key:
+        get_run_logger().info("index: the datastore's index %s is already of these embeddings", previous.key)
+        _publish_stage_table(previous, variant.name, True)
+        return previous, True
     spec = _spec(variant, "index", [embeddings])
-    return _run(data_dir, variant, spec, lambda out: stages.run_index(variant, embeddings, out))
+    if previous is not None and ArtifactStore(data_dir).find("index", spec.key) is None:
+        spec = _spec(variant, "index", [embeddings, previous])
+    else:
+        previous = None
+    return _run(data_dir, variant, spec, lambda out: stages.run_index(variant, embeddings, out, previous))
 
 
 # ---------------------------------------------------------------- the flow
@@ -177,6 +192,15 @@ def _previous_embedding(variant: Variant, data_dir: str, catalog: Catalog):
     if output.config_hash != variant.stage_hash("embed"):
         return None
     return chunks, embed
+
+
+def _previous_index(variant: Variant, data_dir: str, catalog: Catalog) -> ArtifactManifest | None:
+    """The index of the variant's current datastore when it has the same index config: a refresh updates it."""
+    record = catalog.datastore(variant.name)
+    previous = ArtifactStore(data_dir).find("index", record["index_key"]) if record else None
+    if previous is None or previous.config_hash != variant.stage_hash("index"):
+        return None
+    return previous
 
 
 def _extract_sources(
@@ -212,7 +236,8 @@ def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str)
         [embed_task(variant, chunks, data_dir, _previous_embedding(variant, data_dir, catalog))],
         log,
     )
-    (index,) = _register(catalog, variant, run_id, [index_task(variant, embedded, data_dir)], log)
+    previous_index = _previous_index(variant, data_dir, catalog)
+    (index,) = _register(catalog, variant, run_id, [index_task(variant, embedded, data_dir, previous_index)], log)
     catalog.register_datastore(
         variant.name, str(variant.path), index.key, [m.key for m in chunks], embedded.key, run_id
     )

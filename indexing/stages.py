@@ -20,7 +20,8 @@ from indexing.decontaminate import DecontaminationFilter
 from indexing.dedup import Deduplicator
 from indexing.embed import Embedder, ShardInfo, embed_chunks
 from indexing.embed_reuse import ReusingEmbedder
-from indexing.vector_index import build_index
+from indexing.index_update import apply_index_update, plan_index_update
+from indexing.vector_index import EmbeddingSet, build_index
 
 STAGE_VERSIONS = {"decontaminate": "1", "dedup": "1", "chunk": "1", "embed": "1", "index": "1"}
 DOCS_PER_PART = 20_000  # dedup output parts: the unit of work of the chunk stage (one task per part)
@@ -147,18 +148,34 @@ def run_embed(
     )
 
 
-def run_index(variant: Variant, embed_in: ArtifactManifest, out_dir: Path) -> StageResult:
-    """Build the FAISS index described by the variant's factory string over the embeddings."""
-    shutil.rmtree(out_dir / INDEX_DIR, ignore_errors=True)  # a crashed earlier attempt: an index is built whole
+def run_index(
+    variant: Variant, embed_in: ArtifactManifest, out_dir: Path, previous: ArtifactManifest | None = None
+) -> StageResult:
+    """Build the FAISS index described by the variant's factory string over the embeddings; with ``previous`` (the
+    index of the datastore being refreshed) update that index in place instead when the change is small enough
+    (see indexing.index_update), recording in ``index_update`` which of the two happened and why."""
+    shutil.rmtree(out_dir / INDEX_DIR, ignore_errors=True)  # a crashed earlier attempt: an index is written whole
     cfg = variant.index
-    manifest = build_index(
-        embed_in.folder / EMBEDDINGS_DIR, out_dir / INDEX_DIR, cfg, shards=cfg.shards, rows_per_shard=cfg.rows_per_shard
-    )
+    embeddings_dir = embed_in.folder / EMBEDDINGS_DIR
+    stats: dict = {"embeddings_key": embed_in.key}
+    manifest = None
+    if previous is not None:
+        embeddings = EmbeddingSet.open(embeddings_dir)
+        delta, why = plan_index_update(previous.folder / INDEX_DIR, embeddings, cfg)
+        if delta is not None:
+            update = apply_index_update(delta, embeddings, out_dir / INDEX_DIR, cfg)
+            manifest = update.manifest
+            stats.update(update.stats, updated_from=previous.key)
+        else:
+            stats["index_update"] = f"full build: {why}"
+    if manifest is None:
+        manifest = build_index(embeddings_dir, out_dir / INDEX_DIR, cfg)
     return StageResult(
         files=[INDEX_DIR],
         rows=manifest.ntotal,
         content_hash=manifest.manifest_hash,
         stats={
+            **stats,
             "vectors": manifest.ntotal,
             "index_type": manifest.factory,
             "shards": len(manifest.shards),

@@ -14,7 +14,8 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,7 @@ GPU_MAX_K = 2048  # faiss-gpu's limit for k and nprobe
 NPROBE_CANDIDATES = tuple(1 << i for i in range(15))
 EF_SEARCH_CANDIDATES = (16, 32, 64, 128, 256, 512, 1024)
 SEARCH_PARAMS = ("nprobe", "efSearch")
+INDEX_RUNTIME_FIELDS = {"use_gpu", "refresh_max_change"}  # how an index is run or refreshed, not what it is
 
 
 # ---------------------------------------------------------------- manifest
@@ -89,6 +91,7 @@ class IndexManifest(BaseModel):
     search_params: dict[str, int] = {}
     recall_at_10: float | None = None  # against exact search, on queries sampled from the corpus
     recall_queries: int = 0
+    updated_from: str | None = None  # manifest hash of the index a refresh updated into this one (None: built whole)
 
     @property
     def manifest_hash(self) -> str:
@@ -352,7 +355,7 @@ class VectorIndex:
         manifest = read_index_manifest(index_dir)
         configure_threads(threads)
         shard_indexes = [_read_shard(index_dir, shard, manifest, mmap) for shard in manifest.shards]
-        ids = _read_ids(index_dir / IDS_FILE, manifest.ntotal)
+        ids = read_ids(index_dir / IDS_FILE, manifest.ntotal)
         on_gpu = False
         if use_gpu:
             shard_indexes, on_gpu = _to_gpus(shard_indexes)
@@ -442,7 +445,7 @@ def _read_shard(index_dir: Path, shard: IndexShard, manifest: IndexManifest, mma
     return index
 
 
-def _read_ids(path: Path, ntotal: int) -> pa.Array:
+def read_ids(path: Path, ntotal: int) -> pa.Array:
     try:
         table = pq.read_table(path, columns=["row", "chunk_id"])
     except FileNotFoundError:
@@ -515,13 +518,13 @@ def build_index(
 ) -> IndexManifest:
     """Build the index of ``cfg`` over one or more embedding folders (one model) into ``out_dir``.
 
-    ``shards`` / ``rows_per_shard`` split the index over groups of embedding shards; ``flat_max_vectors`` is the
+    ``shards`` / ``rows_per_shard`` (by default ``cfg``'s) split the index over groups of embedding shards;
+    ``flat_max_vectors`` is the
     corpus size up to which ``"auto"`` keeps exact search. The folder is written under a
     temporary name and renamed when complete, so a crash never leaves a half-built index under ``out_dir``.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ArtifactError(f"{out_dir}: index folder already exists and is not empty (artifacts are immutable)")
+    check_empty_out_dir(out_dir)
     embeddings = EmbeddingSet.open(embeddings_dir)
     if embeddings.ntotal == 0:
         raise ArtifactError(f"{embeddings_dir}: no embeddings to index")
@@ -537,21 +540,57 @@ def build_index(
         raise ConfigError(f"index.factory {factory!r}: not a valid faiss index_factory string ({exc})") from None
     _train(template, embeddings, seed)
 
+    if shards is None and rows_per_shard is None:
+        shards, rows_per_shard = cfg.shards, cfg.rows_per_shard
     groups = plan_shard_groups([s.rows for s in embeddings.shards], shards, rows_per_shard)
+    with staged_index_folder(out_dir) as tmp_dir:
+        manifest = _write_shards(template, embeddings, groups, tmp_dir, cfg, factory)
+        return finish_index_folder(tmp_dir, manifest, embeddings, cfg, template, seed)
+
+
+def check_empty_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ArtifactError(f"{out_dir}: index folder already exists and is not empty (artifacts are immutable)")
+
+
+@contextmanager
+def staged_index_folder(out_dir: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out_dir``, renamed to it when the block ends without error and removed when
+    it fails: a crash never leaves a half-written index under ``out_dir``."""
     tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir(parents=True)
     try:
-        manifest = _write_shards(template, embeddings, groups, tmp_dir, cfg, factory)
-        manifest = _record_search_quality(tmp_dir, manifest, embeddings, cfg, template, seed)
-        (tmp_dir / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+        yield tmp_dir
         if out_dir.exists():
             out_dir.rmdir()
         tmp_dir.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
+
+
+def finish_index_folder(
+    tmp_dir: Path,
+    manifest: IndexManifest,
+    embeddings: EmbeddingSet,
+    cfg: IndexConfig,
+    template: faiss.Index,
+    seed: int,
+    index_row_of: np.ndarray | None = None,
+) -> IndexManifest:
+    """Write the manifest of the shards and ids written into ``tmp_dir``, with the search quality measured on them
+    (measuring loads the folder, so the manifest is written once before and once after). ``index_row_of`` maps
+    embedding rows to index rows when they are not in the same order (an updated index)."""
+    (tmp_dir / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    manifest = _record_search_quality(tmp_dir, manifest, embeddings, cfg, template, seed, index_row_of)
+    (tmp_dir / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return manifest
+
+
+def index_config_hash(cfg: IndexConfig) -> str:
+    """What makes two indexes of one embedding set the same index: not where it runs nor the refresh policy."""
+    return stable_hash(cfg.model_dump(mode="json", exclude=INDEX_RUNTIME_FIELDS))
 
 
 def _write_shards(
@@ -586,9 +625,8 @@ def _write_shards(
                     f"{embeddings.shards[p].ids_path}: {len(ids)} ids for {embeddings.shards[p].rows} rows"
                 )
             id_arrays.append(ids)
-    ids = pa.concat_arrays([a.cast(pa.string()) for a in id_arrays])
-    pq.write_table(pa.table({"row": pa.array(np.arange(offset, dtype=np.int64)), "chunk_id": ids}), tmp_dir / IDS_FILE)
-    manifest = IndexManifest(
+    write_ids(tmp_dir, pa.concat_arrays([a.cast(pa.string()) for a in id_arrays]))
+    return IndexManifest(
         factory=factory,
         requested_factory=cfg.factory,
         metric=cfg.metric,
@@ -596,12 +634,16 @@ def _write_shards(
         model=embeddings.model,
         model_hash=embeddings.model_hash,
         embeddings_manifest_hash=embeddings.manifest_hash,
-        config_hash=stable_hash(cfg.model_dump(mode="json", exclude={"use_gpu"})),
+        config_hash=index_config_hash(cfg),
         ntotal=offset,
         shards=entries,
     )
-    (tmp_dir / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-    return manifest
+
+
+def write_ids(folder: Path, chunk_ids: pa.Array) -> None:
+    """``ids.parquet``: global faiss row -> chunk id, rows numbered in shard order."""
+    rows = pa.array(np.arange(len(chunk_ids), dtype=np.int64))
+    pq.write_table(pa.table({"row": rows, "chunk_id": chunk_ids}), folder / IDS_FILE)
 
 
 def _record_search_quality(
@@ -611,6 +653,7 @@ def _record_search_quality(
     cfg: IndexConfig,
     template: faiss.Index,
     seed: int,
+    index_row_of: np.ndarray | None,
 ) -> IndexManifest:
     """Set the configured (or, for auto, tuned) search knob and record recall@10 against exact search."""
     param = tunable_param(template)
@@ -620,6 +663,8 @@ def _record_search_quality(
     index = VectorIndex.load(tmp_dir)
     _, queries = embeddings.sample(RECALL_SAMPLE_QUERIES, seed + 1)
     _, exact_rows = exact_search(embeddings, queries, RECALL_K, cfg.metric)
+    if index_row_of is not None:
+        exact_rows = np.where(exact_rows >= 0, index_row_of[np.maximum(exact_rows, 0)], -1)
     params: dict[str, int] = {}
     if param is not None:
         configured = cfg.nprobe if param == "nprobe" else cfg.ef_search

@@ -37,6 +37,7 @@ def test_refresh_embeds_only_changed_chunks_and_matches_a_full_build(tmp_path, p
     (tmp_path / "variant.yaml").write_text(
         "name: refreshing\nsources:\n  - {name: c4, type: jsonl, path: docs.jsonl, id_field: id, url_field: url, "
         "extractor: plain}\ndedup: {exact: true, near: false}\nchunking: {size: 64, overlap: 8}\n"
+        "index: {refresh_max_change: 0.5}\n"  # the changed pages shrink: 110 of 344 vectors change
     )
     variant = tmp_path / "variant.yaml"
     _write_source(tmp_path, changed=set())
@@ -52,6 +53,13 @@ def test_refresh_embeds_only_changed_chunks_and_matches_a_full_build(tmp_path, p
     computed, reused = embed["stats"]["chunks_computed"], embed["stats"]["chunks_reused_by_text"]
     assert computed + reused == embed["rows"]
     assert 0 < computed <= 0.2 * total  # about the changed pages' chunks, not the corpus
+    index = next(s for s in second["stages"] if s["stage"] == "index")
+    assert index["stats"]["index_update"] == "incremental"  # the previous index was updated, not rebuilt
+    assert index["stats"]["vectors_added"] == computed  # exactly the changed chunks went into faiss
+    assert index["stats"]["vectors_removed"] == total - reused  # and their old versions came out
+
+    third = run_build(variant, tmp_path / "data")  # nothing changed since: nothing runs
+    assert [s["stage"] for s in third["stages"] if not s["cached"]] == []
 
     run_build(variant, tmp_path / "fresh")
     refreshed, fresh = _search(variant, tmp_path / "data"), _search(variant, tmp_path / "fresh")
