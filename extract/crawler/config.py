@@ -26,6 +26,7 @@ class CrawlConfig(BaseModel):
 
     seeds: tuple[str, ...] = ()
     sitemaps: tuple[str, ...] = ()
+    robots_sitemaps: bool = Field(default=True, description="also the Sitemap: lines of the seeds' robots.txt")
     allowed_domains: tuple[str, ...] = Field(default=(), description="hosts (and their subdomains); empty: the seeds'")
     allow_paths: tuple[str, ...] = Field(default=(), description="regexes; when any, path?query must match one")
     deny_paths: tuple[str, ...] = Field(default=(), description="regexes; path?query matching any is out of scope")

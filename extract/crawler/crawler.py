@@ -22,7 +22,7 @@ from extract.crawler.robots import RobotsCache
 from extract.crawler.safety import AddressGuard, PinnedTransport, Resolver, system_resolver
 from extract.crawler.scope import Scope
 from extract.crawler.sitemap import sitemap_urls
-from extract.crawler.urls import normalize_url
+from extract.crawler.urls import normalize_url, origin
 from extract.crawler.visit import PageVisitor
 from extract.crawler.warc import WarcRecorder
 
@@ -100,7 +100,7 @@ class Crawler:
                 robots = RobotsCache(fetcher, politeness, config.user_agent)
                 visitor = PageVisitor(config, scope, guard, robots, fetcher, self.previous)
                 frontier = Frontier(config.max_pages)
-                await self._seed(frontier, fetcher, stats)
+                await self._seed(frontier, fetcher, robots, scope, stats)
                 records = await self._drain(frontier, visitor, scope, stats)
         return CrawlResult(
             records=records,
@@ -110,16 +110,45 @@ class Crawler:
             elapsed_s=time.monotonic() - started,
         )
 
-    async def _seed(self, frontier: Frontier, fetcher: Fetcher, stats: StageStats) -> None:
+    async def _seed(
+        self, frontier: Frontier, fetcher: Fetcher, robots: RobotsCache, scope: Scope, stats: StageStats
+    ) -> None:
         config = self.config
-        for seed in config.seeds:
-            frontier.add(normalize_url(seed) or seed, 0)
-        if config.sitemaps:
-            for url in await sitemap_urls(fetcher, config.sitemaps, config.max_pages, config.max_bytes, stats):
+        seeds = [normalize_url(seed) or seed for seed in config.seeds]
+        for seed in seeds:
+            frontier.add(seed, 0)
+        sitemaps = list(config.sitemaps)
+        if config.robots_sitemaps:
+            sitemaps += await self._robots_sitemaps(seeds, robots, stats)
+        if sitemaps:
+            urls = await sitemap_urls(
+                fetcher,
+                tuple(dict.fromkeys(sitemaps)),
+                config.max_pages,
+                config.max_bytes,
+                stats,
+                in_scope=lambda url: scope.why_out(url, 0) is None,
+            )
+            for url in urls:
                 frontier.add(url, 0)
         for url, record in self.previous.items():
             if record.is_live:  # pages of the last crawl, also those no longer linked: they may be gone
                 frontier.add(url, record.depth)
+
+    @staticmethod
+    async def _robots_sitemaps(seeds: list[str], robots: RobotsCache, stats: StageStats) -> list[str]:
+        """The ``Sitemap:`` URLs of the seed hosts' robots.txt (read through the cache the page visits use).
+
+        A robots.txt that cannot be fetched (refused address, DNS or network error) names none; the seeds' own
+        records then say why their site was not crawled.
+        """
+        sites = list(dict.fromkeys(origin(seed) for seed in seeds))
+        found: list[str] = []
+        for site, rules in zip(sites, await asyncio.gather(*(robots.rules(site) for site in sites)), strict=True):
+            listed = [normalize_url(url, f"{site}/robots.txt") for url in rules.sitemaps()]
+            found += [url for url in listed if url]
+        stats.add("robots_sitemaps", len(found))
+        return found
 
     async def _drain(
         self, frontier: Frontier, visitor: PageVisitor, scope: Scope, stats: StageStats

@@ -33,6 +33,10 @@ class RobotsRules:
             return False
         return self.parser is None or self.parser.can_fetch(url, user_agent)
 
+    def sitemaps(self) -> list[str]:
+        """The ``Sitemap:`` lines, as written (possibly relative to robots.txt)."""
+        return [] if self.parser is None else list(self.parser.sitemaps)
+
     def crawl_delay_s(self, user_agent: str) -> float | None:
         if self.parser is None:
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 import lxml.etree
 
@@ -42,12 +43,18 @@ def parse_sitemap(data: bytes, max_bytes: int) -> tuple[list[str], list[str]]:
 
 
 async def sitemap_urls(
-    fetcher: Fetcher, sitemaps: tuple[str, ...], limit: int, max_bytes: int, stats: StageStats
+    fetcher: Fetcher,
+    sitemaps: tuple[str, ...],
+    limit: int,
+    max_bytes: int,
+    stats: StageStats,
+    in_scope: Callable[[str], bool],
 ) -> list[str]:
-    """Page URLs from sitemaps (following sitemap indexes up to MAX_SITEMAP_NESTING levels), at most ``limit``.
+    """In-scope page URLs from sitemaps (following sitemap indexes up to MAX_SITEMAP_NESTING levels), at most ``limit``.
 
     A sitemap that cannot be fetched or parsed contributes nothing (counted as ``sitemap_unreadable``); the crawl
-    goes on with the other seeds.
+    goes on with the other seeds. Out-of-scope pages are only counted (``sitemap_urls_out_of_scope``), like
+    out-of-scope links: a site-wide sitemap must not fill ``max_pages`` with pages the crawl would refuse.
     """
     found: dict[str, None] = {}
     queue = [(url, 0) for url in sitemaps]
@@ -68,7 +75,9 @@ async def sitemap_urls(
         stats.add("sitemaps_read")
         for page in pages:
             normalized = normalize_url(page)
-            if normalized:
+            if normalized and in_scope(normalized):
                 found[normalized] = None
+            elif normalized:
+                stats.add("sitemap_urls_out_of_scope")
         queue.extend((n, level + 1) for n in map(normalize_url, nested) if n)
     return list(found)[:limit]

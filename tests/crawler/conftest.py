@@ -75,6 +75,17 @@ class SiteServer:
         """Serve a fixed response at ``path`` (kwargs as for ``respond``)."""
         self.routes[path] = page(body, **kwargs)
 
+    def etag_page(self, path: str, etag: str, body: str) -> None:
+        """Serve ``body`` with ``etag`` at ``path``, and 304 Not Modified to a request with a matching If-None-Match."""
+
+        def handler(h: BaseHTTPRequestHandler) -> None:
+            if h.headers.get("If-None-Match") == etag:
+                respond(h, b"", status=304, content_type="", headers={"ETag": etag})
+            else:
+                respond(h, body, headers={"ETag": etag})
+
+        self.routes[path] = handler
+
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 

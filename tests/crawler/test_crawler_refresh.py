@@ -1,4 +1,5 @@
-"""Incremental re-crawl: conditional requests, unchanged by hash, changed, new and gone pages; sitemaps as seeds."""
+"""Incremental re-crawl: conditional requests, unchanged by hash, changed, new and gone pages; sitemaps (listed or
+from robots.txt) as seeds."""
 
 from __future__ import annotations
 
@@ -12,19 +13,9 @@ HOME = '<html><body><a href="/etag.html">e</a><a href="/same.html">s</a><a href=
 HOME_V2 = '<html><body><a href="/etag.html">e</a><a href="/same.html">s</a><a href="/edit.html">c</a><a href="/fresh.html">n</a></body></html>'
 
 
-def _etag_page(site, etag: str, body: str):
-    def handler(h):
-        if h.headers.get("If-None-Match") == etag:
-            site.respond(h, b"", status=304, content_type="", headers={"ETag": etag})
-        else:
-            site.respond(h, body, headers={"ETag": etag})
-
-    return handler
-
-
 def test_refresh_classifies_not_modified_unchanged_changed_new_and_gone(site, local_config, tmp_path):
     site.page("/", HOME)
-    site.routes["/etag.html"] = _etag_page(site, '"v1"', "<p>stable with validator</p>")
+    site.etag_page("/etag.html", '"v1"', "<p>stable with validator</p>")
     site.page("/same.html", "<p>stable without validators</p>")
     site.page("/edit.html", "<p>first version</p>")
     site.page("/gone.html", "<p>soon gone</p>")
@@ -104,6 +95,48 @@ def test_sitemaps_seed_the_crawl(site, local_config, tmp_path):
     result = crawl(config, tmp_path)
 
     by_url = {r.url: r for r in result.records}
+    assert set(by_url) == {site.url("/s1.html"), site.url("/s2.html")}
     assert by_url[site.url("/s1.html")].outcome == by_url[site.url("/s2.html")].outcome == "fetched"
-    assert by_url["http://elsewhere.test/x.html"].reason == "out_of_scope"
+    # an out-of-scope entry is counted like an out-of-scope link, not admitted (it would take a max_pages slot)
+    assert result.stats.counters["sitemap_urls_out_of_scope"] == 1
     assert result.stats.counters["sitemaps_read"] == 2
+
+
+def _robots_with_sitemaps(site) -> None:
+    robots = f"User-agent: *\nAllow: /\nSitemap: /sitemap.xml\nSitemap: {site.url('/more.xml')}\n"
+    robots += "Sitemap: http://10.0.0.1/private.xml\n"  # not allow-listed: refused by the address guard
+    site.page("/robots.txt", robots, content_type="text/plain")
+    site.page("/", "<p>the home page links nowhere</p>")
+    for name, page in (("/sitemap.xml", "/listed.html"), ("/more.xml", "/also-listed.html")):
+        site.page(name, f"<urlset><url><loc>{site.url(page)}</loc></url></urlset>", content_type="application/xml")
+        site.page(page, f"<p>{page}</p>")
+
+
+def test_robots_txt_sitemaps_seed_the_crawl_through_the_polite_fetcher(site, local_config, tmp_path):
+    _robots_with_sitemaps(site)
+    result = crawl(local_config(per_host_delay_s=0.15), tmp_path)
+
+    assert {r.url: r.outcome for r in result.records} == {
+        site.url(p): "fetched" for p in ("/", "/listed.html", "/also-listed.html")
+    }
+    counters = result.stats.counters
+    assert (counters["robots_sitemaps"], counters["sitemaps_read"], counters["sitemap_unreadable"]) == (3, 2, 1)
+    assert [h.path for h in site.hits].count("/robots.txt") == 1  # read once, for the seed and its pages
+    # sitemaps wait their host's turn like pages (gaps measured at the server, with a loaded machine's jitter)
+    gaps = [b.at - a.at for a, b in zip(site.hits, site.hits[1:], strict=False)]
+    assert len(gaps) == 5 and min(gaps) >= 0.1 and sum(gaps) >= 5 * 0.15 - 0.05, gaps
+
+
+def test_robots_txt_sitemaps_can_be_turned_off(site, local_config, tmp_path):
+    _robots_with_sitemaps(site)
+    result = crawl(local_config(robots_sitemaps=False), tmp_path)
+    assert [r.url for r in result.records] == [site.url("/")]
+    assert site.hits_for("/sitemap.xml") == site.hits_for("/more.xml") == []
+    assert "robots_sitemaps" not in result.stats.counters
+
+
+def test_robots_txt_sitemaps_of_a_refused_seed_are_not_read(site, local_config, tmp_path):
+    _robots_with_sitemaps(site)
+    result = crawl(local_config(allow_addresses=()), tmp_path)
+    assert [(r.outcome, r.reason) for r in result.records] == [("skipped", "non_public_address")]
+    assert site.hits == []
