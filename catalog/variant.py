@@ -79,13 +79,37 @@ class TrecSource(_SourceBase):
 
 
 class CrawlSource(_SourceBase):
-    """WARC files written by Reread's crawler (path is the crawl's WARC folder); seeds and scope for refresh."""
+    """WARC files written by Reread's crawler (path is the crawl's WARC folder) and the settings of its crawls.
+
+    The crawl settings are ``exclude=True``: they are left out of ``model_dump``, so out of the extract stage's
+    config hash. They decide what the crawler fetches, not how a fetched page is extracted, and what was fetched
+    reaches the stage through the source's fingerprint (the folder's live pages by content hash); a politeness or
+    scope change alone must not re-extract the datastore. Unset (None) fields take ``CrawlConfig``'s defaults;
+    ``options`` sets any other ``CrawlConfig`` field. catalog does not import extract, so field names and values are
+    checked against ``CrawlConfig`` by ``extract.crawler.config_for_source``.
+    """
 
     type: Literal["crawl"]
-    seeds: tuple[str, ...] = ()
-    allowed_domains: tuple[str, ...] = ()
-    max_pages: int = 1000
-    max_depth: int = 2
+    seeds: tuple[str, ...] = Field(default=(), exclude=True)
+    sitemaps: tuple[str, ...] = Field(default=(), exclude=True)
+    allowed_domains: tuple[str, ...] = Field(default=(), exclude=True)
+    allow_paths: tuple[str, ...] = Field(default=(), exclude=True, description="regexes on path?query")
+    deny_paths: tuple[str, ...] = Field(default=(), exclude=True, description="regexes on path?query")
+    max_pages: int = Field(default=1000, ge=1, exclude=True)
+    max_depth: int = Field(default=2, ge=0, exclude=True)
+    allow_addresses: tuple[str, ...] = Field(default=(), exclude=True, description="CIDRs, addresses or hosts")
+    user_agent: str | None = Field(default=None, min_length=1, exclude=True)
+    per_host_delay_s: float | None = Field(default=None, ge=0, exclude=True)
+    per_host_concurrency: int | None = Field(default=None, ge=1, exclude=True)
+    options: dict[str, Any] = Field(default_factory=dict, exclude=True, description="other CrawlConfig fields")
+
+    @field_validator("options")
+    @classmethod
+    def _options_are_not_own_fields(cls, options: dict[str, Any]) -> dict[str, Any]:
+        own = sorted(set(options) & set(cls.model_fields))
+        if own:
+            raise ValueError(f"set {', '.join(own)} on the source itself, not under options")
+        return options
 
 
 SourceConfig = Annotated[

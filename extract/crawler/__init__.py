@@ -2,7 +2,7 @@
 
 Public API: ``CrawlConfig``, ``Crawler(config, warc_dir, previous).run()``, ``crawl(...)`` (blocking),
 ``crawl_into(config, warc_dir)`` (incremental, keeps ``fetch-records.parquet``), ``crawl_source(source)`` (a variant's
-crawl source), ``CrawlResult``, ``FetchRecord``. See docs/crawler.md.
+crawl source), ``config_for_source``, ``CrawlResult``, ``FetchRecord``. See docs/crawler.md.
 """
 
 from extract.crawler.config import CrawlConfig

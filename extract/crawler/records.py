@@ -63,11 +63,22 @@ class FetchRecord:
 
 @dataclass(slots=True)
 class CrawlResult:
+    """This crawl's records (one per admitted URL), its WARC files and counters.
+
+    ``tombstones``: gone records of earlier crawls that this one did not revisit (filled by ``crawl_into``, which
+    keeps them in the folder's fetch records).
+    """
+
     records: list[FetchRecord]
     warc_dir: Path
     warc_files: list[Path]
     stats: StageStats = field(default_factory=lambda: StageStats(STAGE))
     elapsed_s: float = 0.0
+    tombstones: list[FetchRecord] = field(default_factory=list)
+
+    def latest_records(self) -> list[FetchRecord]:
+        """The latest record of every URL the folder knows: this crawl's records plus the kept tombstones."""
+        return [*self.records, *self.tombstones]
 
     def outcomes(self) -> dict[str, int]:
         return dict(sorted(Counter(r.outcome for r in self.records).items()))

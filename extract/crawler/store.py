@@ -9,8 +9,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
-from catalog.errors import ArtifactError
+from catalog.errors import ArtifactError, ConfigError
 from catalog.variant import CrawlSource
 from extract.crawler.config import CrawlConfig
 from extract.crawler.crawler import crawl
@@ -65,28 +66,46 @@ def save_fetch_records(warc_dir: str | Path, records: list[FetchRecord]) -> Path
 def crawl_into(config: CrawlConfig, warc_dir: str | Path, *, incremental: bool = True) -> CrawlResult:
     """Crawl into ``warc_dir``: with ``incremental``, revisit the folder's last crawl with conditional requests.
 
-    The latest record of every URL is kept: this crawl's, plus earlier tombstones (``gone``) it did not revisit.
+    The latest record of every URL is kept: this crawl's, plus earlier tombstones (``gone``) it did not revisit
+    (``result.tombstones``); ``result.latest_records()`` is what ``fetch-records.parquet`` then holds.
     """
     previous = load_fetch_records(warc_dir) if incremental else {}
     result = crawl(config, warc_dir, previous)
     visited = {r.url for r in result.records}
-    tombstones = [r for url, r in previous.items() if r.outcome == "gone" and url not in visited]
-    save_fetch_records(warc_dir, [*result.records, *tombstones])
+    result.tombstones = [r for url, r in previous.items() if r.outcome == "gone" and url not in visited]
+    save_fetch_records(warc_dir, result.latest_records())
     return result
 
 
+def _setting_label(field: str, source: CrawlSource, overrides: dict[str, Any]) -> str:
+    """Where a CrawlConfig field's value came from, as the user would find it."""
+    if field in overrides:
+        return f"{field} (override)"
+    return f"options.{field}" if field in source.options else field
+
+
 def config_for_source(source: CrawlSource, **overrides: Any) -> CrawlConfig:
-    """The crawl settings a variant's ``crawl`` source names, with ``overrides`` (any CrawlConfig field) on top."""
-    settings: dict[str, Any] = {
-        "seeds": source.seeds,
-        "allowed_domains": source.allowed_domains,
-        "max_pages": source.max_pages,
-        "max_depth": source.max_depth,
+    """The crawl settings of a variant's ``crawl`` source (its crawl fields, then its ``options``), with
+    ``overrides`` (any CrawlConfig field) on top. Raises ConfigError naming the source and each bad field."""
+    own = {  # the source's crawl fields are the ones it keeps out of the extract config (see CrawlSource)
+        name: getattr(source, name)
+        for name, info in CrawlSource.model_fields.items()
+        if info.exclude and name != "options" and getattr(source, name) is not None
     }
-    return CrawlConfig(**settings | overrides)
+    try:
+        return CrawlConfig(**own | source.options | overrides)
+    except ValidationError as exc:
+        lines = [f"crawl source {source.name!r} ({source.path}): invalid crawl settings"]
+        for error in exc.errors():
+            field, *rest = [str(part) for part in error["loc"]] or ["(root)"]
+            loc = ".".join([_setting_label(field, source, overrides), *rest])
+            lines.append(f"  field '{loc}': {error['msg']}")
+        raise ConfigError("\n".join(lines)) from None
 
 
-def crawl_source(source: CrawlSource, **overrides: Any) -> dict:
-    """Crawl (or re-crawl, incrementally) a variant's ``crawl`` source into its path; returns a JSON-able summary."""
-    result = crawl_into(config_for_source(source, **overrides), source.path)
-    return {"source": source.name, "path": str(source.path), **result.summary()}
+def crawl_source(source: CrawlSource, **overrides: Any) -> CrawlResult:
+    """Crawl (or re-crawl, incrementally) a variant's ``crawl`` source into its path.
+
+    Register ``result.latest_records()`` in the catalog (``Catalog.register_fetch_records``) and report
+    ``result.summary()``."""
+    return crawl_into(config_for_source(source, **overrides), source.path)

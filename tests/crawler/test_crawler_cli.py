@@ -8,8 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from catalog.errors import ArtifactError, ConfigError
-from catalog.variant import load_variant
-from extract.crawler import FETCH_RECORDS_FILE, crawl_into, crawl_source, load_fetch_records
+from extract.crawler import FETCH_RECORDS_FILE, crawl_into, load_fetch_records
 from flows.cli import app
 
 runner = CliRunner()
@@ -85,18 +84,11 @@ def test_crawl_into_keeps_tombstones_and_crawl_source_refreshes(site, local_conf
 
     third = crawl_into(local_config(), folder)  # the gone page is not revisited, but stays tombstoned
     assert [r.url for r in third.records] == [site.url("/")]
+    assert [r.url for r in third.tombstones] == [site.url("/two.html")]
     stored = load_fetch_records(folder)
+    assert list(stored.values()) == third.latest_records()
     assert stored[site.url("/two.html")].outcome == "gone"
     assert stored[site.url("/")].change == "unchanged"
-
-
-def test_crawl_source_reads_the_variant_settings(site, tmp_path):
-    _two_pages(site)
-    variant = tmp_path / "v.yaml"
-    variant.write_text(f"name: c\nsources:\n  - {{type: crawl, path: w, seeds: ['{site.url('/')}'], max_pages: 1}}\n")
-    source = load_variant(variant).sources[0]
-    summary = crawl_source(source, allow_addresses=("127.0.0.1",), per_host_delay_s=0)
-    assert summary["source"] == "crawl-w" and summary["pages"] == 1 and summary["path"] == str(tmp_path / "w")
 
 
 def test_unreadable_fetch_records_are_reported(tmp_path):
