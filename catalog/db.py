@@ -26,7 +26,8 @@ from catalog.records import Rejection
 SCHEMA_VERSION = 1
 CATALOG_FILE = "catalog.duckdb"
 
-# Each statement is idempotent so opening an existing catalog of the same version is a no-op.
+# Each statement is idempotent: a writer runs them all on every open, so a table added later (fetch_records) appears
+# in an existing catalog of the same version. Adding a table keeps SCHEMA_VERSION; changing an existing one bumps it.
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
     """CREATE TABLE IF NOT EXISTS runs (
@@ -61,6 +62,12 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS datastores (
         variant VARCHAR PRIMARY KEY, variant_path VARCHAR, index_key VARCHAR, chunk_keys JSON, embed_key VARCHAR,
         built_at TIMESTAMP, run_id VARCHAR)""",
+    # The latest fetch of every URL of a crawl source (the crawl folder's fetch-records.parquet, mirrored).
+    """CREATE TABLE IF NOT EXISTS fetch_records (
+        variant VARCHAR, source VARCHAR, url VARCHAR, final_url VARCHAR, outcome VARCHAR, change VARCHAR,
+        status BIGINT, reason VARCHAR, detail VARCHAR, etag VARCHAR, last_modified VARCHAR, content_hash VARCHAR,
+        content_type VARCHAR, bytes BIGINT, redirects BIGINT, warc_file VARCHAR, fetched_at TIMESTAMP, run_id VARCHAR,
+        PRIMARY KEY (variant, source, url))""",
 ]
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "lock on file")
@@ -164,13 +171,15 @@ class Catalog:
                         f"{self.path}: catalog schema version {version}, this Reread needs {SCHEMA_VERSION}; "
                         "use a new --data-dir or migrate the catalog"
                     )
-                return
-            if self.read_only:
+            elif self.read_only:
                 raise CatalogSchemaError(f"{self.path}: not a Reread catalog (no meta table)")
+            if self.read_only:
+                return
             with self.transaction():
                 for stmt in _SCHEMA:
                     _exec(self._con, stmt)
-                _exec(self._con, "INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+                if not has_meta:
+                    _exec(self._con, "INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     @property
     def schema_version(self) -> int:
@@ -242,6 +251,33 @@ class Catalog:
                 "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [variant, source, type_, path, config_hash, fingerprint, _now()],
             )
+
+    # ---------------------------------------------------------------- crawl fetch records
+    def register_fetch_records(
+        self, variant: str, source: str, run_id: str | None, records: list[dict[str, Any]]
+    ) -> int:
+        """Replace a crawl source's fetch records with ``records`` (``FetchRecord.as_row()`` dicts: the latest
+        record of every URL, ``CrawlResult.latest_records()``) in one transaction; returns the rows stored.
+
+        Keys that are not columns (``depth``) are ignored; ``fetched_at`` is an ISO 8601 time (stored as UTC)."""
+        with self.transaction() as con:
+            _exec(con, "DELETE FROM fetch_records WHERE variant = ? AND source = ?", [variant, source])
+            if records:
+                frame = pl.DataFrame(records, infer_schema_length=None).with_columns(
+                    pl.lit(variant).alias("variant"), pl.lit(source).alias("source"), pl.lit(run_id).alias("run_id")
+                )
+                self._insert_frame(con, "fetch_records", frame)
+            return _fetchone(
+                con, "SELECT count(*) FROM fetch_records WHERE variant = ? AND source = ?", [variant, source]
+            )[0]
+
+    def fetch_records(self, variant: str, source: str) -> pl.DataFrame:
+        """A crawl source's latest fetch record per URL, by URL (empty when it was never crawled)."""
+        if not self.query_one("SELECT count(*) FROM information_schema.tables WHERE table_name = 'fetch_records'")[0]:
+            return pl.DataFrame()  # a catalog made before the table, opened read-only: it has no fetch records
+        return self.query(
+            "SELECT * FROM fetch_records WHERE variant = ? AND source = ? ORDER BY url", [variant, source]
+        )
 
     # ---------------------------------------------------------------- artifacts
     def find_output(self, artifact_key: str) -> StageOutput | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -86,3 +87,61 @@ def test_schema_version_mismatch_and_missing_catalog(tmp_path: Path):
     with pytest.raises(RereadError, match="no catalog here yet"):
         Catalog.in_data_dir(tmp_path / "empty", read_only=True)
     assert issubclass(CatalogLockedError, RereadError)
+
+
+def fetch_row(url: str, **fields) -> dict:
+    """A FetchRecord.as_row() dict (depth is not a catalog column)."""
+    row = {"url": url, "final_url": url, "outcome": "fetched", "depth": 1, "fetched_at": "2026-03-01T12:00:00.5+00:00"}
+    row |= {
+        "status": 200,
+        "reason": "",
+        "detail": "",
+        "change": "new",
+        "content_hash": "h1",
+        "content_type": "text/html",
+    }
+    row |= {"bytes": 10, "etag": '"e"', "last_modified": "", "redirects": 0, "warc_file": "crawl-1.warc.gz"}
+    return row | fields
+
+
+def test_fetch_records_hold_the_latest_crawl_of_a_source(tmp_path: Path):
+    skipped = fetch_row("http://a.test/x", outcome="skipped", status=None, reason="timeout", content_hash="")
+    with Catalog.in_data_dir(tmp_path) as cat:
+        assert cat.register_fetch_records("v", "web", "run1", [fetch_row("http://a.test/"), skipped]) == 2
+        assert cat.register_fetch_records("v", "other", "run1", [fetch_row("http://b.test/")]) == 1
+        first = cat.fetch_records("v", "web")
+        assert first["url"].to_list() == ["http://a.test/", "http://a.test/x"]
+        assert first["status"].to_list() == [200, None] and first["reason"].to_list() == ["", "timeout"]
+        assert first["fetched_at"][0] == datetime(2026, 3, 1, 12, 0, 0, 500000)  # UTC, like every catalog time
+        assert set(first.columns) == {
+            "variant", "source", "url", "final_url", "outcome", "change", "status", "reason", "detail", "etag",
+            "last_modified", "content_hash", "content_type", "bytes", "redirects", "warc_file", "fetched_at", "run_id",
+        }  # fmt: skip
+
+        # a refresh replaces the source's rows (a URL no longer crawled leaves), other sources keep theirs
+        changed = fetch_row("http://a.test/", change="changed", content_hash="h2", warc_file="crawl-2.warc.gz")
+        assert cat.register_fetch_records("v", "web", "run2", [changed]) == 1
+        second = cat.fetch_records("v", "web")
+        assert second.select("url", "change", "content_hash", "run_id").rows() == [
+            ("http://a.test/", "changed", "h2", "run2")
+        ]
+        assert cat.fetch_records("v", "other").height == 1 and cat.fetch_records("v", "never").height == 0
+
+        # a failure inside the transaction keeps the previous rows
+        with pytest.raises(duckdb.Error):
+            cat.register_fetch_records("v", "web", "run3", [fetch_row("http://a.test/y", status="not a number")])
+        assert cat.fetch_records("v", "web")["run_id"].to_list() == ["run2"]
+
+
+def test_a_catalog_made_before_fetch_records_keeps_opening(tmp_path: Path):
+    with Catalog.in_data_dir(tmp_path) as cat:
+        cat.register_output(output("k1"))
+        cat.execute("DROP TABLE fetch_records")  # the schema-1 catalog as it was before the table existed
+    with Catalog.in_data_dir(tmp_path, read_only=True) as reader:
+        assert reader.schema_version == SCHEMA_VERSION == 1
+        assert reader.fetch_records("v", "web").height == 0
+    with Catalog.in_data_dir(tmp_path) as cat:  # a writer adds the table; nothing else changes
+        assert cat.find_output("k1").row_count == 3
+        assert cat.register_fetch_records("v", "web", "run1", [fetch_row("http://a.test/")]) == 1
+    with Catalog.in_data_dir(tmp_path, read_only=True) as reader:
+        assert reader.fetch_records("v", "web")["url"].to_list() == ["http://a.test/"]
