@@ -9,14 +9,13 @@ import polars as pl
 import pyarrow as pa
 
 from catalog.artifacts import ArtifactManifest, StageResult
-from catalog.hashing import combine_hashes, content_hash, file_hash
+from catalog.hashing import combine_hashes, content_hash
 from catalog.parquet import DOCUMENT_SCHEMA, PartWriter
 from catalog.records import Rejection, StageStats
 from catalog.variant import Variant
 from extract.records import ExtractedDocument, RawDocument
 from extract.runner import ExtractionRunner
 from extract.sources import open_source
-from extract.sources.base import relative_name
 
 EXTRACT_STAGE_VERSION = "1"
 
@@ -45,10 +44,8 @@ TEXTS_SCHEMA = pa.schema(
 
 
 def source_fingerprint(source_cfg) -> str:
-    """Content hash of every file the source reads (names and bytes): the extract stage's input hash."""
-    source = open_source(source_cfg)
-    parts = [f"{relative_name(f, source.root)}:{file_hash(f)}" for f in sorted(source.files())]
-    return combine_hashes(parts)
+    """The extract stage's input hash: the source's own content fingerprint (``Source.fingerprint``)."""
+    return open_source(source_cfg).fingerprint()
 
 
 def extractor_for(variant: Variant, source_cfg) -> tuple[str, dict]:

@@ -2,7 +2,7 @@
 
 Public API: ``CrawlConfig``, ``Crawler(config, warc_dir, previous).run()``, ``crawl(...)`` (blocking),
 ``crawl_into(config, warc_dir)`` (incremental, keeps ``fetch-records.parquet``), ``crawl_source(source)`` (a variant's
-crawl source), ``config_for_source``, ``CrawlResult``, ``FetchRecord``. See docs/crawler.md.
+crawl source), ``config_for_source``, ``current_pages``, ``CrawlResult``, ``FetchRecord``. See docs/crawler.md.
 """
 
 from extract.crawler.config import CrawlConfig
@@ -14,6 +14,7 @@ from extract.crawler.store import (
     config_for_source,
     crawl_into,
     crawl_source,
+    current_pages,
     load_fetch_records,
     save_fetch_records,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "crawl",
     "crawl_into",
     "crawl_source",
+    "current_pages",
     "load_fetch_records",
     "non_public_kind",
     "save_fetch_records",

@@ -4,6 +4,7 @@ re-run incrementally from the folder alone; and the entry point for a variant's 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,15 @@ def load_fetch_records(warc_dir: str | Path) -> dict[str, FetchRecord]:
     except (pa.ArrowInvalid, OSError) as exc:
         raise ArtifactError(f"{path}: unreadable fetch records ({exc}); delete it to crawl from scratch") from None
     return {row["url"]: FetchRecord.from_row(row) for row in rows}
+
+
+def current_pages(records: Iterable[FetchRecord]) -> dict[str, FetchRecord]:
+    """The pages a crawl folder holds now: its live records by ``final_url`` (the WARC-Target-URI their response is
+    stored under). When two URLs led to one page (a redirect and a link), the latest fetch wins."""
+    pages: dict[str, FetchRecord] = {}
+    for record in sorted((r for r in records if r.is_live), key=lambda r: r.fetched_at):
+        pages[record.final_url] = record
+    return pages
 
 
 def save_fetch_records(warc_dir: str | Path, records: list[FetchRecord]) -> Path:

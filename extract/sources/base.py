@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, ClassVar
 
 from catalog.errors import ConfigError
-from catalog.hashing import content_hash
+from catalog.hashing import combine_hashes, content_hash, file_hash
 from catalog.records import Rejection, StageStats
 from extract.records import RawDocument
 
@@ -92,8 +92,13 @@ class Source:
         raise NotImplementedError
 
     def files(self) -> list[Path]:
-        """The files this source reads, in reading order (what the extract stage fingerprints)."""
+        """The files this source reads, in reading order (what the default ``fingerprint`` hashes)."""
         return find_files(self.root, getattr(self.cfg, "pattern", None) or self.pattern)
+
+    def fingerprint(self) -> str:
+        """Content hash of what this source reads: the extract stage's input hash, so it must change whenever the
+        documents the source yields may change. By default every file it reads, names and bytes."""
+        return combine_hashes(f"{relative_name(f, self.root)}:{file_hash(f)}" for f in sorted(self.files()))
 
     def skip(self, reason: str) -> None:
         """Count an input that is deliberately not a document (a redirect, an image record, a non-2xx response)."""

@@ -11,17 +11,21 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
 
-from catalog.hashing import content_hash
+from catalog.hashing import combine_hashes, content_hash
 from catalog.records import Rejection
 from catalog.variant import WarcSource as WarcConfig
 from extract.records import RawDocument
 from extract.sources.base import Source, register_source
 from extract.sources.charset import charset_from_content_type, detect_charset
+
+if TYPE_CHECKING:
+    from extract.crawler.records import FetchRecord
 
 _DOCUMENT_RECORDS = ("response", "resource")
 _DRAIN_BYTES = 1 << 16
@@ -79,10 +83,14 @@ class _WarcReader(Source):
                         yield self.reject(f"{path}#{offset}", "truncated_warc", detail)
                         return
                     next_offset = offset + records.get_record_length()
-                    if mime:
+                    if mime and self._accept(path, record, payload):
                         yield self._document(record, mime, payload, f"{path}#{offset}")
         except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as exc:
             yield self.reject(f"{path}#{next_offset}", "truncated_warc", f"{type(exc).__name__}: {exc}")
+
+    def _accept(self, path: Path, record: ArcWarcRecord, payload: bytes) -> bool:
+        """Whether a wanted record (read from ``path``) becomes a document; a hook for checks that need the payload."""
+        return True
 
     def _wanted_mime(self, record: ArcWarcRecord, wanted: set[str]) -> str | None:
         """The payload's MIME type when the record is a document to keep, else None (and the skip is counted)."""
@@ -123,28 +131,85 @@ class WarcSource(_WarcReader):
 
 @register_source("crawl")
 class CrawlSource(_WarcReader):
-    """The WARC folder Reread's crawler writes, across its incremental re-crawls: only the newest answer per URL counts.
+    """The WARC folder Reread's crawler writes, across its incremental re-crawls: only the current answer per URL.
 
-    Files are read newest first (their names start with the crawl's start time). The first ``response`` met for a
-    URL wins: a newer 2xx supersedes older copies (the doc_id is the URL, so a changed page keeps its id), and a newer
-    non-2xx answer (404, 410) hides the older copies of a page that is gone. A ``revisit`` (304 Not Modified) claims
-    nothing, so the older response it points at is still read.
+    With the folder's ``fetch-records.parquet`` (written by ``extract.crawler.crawl_into``) the records decide: the
+    documents are exactly the live pages (``extract.crawler.current_pages``), each read from the response its record
+    names (WARC file, URL, content hash); a page whose content is missing from the WARCs is a ``missing_from_warc``
+    Rejection. Older copies, pages gone (404/410), skipped or no longer crawled are not documents, and
+    ``fingerprint`` hashes the same (URL, content hash) pairs, so a re-crawl that changed nothing leaves it as it was.
+
+    Without fetch records (WARCs copied by hand) files are read newest first (their names start with the crawl's
+    start time) and the first ``response`` met for a URL wins: a newer 2xx supersedes older copies, and a newer
+    non-2xx answer (404, 410) hides the older copies of a page that is gone. A ``revisit`` (304 Not Modified)
+    claims nothing, so the older response it points at is still read. The fingerprint then hashes the files.
+
+    The doc_id is the URL, so a changed page keeps its id.
     """
 
     pattern = "**/*.warc*"
     content_types = WarcConfig.model_fields["content_types"].default
+    _pages: dict[str, FetchRecord] | None  # the current pages by final_url; None without fetch records
+    _found: set[str]  # URLs of the pages yielded so far in this pass
 
     def files(self) -> list[Path]:
         return sorted(super().files(), key=lambda p: (p.name, str(p)), reverse=True)
 
+    def current_pages(self) -> dict[str, FetchRecord] | None:
+        """The live pages of the folder's fetch records whose content type this source reads, by the URL their
+        response is stored under; None when the folder has no fetch records."""
+        # Imported here: the crawler's modules (httpx, protego, lxml) are only needed for crawl folders.
+        from extract.crawler.store import FETCH_RECORDS_FILE, current_pages, load_fetch_records
+
+        if not (self.root / FETCH_RECORDS_FILE).is_file():
+            return None
+        wanted = {_mime(t) for t in self.content_types}
+        pages = current_pages(load_fetch_records(self.root).values())
+        return {url: record for url, record in pages.items() if record.content_type in wanted}
+
+    def fingerprint(self) -> str:
+        pages = self.current_pages()
+        if pages is None:
+            return super().fingerprint()
+        return combine_hashes(sorted(f"{content_hash(url)}:{r.content_hash}" for url, r in pages.items()))
+
+    def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
+        self._pages = self.current_pages()
+        self._found = set()
+        yield from super()._iter_raw()
+        for url, record in (self._pages or {}).items():
+            if url not in self._found:
+                detail = f"{url}: no response with content hash {record.content_hash} in {record.warc_file}"
+                yield self.reject(str(self.root / record.warc_file), "missing_from_warc", detail)
+
     def _wanted_mime(self, record: ArcWarcRecord, wanted: set[str]) -> str | None:
-        if record.rec_type == "response":
-            key = content_hash(record.rec_headers.get_header("WARC-Target-URI") or "")
-            if key in self._seen_uris:
-                self.skip("superseded")
-                return None
-            self._seen_uris.add(key)
+        if record.rec_type == "response" and self._superseded(record.rec_headers.get_header("WARC-Target-URI") or ""):
+            self.skip("superseded")
+            return None
+        if self._pages is not None and record.rec_type != "response":
+            return None  # the crawler stores pages as responses; its records name which ones are current
         return super()._wanted_mime(record, wanted)
+
+    def _superseded(self, uri: str) -> bool:
+        """Whether a response for ``uri`` is not the current copy of its page."""
+        if self._pages is not None:
+            return uri not in self._pages or uri in self._found
+        key = content_hash(uri)
+        if key in self._seen_uris:
+            return True
+        self._seen_uris.add(key)
+        return False
+
+    def _accept(self, path: Path, record: ArcWarcRecord, payload: bytes) -> bool:
+        if self._pages is None:
+            return True
+        uri = record.rec_headers.get_header("WARC-Target-URI") or ""
+        page = self._pages[uri]
+        if path.name != page.warc_file or content_hash(payload) != page.content_hash:
+            self.skip("superseded")
+            return False
+        self._found.add(uri)
+        return True
 
     def _native_id(self, record: ArcWarcRecord, uri: str) -> str:
         return uri

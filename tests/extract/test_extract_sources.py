@@ -21,6 +21,7 @@ from catalog.records import Rejection
 from catalog.variant import SourceConfig
 from extract.records import RawDocument
 from extract.sources import open_source, source_config_for_path
+from extract.stage import source_fingerprint
 
 _CONFIG = TypeAdapter(SourceConfig)
 
@@ -172,6 +173,21 @@ def test_limit_caps_documents(shared_data: Path) -> None:
 def test_missing_path_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         read(type="html", path=tmp_path / "nope")
+
+
+def test_file_fingerprint_hashes_the_names_and_bytes_a_source_reads(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.html").write_bytes(b"<p>a</p>")
+    (tmp_path / "sub" / "b.htm").write_bytes(b"<p>b</p>")
+    config = _CONFIG.validate_python({"type": "html", "path": tmp_path, "name": "t"})
+    # the value extract artifacts were keyed by before sources fingerprinted themselves: caches stay valid
+    assert source_fingerprint(config) == open_source(config).fingerprint() == "3ac97ea2a1f33904"
+    (tmp_path / "notes.txt").write_text("not read by an html source")
+    assert source_fingerprint(config) == "3ac97ea2a1f33904"
+    (tmp_path / "sub" / "b.htm").write_bytes(b"<p>B</p>")
+    changed = source_fingerprint(config)
+    (tmp_path / "sub" / "b.htm").rename(tmp_path / "sub" / "c.htm")
+    assert len({"3ac97ea2a1f33904", changed, source_fingerprint(config)}) == 3
 
 
 # ------------------------------------------------------------------ datasets
