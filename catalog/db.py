@@ -271,13 +271,13 @@ class Catalog:
                 con, "SELECT count(*) FROM fetch_records WHERE variant = ? AND source = ?", [variant, source]
             )[0]
 
-    def fetch_records(self, variant: str, source: str) -> pl.DataFrame:
-        """A crawl source's latest fetch record per URL, by URL (empty when it was never crawled)."""
+    def fetch_records(self, variant: str, source: str) -> list[dict[str, Any]]:
+        """A crawl source's latest fetch record per URL, as dicts by URL (empty when it was never crawled)."""
         if not self.query_one("SELECT count(*) FROM information_schema.tables WHERE table_name = 'fetch_records'")[0]:
-            return pl.DataFrame()  # a catalog made before the table, opened read-only: it has no fetch records
+            return []  # a catalog made before the table, opened read-only: it has no fetch records
         return self.query(
             "SELECT * FROM fetch_records WHERE variant = ? AND source = ? ORDER BY url", [variant, source]
-        )
+        ).to_dicts()
 
     # ---------------------------------------------------------------- artifacts
     def find_output(self, artifact_key: str) -> StageOutput | None:
