@@ -16,6 +16,10 @@ Outcome = Literal["fetched", "not_modified", "unchanged", "gone", "skipped"]
 Change = Literal["new", "changed", "unchanged", "gone", ""]
 
 
+# Skip reasons that say nothing about the page itself: its last good content stays current (see CrawlResult.carried).
+TRANSIENT_REASONS = frozenset({"timeout", "network_error", "dns_error", "rate_limited"})
+
+
 class FetchRefused(Exception):
     """A URL the crawler will not (or could not) fetch; ``reason`` is the snake_case skip reason of its record."""
 
@@ -56,6 +60,12 @@ class FetchRecord:
         return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
 
     @property
+    def failed_transiently(self) -> bool:
+        """Skipped for a reason that may pass (a timeout, a 429, a 5xx), not for what the page is."""
+        server_error = self.reason == "http_error" and (self.status or 0) >= 500
+        return self.outcome == "skipped" and (self.reason in TRANSIENT_REASONS or server_error)
+
+    @property
     def is_live(self) -> bool:
         """The page existed at fetch time (its content is known, in this crawl's WARC or an earlier one)."""
         return self.outcome in ("fetched", "not_modified", "unchanged")
@@ -65,8 +75,10 @@ class FetchRecord:
 class CrawlResult:
     """This crawl's records (one per admitted URL), its WARC files and counters.
 
-    ``tombstones``: gone records of earlier crawls that this one did not revisit (filled by ``crawl_into``, which
-    keeps them in the folder's fetch records).
+    ``carried``: records of earlier crawls that stay the latest of their URL (filled by ``crawl_into``, which keeps
+    them in the folder's fetch records): tombstones of gone pages this crawl did not revisit, and the last good
+    record of a live page this crawl could not fetch for a transient reason (timeout, network, 429, 5xx), so a
+    flaky server does not drop a page from the datastore until a later crawl sees it gone.
     """
 
     records: list[FetchRecord]
@@ -74,11 +86,12 @@ class CrawlResult:
     warc_files: list[Path]
     stats: StageStats = field(default_factory=lambda: StageStats(STAGE))
     elapsed_s: float = 0.0
-    tombstones: list[FetchRecord] = field(default_factory=list)
+    carried: list[FetchRecord] = field(default_factory=list)
 
     def latest_records(self) -> list[FetchRecord]:
-        """The latest record of every URL the folder knows: this crawl's records plus the kept tombstones."""
-        return [*self.records, *self.tombstones]
+        """The latest record of every URL the folder knows: this crawl's, except where an earlier one is carried."""
+        carried = {r.url for r in self.carried}
+        return [*(r for r in self.records if r.url not in carried), *self.carried]
 
     def outcomes(self) -> dict[str, int]:
         return dict(sorted(Counter(r.outcome for r in self.records).items()))

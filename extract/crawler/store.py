@@ -76,13 +76,21 @@ def save_fetch_records(warc_dir: str | Path, records: list[FetchRecord]) -> Path
 def crawl_into(config: CrawlConfig, warc_dir: str | Path, *, incremental: bool = True) -> CrawlResult:
     """Crawl into ``warc_dir``: with ``incremental``, revisit the folder's last crawl with conditional requests.
 
-    The latest record of every URL is kept: this crawl's, plus earlier tombstones (``gone``) it did not revisit
-    (``result.tombstones``); ``result.latest_records()`` is what ``fetch-records.parquet`` then holds.
+    The latest record of every URL is kept: this crawl's, except the earlier records it carries over
+    (``result.carried``): tombstones (``gone``) it did not revisit, and the last good record of a live page it could
+    not fetch this time for a transient reason. ``result.latest_records()`` is what ``fetch-records.parquet`` then
+    holds.
     """
     previous = load_fetch_records(warc_dir) if incremental else {}
     result = crawl(config, warc_dir, previous)
     visited = {r.url for r in result.records}
-    result.tombstones = [r for url, r in previous.items() if r.outcome == "gone" and url not in visited]
+    tombstones = [r for url, r in previous.items() if r.outcome == "gone" and url not in visited]
+    still_live = [
+        previous[r.url]
+        for r in result.records
+        if r.failed_transiently and r.url in previous and previous[r.url].is_live
+    ]
+    result.carried = tombstones + still_live
     save_fetch_records(warc_dir, result.latest_records())
     return result
 

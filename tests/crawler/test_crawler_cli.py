@@ -84,11 +84,34 @@ def test_crawl_into_keeps_tombstones_and_crawl_source_refreshes(site, local_conf
 
     third = crawl_into(local_config(), folder)  # the gone page is not revisited, but stays tombstoned
     assert [r.url for r in third.records] == [site.url("/")]
-    assert [r.url for r in third.tombstones] == [site.url("/two.html")]
+    assert [r.url for r in third.carried] == [site.url("/two.html")]
     stored = load_fetch_records(folder)
     assert list(stored.values()) == third.latest_records()
     assert stored[site.url("/two.html")].outcome == "gone"
     assert stored[site.url("/")].change == "unchanged"
+
+
+def test_a_page_failing_transiently_keeps_its_last_good_record(site, local_config, tmp_path):
+    from catalog.variant import CrawlSource
+    from extract.sources import open_source
+
+    _two_pages(site)
+    folder = tmp_path / "warcs"
+    first = crawl_into(local_config(), folder)
+    site.routes["/two.html"] = lambda h: site.respond(h, "overloaded", status=503)
+    second = crawl_into(local_config(), folder)
+
+    [failed] = [r for r in second.records if r.url == site.url("/two.html")]
+    assert (failed.outcome, failed.reason, failed.status) == ("skipped", "http_error", 503)
+    kept = load_fetch_records(folder)[site.url("/two.html")]
+    assert kept == next(r for r in first.records if r.url == site.url("/two.html"))  # the last good fetch
+    source = open_source(CrawlSource(name="site", type="crawl", path=folder))
+    texts = {d.url: d.content for d in source.iter_documents() if hasattr(d, "url")}
+    assert b"<p>two</p>" in texts[site.url("/two.html")]  # still read from the first crawl's WARC
+
+    del site.routes["/two.html"]  # now it is really gone: 404 drops it
+    crawl_into(local_config(), folder)
+    assert load_fetch_records(folder)[site.url("/two.html")].outcome == "gone"
 
 
 def test_unreadable_fetch_records_are_reported(tmp_path):
