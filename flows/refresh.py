@@ -1,26 +1,110 @@
-"""``refresh``: bring a variant's datastore up to date with its sources.
+"""``refresh``: bring a variant's datastore up to date with its sources, and report what changed.
 
-Dump sources (WARC, JSONL, Parquet, MediaWiki, files) are fingerprinted by content hash, so only sources whose bytes
-changed are re-extracted, and only stages downstream of a changed artifact re-run. Crawl sources are re-fetched first
-by the crawler with conditional requests (see docs/crawler.md) and then follow the same path.
+Crawl sources are re-fetched first with conditional requests (see docs/crawler.md); their fetch records go to the
+catalog's ``fetch_records`` table. Then the datastore is rebuilt, which costs in proportion to the change: dump sources
+(WARC, JSONL, Parquet, MediaWiki, files) and crawl folders are fingerprinted by content, so an unchanged source is not
+read again; in a changed one only documents whose bytes changed are extracted, only new chunk texts are embedded, and
+the previous FAISS index is updated in place (see indexing/index_update.py). The report (returned, logged, and a
+markdown artifact on the dashboard) says, per stage, how much was new work and how much was reused.
 """
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 
-from catalog.variant import load_variant
+from catalog.db import Catalog
+from catalog.variant import CrawlSource, load_variant
 from flows.build import build_datastore
+from flows.runtime import artifact_key_name
+
+
+@task(name="crawl", retries=1, retry_delay_seconds=30)
+def crawl_task(source: CrawlSource) -> tuple[dict, list[dict]]:
+    """Re-crawl one crawl source into its folder: (summary, fetch records as rows)."""
+    from extract.crawler import crawl_source
+
+    result = crawl_source(source)
+    records = [r.as_row() for r in result.latest_records()]
+    return {"source": source.name, "path": str(source.path), **result.summary()}, records
+
+
+def _stage_work(stages: list[dict], stage: str, total: str | None, reused: str) -> dict:
+    """Rows that went through ``stage`` as new work versus rows taken from an earlier run: ``total`` (a stats key,
+    or the output rows) minus ``reused`` per task that ran; a cached task did no work at all."""
+    runs = [s for s in stages if s["stage"] == stage]
+    worked = [s for s in runs if not s["cached"]]
+    reused_rows = sum(int(s["stats"].get(reused, 0)) for s in worked)
+    total_rows = sum(int(s["stats"].get(total, 0)) if total else s["rows"] for s in worked)
+    return {
+        "tasks": len(runs),
+        "cached_tasks": len(runs) - len(worked),
+        "new_work": total_rows - reused_rows,
+        "reused": reused_rows,
+        "rows": sum(s["rows"] for s in runs),
+    }
+
+
+def change_report(variant: str, crawls: list[dict], build: dict) -> dict:
+    """What a refresh changed: pages per crawl source, and per stage the rows of new work and the rows reused."""
+    stages = build["stages"]
+    index = next((s for s in stages if s["stage"] == "index"), None)
+    if index is None or index["cached"]:
+        index_update = "unchanged"
+    else:
+        index_update = index["stats"].get("index_update", "full build")
+    return {
+        "variant": variant,
+        "pages": {c["source"]: {**c["changes"], "skipped": sum(c["skipped_by_reason"].values())} for c in crawls},
+        "extract": _stage_work(stages, "extract", "documents_read", "documents_reused"),
+        "decontaminate": _stage_work(stages, "decontaminate", "documents_in", "documents_reused"),
+        "chunk": _stage_work(stages, "chunk", "documents_in", "documents_reused"),
+        "embed": _stage_work(stages, "embed", None, "chunks_reused_by_text"),
+        "index": {
+            "update": index_update,
+            **{k: index["stats"][k] for k in ("vectors_added", "vectors_removed") if index and k in index["stats"]},
+            "vectors": index["rows"] if index else 0,
+        },
+        "executed": [f"{s['stage']}:{s['shard']}" if s["shard"] else s["stage"] for s in stages if not s["cached"]],
+    }
+
+
+def report_markdown(report: dict) -> str:
+    lines = [f"# Refresh of {report['variant']}", ""]
+    if report["pages"]:
+        lines += ["| crawl source | pages by change |", "| --- | --- |"]
+        for source, counts in report["pages"].items():
+            lines.append(f"| {source} | {', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))} |")
+        lines.append("")
+    lines += [
+        "| stage | new work (rows) | reused (rows) | output rows | cached tasks |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for stage in ("extract", "decontaminate", "chunk", "embed"):
+        w = report[stage]
+        lines.append(f"| {stage} | {w['new_work']} | {w['reused']} | {w['rows']} | {w['cached_tasks']}/{w['tasks']} |")
+    ix = report["index"]
+    changes = f" (+{ix['vectors_added']} / -{ix['vectors_removed']} vectors)" if "vectors_added" in ix else ""
+    lines += ["", f"Index: {ix['update']}{changes}, {ix['vectors']} vectors.", ""]
+    lines.append(f"Executed: {', '.join(report['executed']) or 'nothing (everything was up to date)'}.")
+    return "\n".join(lines)
 
 
 @flow(name="refresh", log_prints=True)
 def refresh(variant_path: str, data_dir: str) -> dict:
     variant = load_variant(variant_path)
-    crawled = []
-    for source in variant.sources:
-        if source.type == "crawl" and source.seeds:
-            from extract.crawler import crawl_source
-
-            crawled.append(crawl_source(source))
-    summary = build_datastore(variant_path, data_dir)
-    return {"variant": variant.name, "crawled": crawled, "build": summary}
+    crawl_sources = [s for s in variant.sources if isinstance(s, CrawlSource) and s.seeds]
+    crawled = [f.result() for f in [crawl_task.submit(s) for s in crawl_sources]]
+    if crawled:
+        with Catalog.in_data_dir(data_dir) as catalog:
+            run_id = catalog.start_run(variant.name, "crawl")
+            for summary, records in crawled:
+                catalog.register_fetch_records(variant.name, summary["source"], run_id, records)
+            catalog.finish_run(run_id, "completed", {"crawled": [summary for summary, _ in crawled]})
+    summaries = [summary for summary, _ in crawled]
+    build = build_datastore(variant_path, data_dir)
+    report = change_report(variant.name, summaries, build)
+    markdown = report_markdown(report)
+    get_run_logger().info("%s", markdown)
+    create_markdown_artifact(markdown, key=artifact_key_name(f"{variant.name}-refresh"), description="what changed")
+    return {"variant": variant.name, "crawled": summaries, "build": build, "changes": report}

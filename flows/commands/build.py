@@ -1,4 +1,4 @@
-"""reread build / reread ingest."""
+"""reread build / reread ingest / reread refresh."""
 
 from __future__ import annotations
 
@@ -73,3 +73,23 @@ def register(app: typer.Typer) -> None:
                 str(s["rejected"]), reasons,
             )  # fmt: skip
         console.print(table)
+
+    @app.command()
+    def refresh(
+        variant: Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)],
+        data_dir: DataDirOption,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Bring a variant's datastore up to date: re-crawl its crawl sources (conditional requests), then rebuild
+        only what changed. Prints what changed: pages, and per stage the rows of new work and the rows reused."""
+        from rich.markdown import Markdown
+
+        from flows.refresh import refresh as refresh_flow
+        from flows.refresh import report_markdown
+        from flows.runtime import run_flow_with_runner
+
+        result = run_flow_with_runner(refresh_flow, variant, data_dir)
+        if as_json:
+            typer.echo(json.dumps(result, default=str))
+        else:
+            Console().print(Markdown(report_markdown(result["changes"])))

@@ -65,3 +65,105 @@ def test_refresh_embeds_only_changed_chunks_and_matches_a_full_build(tmp_path, p
     refreshed, fresh = _search(variant, tmp_path / "data"), _search(variant, tmp_path / "fresh")
     assert [[c for c, _ in q] for q in refreshed] == [[c for c, _ in q] for q in fresh]
     assert np.allclose([[s for _, s in q] for q in refreshed], [[s for _, s in q] for q in fresh], atol=1e-4)
+
+
+# ---------------------------------------------------------------- a crawl source refreshed from a live site
+class _Site:
+    """20 article pages (C4 texts) and an index page linking them, on 127.0.0.1, with ETags (304 on a match).
+    ``edit(i)`` changes page i's text, as a site editing an article would."""
+
+    def __init__(self) -> None:
+        import hashlib
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        texts = [json.loads(line)["text"] for line in (SAMPLE / "jsonl" / "c4_sample.jsonl").read_text().splitlines()]
+        self.texts = {f"/p/{i}.html": t for i, t in enumerate(texts[40:60])}
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                body = site.body(self.path)
+                if body is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+                self.send_response(304 if self.headers.get("If-None-Match") == etag else 200)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Type", "text/plain" if self.path == "/robots.txt" else "text/html")
+                self.send_header("Content-Length", "0" if self.headers.get("If-None-Match") == etag else str(len(body)))
+                self.end_headers()
+                if self.headers.get("If-None-Match") != etag:
+                    self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def body(self, path: str) -> bytes | None:
+        if path == "/robots.txt":
+            return b"User-agent: *\nAllow: /\n"
+        if path == "/":
+            links = "".join(f'<li><a href="{p}">article {p}</a></li>' for p in self.texts)
+            return f"<html><body><h1>Articles</h1><ul>{links}</ul></body></html>".encode()
+        if path not in self.texts:
+            return None
+        paragraphs = "".join(f"<p>{p}</p>" for p in self.texts[path].split("\n") if p.strip())
+        return f"<html><head><title>{path}</title></head><body><article>{paragraphs}</article></body></html>".encode()
+
+    def edit(self, i: int) -> None:
+        path = f"/p/{i}.html"
+        sentences = self.texts[path].split(". ")
+        self.texts[path] = ". ".join(sentences[len(sentences) // 2 :] + sentences[: len(sentences) // 2])
+
+
+def test_refresh_of_a_crawled_site_costs_what_changed_and_searches_like_a_full_build(tmp_path, prefect_harness):
+    from catalog.db import Catalog
+    from flows.build import run_build
+    from flows.refresh import refresh
+    from flows.runtime import run_flow_with_runner
+
+    site = _Site()
+    try:
+        variant = tmp_path / "crawled.yaml"
+        variant.write_text(
+            f"name: crawled\nsources:\n  - name: site\n    type: crawl\n    path: crawl\n"
+            f"    seeds: ['{site.url}/']\n    allow_addresses: [127.0.0.1]\n    per_host_delay_s: 0\n"
+            "dedup: {exact: true, near: false}\nchunking: {size: 64, overlap: 8}\n"
+        )
+        first = run_flow_with_runner(refresh, variant, tmp_path / "data")["changes"]
+        assert first["pages"] == {"site": {"new": 21, "skipped": 0}}
+        total = first["embed"]["rows"]
+        assert first["embed"]["new_work"] == total and first["index"]["update"] == "full build"
+
+        unchanged = run_flow_with_runner(refresh, variant, tmp_path / "data")["changes"]
+        assert unchanged["pages"] == {"site": {"unchanged": 21, "skipped": 0}}  # every page answered 304
+        assert unchanged["executed"] == []  # no extraction, no embedding, no index work
+        assert unchanged["extract"]["new_work"] == unchanged["embed"]["new_work"] == 0
+
+        site.edit(3)
+        site.edit(14)  # 2 of 20 articles change
+        changed = run_flow_with_runner(refresh, variant, tmp_path / "data")["changes"]
+        assert changed["pages"] == {"site": {"changed": 2, "unchanged": 19, "skipped": 0}}
+        assert (changed["extract"]["new_work"], changed["extract"]["reused"]) == (2, 19)
+        embedded = changed["embed"]["new_work"]
+        assert 0 < embedded <= 0.2 * total  # about the two articles' chunks, not the site
+        assert changed["index"]["update"] == "incremental"
+        assert changed["index"]["vectors_added"] == embedded
+
+        with Catalog.in_data_dir(tmp_path / "data") as catalog:
+            records = catalog.fetch_records("crawled", "site")
+        changes = sorted(r["change"] for r in records)
+        assert changes == ["changed"] * 2 + ["unchanged"] * 19
+
+        run_build(variant, tmp_path / "fresh")  # a full build of the same crawl folder
+        refreshed, fresh = _search(variant, tmp_path / "data"), _search(variant, tmp_path / "fresh")
+        assert [[c for c, _ in q] for q in refreshed] == [[c for c, _ in q] for q in fresh]
+        assert np.allclose([[s for _, s in q] for q in refreshed], [[s for _, s in q] for q in fresh], atol=1e-4)
+    finally:
+        site.server.shutdown()
+        site.server.server_close()
