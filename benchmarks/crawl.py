@@ -1,12 +1,17 @@
-"""Crawler throughput and the cost of a no-change refresh, against a generated site on 127.0.0.1.
+"""Crawler throughput, and the cost of a refresh relative to a full build, against generated sites on 127.0.0.1.
 
     .venv/bin/python benchmarks/crawl.py --pages 300 --setting 1:0 --setting 4:0 --setting 8:0 --setting 2:0.01
+    .venv/bin/python benchmarks/crawl.py --refresh-pages 200        # only the refresh-versus-build part
 
-Each ``--setting CONCURRENCY:DELAY`` is one per-host politeness setting (requests in flight to the host, seconds
-between request starts). For each: a full crawl of the site (pages/s), then a refresh of it with the full crawl's
-records (conditional requests, every page answers 304), and the refresh's time relative to the full crawl. Prints a
-table and writes ``benchmarks/results/crawl.json``. ``measure_crawl`` returns the timings for reuse (the lead adds
-"relative to a full build" once the refresh flow exists).
+Crawl part: each ``--setting CONCURRENCY:DELAY`` is one per-host politeness setting (requests in flight to the host,
+seconds between request starts). For each: a full crawl of the site (pages/s), then a re-crawl with the full crawl's
+records (conditional requests, every page answers 304), and its time relative to the full crawl.
+
+Refresh part (``--refresh-pages N``, 0 to skip): the ``refresh`` flow of a variant with one crawl source over a site
+of N distinct article pages, three times: from nothing (crawl + full build), again with no change, and again after
+10% of the pages changed; each one's wall time relative to the full build, and how many chunks it embedded.
+
+Prints tables and writes ``benchmarks/results/crawl.json``.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import multiprocessing.sharedctypes
 import os
 import platform
+import random
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +34,11 @@ from extract.crawler import CrawlConfig, crawl
 RESULTS = Path(__file__).resolve().parent / "results" / "crawl.json"
 LINKS_PER_PAGE = 5
 PAGE_TEXT = "<p>" + "Retrieval datastores reuse pre-training data at test time. " * 40 + "</p>"
+VOCABULARY = (
+    "retrieval datastore corpus index vector query passage model training data crawl page refresh shard chunk "
+    "embedding token reader answer question benchmark science history river mountain city music language energy "
+    "market protein galaxy theorem proof algorithm network protocol weather ocean forest harvest engine bridge"
+).split()
 
 
 def render_page(path: str, pages: int) -> tuple[bytes | None, str]:
@@ -41,13 +54,37 @@ def render_page(path: str, pages: int) -> tuple[bytes | None, str]:
     return f"<html><head><title>page {n}</title></head><body>{PAGE_TEXT}{links}</body></html>".encode(), f'"{n}"'
 
 
-def _serve(pages: int, port_out: multiprocessing.SimpleQueue) -> None:
+def article_text(n: int, edition: int, words: int = 300) -> str:
+    """A distinct article per page (seeded word salad over a fixed vocabulary), different in each ``edition``."""
+    rng = random.Random(f"{n}:{edition}")
+    sentences = [" ".join(rng.choices(VOCABULARY, k=12)).capitalize() + "." for _ in range(words // 12)]
+    return " ".join(sentences)
+
+
+def render_article(path: str, pages: int, edition: int) -> tuple[bytes | None, str]:
+    """Like ``render_page``, with distinct article text; every 10th page is in its ``edition``, the rest in 0."""
+    body, _ = render_page(path, pages)
+    if body is None or path == "/robots.txt":
+        return body, '"robots"' if body else ""
+    n = int(path[3:-5])
+    page_edition = edition if n % 10 == 0 else 0
+    text = article_text(n, page_edition)
+    body = body.replace(PAGE_TEXT.encode(), f"<article><p>{text}</p></article>".encode())
+    return body, f'"{n}-{page_edition}"'
+
+
+def _serve(
+    pages: int, port_out: multiprocessing.SimpleQueue, edition: multiprocessing.sharedctypes.Synchronized | None
+) -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
         disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stalls
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            body, etag = render_page(self.path, pages)
+            if edition is None:
+                body, etag = render_page(self.path, pages)
+            else:
+                body, etag = render_article(self.path, pages, edition.value)
             if body is None:
                 self._send(404, b"not found", "")
             elif self.headers.get("If-None-Match") == etag:
@@ -76,10 +113,12 @@ def _serve(pages: int, port_out: multiprocessing.SimpleQueue) -> None:
 class GeneratedSite:
     """The site served by its own process, so the server's threads do not compete with the crawler for the GIL."""
 
-    def __init__(self, pages: int) -> None:
+    def __init__(self, pages: int, articles: bool = False) -> None:
         context = multiprocessing.get_context("spawn")
         port_out = context.SimpleQueue()
-        self._process = context.Process(target=_serve, args=(pages, port_out), daemon=True)
+        # articles: distinct page texts, and an edition the benchmark bumps to change every 10th page
+        self.edition = context.Value("i", 0) if articles else None
+        self._process = context.Process(target=_serve, args=(pages, port_out, self.edition), daemon=True)
         self._process.start()
         self.url = f"http://127.0.0.1:{port_out.get()}"
 
@@ -138,6 +177,77 @@ def measure_crawl(pages: int, per_host_concurrency: int, per_host_delay_s: float
     )
 
 
+@dataclass
+class RefreshTiming:
+    run: str  # full build | no change | 10% changed
+    wall_s: float
+    relative_to_full: float
+    pages_changed: int
+    documents_extracted: int
+    chunks_embedded: int
+    chunks_total: int
+    index_update: str
+    stages_executed: int
+
+
+def _variant(folder: Path, site_url: str, pages: int) -> Path:
+    path = folder / "crawled.yaml"
+    path.write_text(
+        f"name: crawled\nsources:\n  - name: site\n    type: crawl\n    path: crawl\n"
+        f"    seeds: ['{site_url}/p/0.html']\n    max_pages: {pages}\n    max_depth: {pages}\n"
+        "    allow_addresses: [127.0.0.1]\n    per_host_delay_s: 0\n    per_host_concurrency: 8\n"
+        "dedup: {exact: true, near: false}\n"
+    )
+    return path
+
+
+def measure_refresh(pages: int) -> list[RefreshTiming]:
+    """The refresh flow three times over a fresh site and data dir: from nothing, no change, 10% changed."""
+    from flows.refresh import refresh
+    from flows.runtime import run_flow_with_runner
+
+    site = GeneratedSite(pages, articles=True)
+    rows: list[RefreshTiming] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            variant = _variant(Path(tmp), site.url, pages)
+            data = Path(tmp) / "data"
+            for run in ("full build", "no change", "10% changed"):
+                if run == "10% changed":
+                    site.edition.value = 1
+                started = time.perf_counter()
+                changes = run_flow_with_runner(refresh, variant, data)["changes"]
+                wall = time.perf_counter() - started
+                full = rows[0].wall_s if rows else wall
+                rows.append(
+                    RefreshTiming(
+                        run=run,
+                        wall_s=round(wall, 2),
+                        relative_to_full=round(wall / full, 3),
+                        pages_changed=sum(v for k, v in changes["pages"]["site"].items() if k in ("new", "changed")),
+                        documents_extracted=changes["extract"]["new_work"],
+                        chunks_embedded=changes["embed"]["new_work"],
+                        chunks_total=changes["embed"]["rows"],
+                        index_update=changes["index"]["update"],
+                        stages_executed=len(changes["executed"]),
+                    )
+                )
+    finally:
+        site.close()
+    return rows
+
+
+def _warm_up_prefect() -> None:
+    """Start Prefect's temporary server before timing, as a deployment's worker would already have it."""
+    from prefect import flow
+
+    from flows.runtime import offline_defaults
+
+    offline_defaults()  # before the server starts: no telemetry
+
+    flow(lambda: None, name="warm-up")()
+
+
 def _setting(text: str) -> tuple[int, float]:
     concurrency, _, delay = text.partition(":")
     return int(concurrency), float(delay or 0)
@@ -147,24 +257,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=300)
     parser.add_argument("--setting", type=_setting, action="append", help="CONCURRENCY:DELAY per host (repeatable)")
+    parser.add_argument("--refresh-pages", type=int, default=200, help="site size of the refresh part; 0 skips it")
+    parser.add_argument("--skip-crawl", action="store_true", help="only the refresh part")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    settings = args.setting or [(1, 0.0), (4, 0.0), (8, 0.0), (2, 0.01)]
+    settings = [] if args.skip_crawl else args.setting or [(1, 0.0), (4, 0.0), (8, 0.0), (2, 0.01)]
 
     rows = [measure_crawl(args.pages, c, d) for c, d in settings]
-    header = (
-        f"{'conc':>4} {'delay_s':>7} {'full_s':>7} {'pages/s':>8} {'refresh_s':>9} {'refr p/s':>8} {'refr/full':>9}"
-    )
-    print(f"crawl of a generated {args.pages}-page site on 127.0.0.1 (one host)")
-    print(header)
-    for r in rows:
-        print(
-            f"{r.per_host_concurrency:>4} {r.per_host_delay_s:>7} {r.full_s:>7} {r.full_pages_per_s:>8} "
-            f"{r.refresh_s:>9} {r.refresh_pages_per_s:>8} {r.refresh_over_full:>9}"
+    if rows:
+        header = (
+            f"{'conc':>4} {'delay_s':>7} {'full_s':>7} {'pages/s':>8} {'refresh_s':>9} {'refr p/s':>8} {'refr/full':>9}"
         )
+        print(f"crawl of a generated {args.pages}-page site on 127.0.0.1 (one host)")
+        print(header)
+        for r in rows:
+            print(
+                f"{r.per_host_concurrency:>4} {r.per_host_delay_s:>7} {r.full_s:>7} {r.full_pages_per_s:>8} "
+                f"{r.refresh_s:>9} {r.refresh_pages_per_s:>8} {r.refresh_over_full:>9}"
+            )
+    refreshes: list[RefreshTiming] = []
+    if args.refresh_pages:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        _warm_up_prefect()
+        refreshes = measure_refresh(args.refresh_pages)
+        print(f"\nrefresh flow (crawl + build) of a {args.refresh_pages}-article site, relative to the full build")
+        print(f"{'run':<12} {'wall_s':>7} {'rel':>6} {'pages':>6} {'extracted':>9} {'embedded':>8} {'index':<12}")
+        for r in refreshes:
+            print(
+                f"{r.run:<12} {r.wall_s:>7} {r.relative_to_full:>6} {r.pages_changed:>6} {r.documents_extracted:>9} "
+                f"{r.chunks_embedded:>5}/{r.chunks_total:<5} {r.index_update:<12}"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
-    args.out.write_text(json.dumps({"machine": machine, "results": [asdict(r) for r in rows]}, indent=2) + "\n")
+    results = {"machine": machine, "results": [asdict(r) for r in rows], "refresh": [asdict(r) for r in refreshes]}
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
