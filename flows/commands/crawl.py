@@ -102,6 +102,12 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"reread crawl: invalid settings: {problems}") from None
 
         result = crawl_into(config, folder, incremental=not fresh)
+        if variant is not None and out is None:  # the variant source's own folder: its fetch records are current
+            from catalog.db import Catalog
+
+            with Catalog.in_data_dir(data_dir) as catalog:
+                rows = [r.as_row() for r in result.latest_records()]
+                catalog.register_fetch_records(load_variant(variant).name, crawl_source.name, None, rows)
         summary = {"folder": str(folder), **result.summary()}
         if as_json:
             typer.echo(json.dumps({"summary": summary, "records": [r.as_row() for r in result.records]}))

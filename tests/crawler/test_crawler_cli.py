@@ -59,6 +59,11 @@ def test_cli_uses_the_variants_crawl_source(site, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["summary"]["outcomes"] == {"fetched": 1}  # max_depth 0: the seed only
     assert len(list((tmp_path / "warcs").glob("*.warc.gz"))) == 1
+    from catalog.db import Catalog
+
+    with Catalog.in_data_dir(tmp_path) as catalog:  # the variant source's fetch metadata is in the catalog
+        [record] = catalog.fetch_records("crawled", "local")
+    assert (record["url"], record["status"], record["etag"], record["change"]) == (site.url("/"), 200, '"home"', "new")
 
 
 def test_cli_errors_name_the_problem(tmp_path):
