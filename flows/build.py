@@ -8,6 +8,7 @@ flow itself writes the catalog (the single writer), whatever task runner execute
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,20 +94,29 @@ def extract_task(
     return _run(data_dir, variant, spec, lambda out: run_extract(variant, source, out, previous=previous))
 
 
-def _previous_extract(catalog: Catalog, variant: Variant, source: str, data_dir: str) -> ArtifactManifest | None:
-    """The source's latest extraction under the same extract config: unchanged documents reuse its text."""
-    row = catalog.query_one(
-        "SELECT artifact_key FROM stage_outputs WHERE stage = 'extract' AND variant = ? AND shard = ?"
-        " AND config_hash = ? ORDER BY created_at DESC LIMIT 1",
-        [variant.name, source, variant.stage_hash("extract")],
-    )
-    return ArtifactStore(data_dir).find("extract", row[0]) if row else None
+def _previous_outputs(
+    catalog: Catalog, variant: Variant, stage: str, data_dir: str, shard: str = ""
+) -> Iterator[ArtifactManifest]:
+    """The variant's earlier outputs of ``stage`` (for ``shard``) under the stage's current config, newest first:
+    work a rebuild can reuse. The catalog is read now (before this run registers anything of its own); artifact
+    folders as the caller iterates."""
+    keys = catalog.query(
+        "SELECT artifact_key FROM stage_outputs WHERE stage = ? AND variant = ? AND shard = ? AND config_hash = ?"
+        " ORDER BY created_at DESC",
+        [stage, variant.name, shard, variant.stage_hash(stage)],
+    )["artifact_key"].to_list()
+    store = ArtifactStore(data_dir)
+    return (m for m in (store.find(stage, key) for key in keys) if m is not None)
 
 
 @task(name="decontaminate", retries=1, retry_delay_seconds=5)
-def decontaminate_task(variant: Variant, docs: ArtifactManifest, data_dir: str) -> tuple[ArtifactManifest, bool]:
+def decontaminate_task(
+    variant: Variant, docs: ArtifactManifest, data_dir: str, previous: ArtifactManifest | None = None
+) -> tuple[ArtifactManifest, bool]:
+    """Decontaminate one source's documents; with ``previous`` (the source's last decontamination under this config)
+    documents it kept are not scanned again. The output equals a full run's, so its key is the plain one."""
     spec = _spec(variant, "decontaminate", [docs], docs.shard)
-    return _run(data_dir, variant, spec, lambda out: stages.run_decontaminate(variant, docs, out))
+    return _run(data_dir, variant, spec, lambda out: stages.run_decontaminate(variant, docs, out, previous))
 
 
 @task(name="dedup", retries=1, retry_delay_seconds=5)
@@ -116,9 +126,17 @@ def dedup_task(variant: Variant, docs: list[ArtifactManifest], data_dir: str) ->
 
 
 @task(name="chunk", retries=1, retry_delay_seconds=5)
-def chunk_task(variant: Variant, docs: ArtifactManifest, part: str, data_dir: str) -> tuple[ArtifactManifest, bool]:
+def chunk_task(
+    variant: Variant,
+    docs: ArtifactManifest,
+    part: str,
+    data_dir: str,
+    previous: tuple[ArtifactManifest, list[ArtifactManifest]] | None = None,
+) -> tuple[ArtifactManifest, bool]:
+    """Chunk one part of the documents; with ``previous`` (see ``_previous_chunking``) unchanged documents take
+    their earlier chunks. The output equals a full run's, so its key is the plain one."""
     spec = _spec(variant, "chunk", [docs], part)
-    return _run(data_dir, variant, spec, lambda out: stages.run_chunk(variant, docs, part, out))
+    return _run(data_dir, variant, spec, lambda out: stages.run_chunk(variant, docs, part, out, previous))
 
 
 @task(name="embed", retries=1, retry_delay_seconds=5)
@@ -194,6 +212,26 @@ def _previous_embedding(variant: Variant, data_dir: str, catalog: Catalog):
     return chunks, embed
 
 
+def _previous_chunking(
+    variant: Variant, data_dir: str, catalog: Catalog
+) -> tuple[ArtifactManifest, list[ArtifactManifest]] | None:
+    """The chunk artifacts of the variant's current datastore, when made under the current chunk config, with the
+    dedup output they were chunked from (the one whose manifest hash is their input hash): a rebuild after a source
+    change then chunks only new or changed documents."""
+    record = catalog.datastore(variant.name)
+    if record is None:
+        return None
+    store = ArtifactStore(data_dir)
+    chunks = [store.find("chunk", key) for key in record["chunk_keys"]]
+    if not chunks or any(c is None or c.config_hash != variant.stage_hash("chunk") for c in chunks):
+        return None
+    made_from = {c.input_hash for c in chunks}  # every part was chunked from one dedup output
+    docs = next(
+        (d for d in _previous_outputs(catalog, variant, "dedup", data_dir) if {inputs_hash([d])} == made_from), None
+    )
+    return (docs, chunks) if docs is not None else None
+
+
 def _previous_index(variant: Variant, data_dir: str, catalog: Catalog) -> ArtifactManifest | None:
     """The index of the variant's current datastore when it has the same index config: a refresh updates it."""
     record = catalog.datastore(variant.name)
@@ -209,7 +247,9 @@ def _extract_sources(
     """One extract task per source (each reusing its last extraction's text for unchanged documents); registers
     the artifacts and the sources with the content fingerprint they were read at."""
     futures = [
-        extract_task.submit(variant, s.name, data_dir, _previous_extract(catalog, variant, s.name, data_dir))
+        extract_task.submit(
+            variant, s.name, data_dir, next(_previous_outputs(catalog, variant, "extract", data_dir, s.name), None)
+        )
         for s in variant.sources
     ]
     manifests = _register(catalog, variant, run_id, [f.result() for f in futures], log)
@@ -224,10 +264,16 @@ def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str)
     """The stage graph, run inside a flow: fan out per source and per document part, fan in for dedup and embed."""
     log: list[StageRun] = []
     extracted = _extract_sources(variant, data_dir, catalog, run_id, log)
-    clean_futures = [decontaminate_task.submit(variant, m, data_dir) for m in extracted]
+    clean_futures = [
+        decontaminate_task.submit(
+            variant, m, data_dir, next(_previous_outputs(catalog, variant, "decontaminate", data_dir, m.shard), None)
+        )
+        for m in extracted
+    ]
     clean = _register(catalog, variant, run_id, [f.result() for f in clean_futures], log)
+    previous_chunking = _previous_chunking(variant, data_dir, catalog)
     (deduped,) = _register(catalog, variant, run_id, [dedup_task(variant, clean, data_dir)], log)
-    chunk_futures = [chunk_task.submit(variant, deduped, part, data_dir) for part in deduped.files]
+    chunk_futures = [chunk_task.submit(variant, deduped, part, data_dir, previous_chunking) for part in deduped.files]
     chunks = _register(catalog, variant, run_id, [f.result() for f in chunk_futures], log)
     (embedded,) = _register(
         catalog,

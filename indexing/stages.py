@@ -14,8 +14,9 @@ from catalog.artifacts import ArtifactManifest, StageResult
 from catalog.errors import ConfigError
 from catalog.hashing import combine_hashes, content_hash
 from catalog.parquet import write_parquet_atomic
+from catalog.records import StageStats
 from catalog.variant import Variant
-from indexing.chunk import Chunker, chunk_documents, load_tokenizer
+from indexing.chunk import CHUNK_COLUMNS, CHUNK_SCHEMA, Chunker, chunk_documents, load_tokenizer
 from indexing.decontaminate import DecontaminationFilter
 from indexing.dedup import Deduplicator
 from indexing.embed import Embedder, ShardInfo, embed_chunks
@@ -27,6 +28,9 @@ STAGE_VERSIONS = {"decontaminate": "1", "dedup": "1", "chunk": "1", "embed": "1"
 DOCS_PER_PART = 20_000  # dedup output parts: the unit of work of the chunk stage (one task per part)
 EMBEDDINGS_DIR = "embeddings"
 INDEX_DIR = "index"
+# What a document's chunks are made of: a document equal in these to an earlier one has the earlier one's chunks.
+_DOCUMENT_MAKES_CHUNKS = ["doc_id", "text", "source", "url", "title"]
+_ROW, _CHUNK_ROW, _PART = "_row", "_chunk_row", "_part"  # scratch columns
 
 
 def read_parts(manifests: list[ArtifactManifest]) -> pl.DataFrame:
@@ -48,20 +52,49 @@ def _frame_hash(frame: pl.DataFrame, id_column: str) -> str:
     )
 
 
+def _read_columns(manifests: list[ArtifactManifest], columns: list[str], table: str | None = None) -> pl.DataFrame:
+    """Some columns of the Parquet parts of artifacts, or with ``table`` of their detail files for that catalog
+    table (an artifact may have none: an empty frame of those string columns then)."""
+    paths = [str(m.folder / f) for m in manifests for f in (m.detail_files.get(table, []) if table else m.files)]
+    if not paths:
+        return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
+    return pl.scan_parquet(paths).select(columns).collect()
+
+
+def _counters(**counts: int) -> StageStats:
+    """Counters to merge into a step's: the rows a stage took from an earlier run instead of passing to the step."""
+    return StageStats("reused", dict(counts))
+
+
 def _write_details(out_dir: Path, tables: dict[str, pl.DataFrame]) -> dict[str, list[str]]:
     return {t: [_write_frame(f, out_dir, f"{t}.parquet")] for t, f in tables.items() if f.height}
 
 
-def run_decontaminate(variant: Variant, docs_in: ArtifactManifest, out_dir: Path) -> StageResult:
+def run_decontaminate(
+    variant: Variant, docs_in: ArtifactManifest, out_dir: Path, previous: ArtifactManifest | None = None
+) -> StageResult:
     """Drop documents that share an n-gram with a benchmark question (``drop_document``); with ``drop_chunk`` the
-    documents pass through and the chunk stage removes contaminated chunks instead."""
+    documents pass through and the chunk stage removes contaminated chunks instead.
+
+    With ``previous`` (an earlier output of this stage under the same config) a document whose text it kept is kept
+    without a scan: that text had no hit, so skipping it loses no hit row. Every other document (new, changed, or
+    dropped before) is scanned, so the output, hits and summary equal a full run's; ``documents_reused`` counts the
+    documents not scanned."""
     docs = read_parts([docs_in])
     cfg = variant.decontamination
     if cfg.action == "drop_chunk" or not cfg.benchmarks or docs.height == 0:
         kept, tables, stats = docs, {}, {"documents_in": docs.height, "documents_out": docs.height}
     else:
         step = DecontaminationFilter.from_config(cfg)
-        kept, stats = step.run(docs).kept, step.stats.as_dict()
+        rows = docs.with_row_index(_ROW)
+        clean_texts = _read_columns([previous] if previous is not None else [], ["text"]).unique()
+        reused = rows.join(clean_texts, on="text", how="semi")[_ROW]
+        scanned_kept = step.run(rows.filter(~pl.col(_ROW).is_in(reused.implode()))).kept[_ROW]
+        kept = rows.filter(pl.col(_ROW).is_in(pl.concat([reused, scanned_kept]).implode())).drop(_ROW)
+        if previous is not None:
+            n_docs = reused.len()
+            step.stats.merge(_counters(documents_in=n_docs, documents_out=n_docs, documents_reused=n_docs))
+        stats = step.stats.as_dict()
         tables = {"contamination_hits": step.hits(), "contamination_summary": step.summary()}
     return StageResult(
         files=[_write_frame(kept, out_dir)],
@@ -88,19 +121,38 @@ def run_dedup(variant: Variant, docs_in: list[ArtifactManifest], out_dir: Path) 
     )
 
 
-def run_chunk(variant: Variant, docs_in: ArtifactManifest, part: str, out_dir: Path) -> StageResult:
-    """Chunk one part of the documents in the embedder's tokens; with ``drop_chunk``, drop contaminated chunks."""
+def run_chunk(
+    variant: Variant,
+    docs_in: ArtifactManifest,
+    part: str,
+    out_dir: Path,
+    previous: tuple[ArtifactManifest, list[ArtifactManifest]] | None = None,
+) -> StageResult:
+    """Chunk one part of the documents in the embedder's tokens; with ``drop_chunk``, drop contaminated chunks.
+
+    With ``previous`` (an earlier document artifact and its chunk artifacts, one per part, under this chunk config)
+    a document it held unchanged takes its earlier chunks instead of being tokenized (and scanned) again, see
+    ``_reusable_chunks``; the chunks, hits, summary, rejections and counters equal a full run's, and
+    ``documents_reused`` / ``chunks_reused`` count what was taken."""
     docs = pl.read_parquet(docs_in.folder / part)
     chunker = Chunker(load_tokenizer(variant.embedder.model), variant.chunking)
-    chunks = chunk_documents(docs, chunker)
-    stats = {**chunker.stats.as_dict(), "max_chunk_tokens": int(chunks["n_tokens"].max() or 0)}
+    reused = _reusable_chunks(docs, *previous) if previous is not None else pl.DataFrame(schema=CHUNK_SCHEMA)
+    fresh = chunk_documents(docs.filter(~pl.col("doc_id").is_in(reused["doc_id"].implode()).fill_null(False)), chunker)
+    if previous is not None:
+        n_docs, n_chunks = reused["doc_id"].n_unique(), reused.height
+        chunker.stats.merge(_counters(documents_in=n_docs, documents_out=n_docs, documents_reused=n_docs))
+        chunker.stats.merge(_counters(chunks_out=n_chunks, chunks_reused=n_chunks))
+    longest = max(int(fresh["n_tokens"].max() or 0), int(reused["n_tokens"].max() or 0))
+    stats = {**chunker.stats.as_dict(), "max_chunk_tokens": longest}
     tables: dict[str, pl.DataFrame] = {}
     cfg = variant.decontamination
-    if cfg.action == "drop_chunk" and cfg.benchmarks and chunks.height:
+    if cfg.action == "drop_chunk" and cfg.benchmarks and fresh.height + reused.height:
         step = DecontaminationFilter.from_config(cfg)
-        chunks = step.run(chunks).kept
+        fresh = step.run(fresh).kept
+        step.stats.merge(_counters(chunks_in=reused.height, chunks_out=reused.height))  # reused: no hit, all kept
         stats.update({f"decontamination_{k}": v for k, v in step.stats.as_dict().items()})
         tables = {"contamination_hits": step.hits(), "contamination_summary": step.summary()}
+    chunks = _in_document_order(docs, fresh, reused)
     return StageResult(
         files=[_write_frame(chunks, out_dir)],
         rows=chunks.height,
@@ -108,6 +160,60 @@ def run_chunk(variant: Variant, docs_in: ArtifactManifest, part: str, out_dir: P
         stats=stats,
         rejections=list(chunker.rejections),
         detail_files=_write_details(out_dir, tables),
+    )
+
+
+def _reusable_chunks(
+    docs: pl.DataFrame, previous_docs: ArtifactManifest, previous_chunks: list[ArtifactManifest]
+) -> pl.DataFrame:
+    """The earlier chunks of the documents of ``docs`` that ``previous_docs`` held with the same id, text and
+    provenance (all a document's chunks are made of), read from the chunk artifact of the part each was in.
+
+    Left to the chunker: documents with no earlier chunk (rejected, so chunking them again records the rejection
+    again), documents with an earlier contamination hit (``drop_chunk``: scanned again, so the new artifact's hit rows
+    stay complete), and every document when ``docs`` repeats a doc_id (chunks are matched to documents by id)."""
+    empty = pl.DataFrame(schema=CHUNK_SCHEMA)
+    if docs["doc_id"].is_duplicated().any():
+        return empty
+    chunked = {m.shard: m for m in previous_chunks}
+    parts = [p for p in previous_docs.files if p in chunked]
+    if not parts:
+        return empty
+    ids = docs["doc_id"].implode()
+    earlier = pl.concat(
+        [
+            pl.scan_parquet(previous_docs.folder / p)
+            .select(_DOCUMENT_MAKES_CHUNKS)
+            .filter(pl.col("doc_id").is_in(ids))
+            .with_columns(pl.lit(p).alias(_PART))
+            for p in parts
+        ]
+    ).collect()
+    contaminated = _read_columns([chunked[p] for p in parts], ["doc_id"], "contamination_hits")["doc_id"].implode()
+    same = (
+        earlier.filter(pl.col("doc_id").is_unique() & ~pl.col("doc_id").is_in(contaminated))
+        .join(docs.select(_DOCUMENT_MAKES_CHUNKS), on=_DOCUMENT_MAKES_CHUNKS, how="semi", nulls_equal=True)
+        .select("doc_id", _PART)
+    )
+    frames = [
+        pl.scan_parquet(chunked[p].file_paths()).filter(pl.col("doc_id").is_in(group["doc_id"].implode())).collect()
+        for (p,), group in same.group_by(_PART, maintain_order=True)
+    ]
+    return pl.concat(frames).cast(CHUNK_SCHEMA) if frames else empty
+
+
+def _in_document_order(docs: pl.DataFrame, fresh: pl.DataFrame, reused: pl.DataFrame) -> pl.DataFrame:
+    """Fresh and reused chunks in a full run's order: by document, each document's chunks in the order they were
+    made (every document's chunks come from one of the two frames; doc ids are unique when ``reused`` has rows)."""
+    if reused.height == 0:
+        return fresh
+    doc_rows = docs.select(pl.col("doc_id").cast(pl.String)).with_row_index(_ROW)
+    return (
+        pl.concat([fresh, reused])
+        .with_row_index(_CHUNK_ROW)
+        .join(doc_rows, on="doc_id", how="left")
+        .sort(_ROW, _CHUNK_ROW)
+        .select(CHUNK_COLUMNS)
     )
 
 
