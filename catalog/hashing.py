@@ -6,6 +6,7 @@ float repr quirks of the platform, or Python's per-process string hashing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -62,3 +63,22 @@ def file_hash(path: str | Path, chunk_size: int = 1 << 20) -> str:
         while block := f.read(chunk_size):
             h.update(block)
     return h.hexdigest()[:HASH_CHARS]
+
+
+def tree_hash(path: str | Path) -> str:
+    """Content hash of a file, or of every file under a folder (relative names and bytes); "" when it is missing
+    (whoever reads it reports that). Cached by each file's size and mtime, so asking again is a directory walk."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    signature = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _tree_hash(str(path), signature)
+
+
+@functools.lru_cache(maxsize=256)
+def _tree_hash(root: str, signature: tuple[tuple[str, int, int], ...]) -> str:
+    if not signature:
+        return ""
+    # names hashed first: combine_hashes takes ASCII, file names need not be
+    return combine_hashes(
+        f"{content_hash(str(Path(name).relative_to(root)))}:{file_hash(name)}" for name, *_ in signature
+    )

