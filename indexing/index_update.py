@@ -33,16 +33,17 @@ import pyarrow as pa
 from catalog.errors import ArtifactError
 from catalog.variant import IndexConfig
 from indexing.vector_index import (
-    ADD_BATCH_ROWS,
     IDS_FILE,
     EmbeddingSet,
     IndexManifest,
     IndexShard,
+    add_in_batches,
     check_empty_out_dir,
     choose_factory,
     configure_threads,
     finish_index_folder,
     index_config_hash,
+    inner_index,
     read_ids,
     read_index_manifest,
     staged_index_folder,
@@ -86,8 +87,6 @@ def _embedding_locations(embeddings: EmbeddingSet) -> pl.DataFrame:
     frames = []
     for position, shard in enumerate(embeddings.shards):
         ids = shard.chunk_ids()
-        if len(ids) != shard.rows:
-            raise ArtifactError(f"{shard.ids_path}: {len(ids)} ids for {shard.rows} rows")
         frames.append(
             pl.DataFrame(
                 {
@@ -147,15 +146,9 @@ def gather_vectors(embeddings: EmbeddingSet, locations: pl.DataFrame) -> np.ndar
     return out
 
 
-def _add(index: faiss.Index, vectors: np.ndarray) -> None:
-    for start in range(0, len(vectors), ADD_BATCH_ROWS):
-        index.add(np.ascontiguousarray(vectors[start : start + ADD_BATCH_ROWS]))
-
-
 def _stores_codes_in_order(index: faiss.Index) -> bool:
     """Flat-code indexes (Flat, PQ, SQ, also under a pre-transform) compact in row order on ``remove_ids``."""
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
-    return isinstance(inner, faiss.IndexFlatCodes)
+    return isinstance(inner_index(index), faiss.IndexFlatCodes)
 
 
 def _empty_copy(index: faiss.Index) -> faiss.Index:
@@ -184,7 +177,9 @@ def _shard_without(
     else:
         index = _empty_copy(index)
         live = pl.DataFrame({"chunk_id": pl.Series(live_ids, dtype=pl.String)})
-        _add(index, gather_vectors(embeddings, live.join(delta.locations, on="chunk_id", maintain_order="left")))
+        add_in_batches(
+            index, gather_vectors(embeddings, live.join(delta.locations, on="chunk_id", maintain_order="left"))
+        )
         how = "rebuilt"
     if index.ntotal != len(live_ids):
         raise ArtifactError(f"{path}: {index.ntotal} vectors after removing {len(dead)} of {shard.rows}")
@@ -215,13 +210,13 @@ def _append(
                 last.reused_file = None
                 last.how = "appended"
             part = added.slice(0, room)
-            _add(last.index, gather_vectors(embeddings, part))
+            add_in_batches(last.index, gather_vectors(embeddings, part))
             last.chunk_ids += part["chunk_id"].to_list()
             start = part.height
     while start < added.height:
         part = added.slice(start, limit or added.height)
         index = _empty_copy(template)
-        _add(index, gather_vectors(embeddings, part))
+        add_in_batches(index, gather_vectors(embeddings, part))
         shards.append(UpdatedShard(part["chunk_id"].to_list(), "new", index=index))
         start += part.height
 

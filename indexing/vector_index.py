@@ -134,10 +134,14 @@ class EmbeddingShard:
             raise ArtifactError(f"{self.vectors_path}: embedding shard is not a readable .npy file ({exc})") from None
 
     def chunk_ids(self) -> pa.Array:
+        """The shard's chunk ids in row order, checked to be one per row."""
         try:
-            return pq.read_table(self.ids_path, columns=["chunk_id"]).column("chunk_id").combine_chunks()
+            ids = pq.read_table(self.ids_path, columns=["chunk_id"]).column("chunk_id").combine_chunks()
         except (OSError, KeyError, pa.ArrowException) as exc:
             raise ArtifactError(f"{self.ids_path}: embedding ids are not readable ({exc})") from None
+        if len(ids) != self.rows:
+            raise ArtifactError(f"{self.ids_path}: {len(ids)} ids for {self.rows} rows")
+        return ids
 
 
 @dataclass(frozen=True)
@@ -309,6 +313,11 @@ def exact_search(embeddings: EmbeddingSet, queries: np.ndarray, k: int, metric: 
     return merge_topk(scores, rows, k, metric)
 
 
+def inner_index(index: faiss.Index) -> faiss.Index:
+    """The index under a pre-transform (OPQ, PCA), or the index itself."""
+    return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+
+
 def tunable_param(index: faiss.Index) -> str | None:
     """The search-time knob of an index: nprobe for IVF, efSearch for HNSW, None for exact indexes."""
     try:
@@ -316,8 +325,7 @@ def tunable_param(index: faiss.Index) -> str | None:
         return "nprobe"
     except RuntimeError:
         pass
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
-    return "efSearch" if isinstance(inner, faiss.IndexHNSW) else None
+    return "efSearch" if isinstance(inner_index(index), faiss.IndexHNSW) else None
 
 
 def _gpu_available() -> bool:
@@ -477,16 +485,21 @@ def _train(template: faiss.Index, embeddings: EmbeddingSet, seed: int) -> None:
     template.train(sample)
 
 
+def add_in_batches(index: faiss.Index, vectors: np.ndarray, bar: tqdm | None = None) -> None:
+    """``index.add`` in batches of ADD_BATCH_ROWS float32 rows, so a memory-mapped shard is never copied whole."""
+    for start in range(0, len(vectors), ADD_BATCH_ROWS):
+        batch = np.ascontiguousarray(vectors[start : start + ADD_BATCH_ROWS], dtype=np.float32)
+        index.add(batch)
+        if bar is not None:
+            bar.update(len(batch))
+
+
 def _build_shard(template: faiss.Index, embeddings: EmbeddingSet, shard_positions: list[int]) -> faiss.Index:
     index = faiss.clone_index(template)
     rows = sum(embeddings.shards[p].rows for p in shard_positions)
     with tqdm(total=rows, desc="index add", unit="vec", disable=None) as bar:
         for p in shard_positions:
-            vectors = embeddings.checked_vectors(embeddings.shards[p])
-            for start in range(0, len(vectors), ADD_BATCH_ROWS):
-                batch = np.ascontiguousarray(vectors[start : start + ADD_BATCH_ROWS], dtype=np.float32)
-                index.add(batch)
-                bar.update(len(batch))
+            add_in_batches(index, embeddings.checked_vectors(embeddings.shards[p]), bar)
     return index
 
 
@@ -579,12 +592,35 @@ def finish_index_folder(
     seed: int,
     index_row_of: np.ndarray | None = None,
 ) -> IndexManifest:
-    """Write the manifest of the shards and ids written into ``tmp_dir``, with the search quality measured on them
-    (measuring loads the folder, so the manifest is written once before and once after). ``index_row_of`` maps
-    embedding rows to index rows when they are not in the same order (an updated index)."""
-    (tmp_dir / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-    manifest = _record_search_quality(tmp_dir, manifest, embeddings, cfg, template, seed, index_row_of)
-    (tmp_dir / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    """Write the manifest of the shards and ids written into ``tmp_dir``. For an approximate index (or ``auto``),
+    first set the configured (or, for auto, tuned) search knob and record recall@10 against exact search; measuring
+    loads the folder, so the manifest is written once before. ``index_row_of`` maps embedding rows to index rows
+    when they are not in the same order (an updated index)."""
+    manifest_path = tmp_dir / MANIFEST_FILE
+    manifest_path.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    param = tunable_param(template)
+    auto = cfg.factory == "auto"
+    if param is None and not auto:
+        return manifest  # an exact index: recall is 1 by construction
+    index = VectorIndex.load(tmp_dir)
+    _, queries = embeddings.sample(RECALL_SAMPLE_QUERIES, seed + 1)
+    _, exact_rows = exact_search(embeddings, queries, RECALL_K, cfg.metric)
+    if index_row_of is not None:
+        exact_rows = np.where(exact_rows >= 0, index_row_of[np.maximum(exact_rows, 0)], -1)
+    params: dict[str, int] = {}
+    if param is not None:
+        configured = cfg.nprobe if param == "nprobe" else cfg.ef_search
+        if configured is None and auto:
+            nlist = faiss.extract_index_ivf(template).nlist if param == "nprobe" else None
+            params[param], _ = _tune(index, param, nlist, queries, exact_rows)
+        else:
+            params[param] = configured if configured is not None else _current_param(template, param)
+        index.set_search_params(**params)
+    recall = neighbor_recall(index.search(queries, RECALL_K).rows, exact_rows)
+    manifest = manifest.model_copy(
+        update={"search_params": params, "recall_at_10": round(recall, 4), "recall_queries": len(queries)}
+    )
+    manifest_path.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return manifest
 
 
@@ -618,13 +654,7 @@ def _write_shards(
         )
         offset += index.ntotal
         del index
-        for p in positions:
-            ids = embeddings.shards[p].chunk_ids()
-            if len(ids) != embeddings.shards[p].rows:
-                raise ArtifactError(
-                    f"{embeddings.shards[p].ids_path}: {len(ids)} ids for {embeddings.shards[p].rows} rows"
-                )
-            id_arrays.append(ids)
+        id_arrays += [embeddings.shards[p].chunk_ids() for p in positions]
     write_ids(tmp_dir, pa.concat_arrays([a.cast(pa.string()) for a in id_arrays]))
     return IndexManifest(
         factory=factory,
@@ -646,42 +676,7 @@ def write_ids(folder: Path, chunk_ids: pa.Array) -> None:
     pq.write_table(pa.table({"row": rows, "chunk_id": chunk_ids}), folder / IDS_FILE)
 
 
-def _record_search_quality(
-    tmp_dir: Path,
-    manifest: IndexManifest,
-    embeddings: EmbeddingSet,
-    cfg: IndexConfig,
-    template: faiss.Index,
-    seed: int,
-    index_row_of: np.ndarray | None,
-) -> IndexManifest:
-    """Set the configured (or, for auto, tuned) search knob and record recall@10 against exact search."""
-    param = tunable_param(template)
-    auto = cfg.factory == "auto"
-    if param is None and not auto:
-        return manifest  # an exact index: recall is 1 by construction
-    index = VectorIndex.load(tmp_dir)
-    _, queries = embeddings.sample(RECALL_SAMPLE_QUERIES, seed + 1)
-    _, exact_rows = exact_search(embeddings, queries, RECALL_K, cfg.metric)
-    if index_row_of is not None:
-        exact_rows = np.where(exact_rows >= 0, index_row_of[np.maximum(exact_rows, 0)], -1)
-    params: dict[str, int] = {}
-    if param is not None:
-        configured = cfg.nprobe if param == "nprobe" else cfg.ef_search
-        if configured is None and auto:
-            nlist = faiss.extract_index_ivf(template).nlist if param == "nprobe" else None
-            params[param], _ = _tune(index, param, nlist, queries, exact_rows)
-        else:
-            params[param] = configured if configured is not None else _current_param(template, param)
-        index.set_search_params(**params)
-    recall = neighbor_recall(index.search(queries, RECALL_K).rows, exact_rows)
-    return manifest.model_copy(
-        update={"search_params": params, "recall_at_10": round(recall, 4), "recall_queries": len(queries)}
-    )
-
-
 def _current_param(index: faiss.Index, param: str) -> int:
     if param == "nprobe":
         return int(faiss.extract_index_ivf(index).nprobe)
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
-    return int(inner.hnsw.efSearch)
+    return int(inner_index(index).hnsw.efSearch)
