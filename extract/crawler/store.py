@@ -3,7 +3,6 @@ re-run incrementally from the folder alone; and the entry point for a variant's 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from catalog.errors import ArtifactError, ConfigError
+from catalog.parquet import write_parquet_atomic
 from catalog.variant import CrawlSource
 from extract.crawler.config import CrawlConfig
 from extract.crawler.crawler import crawl
@@ -64,12 +64,9 @@ def current_pages(records: Iterable[FetchRecord]) -> dict[str, FetchRecord]:
 
 
 def save_fetch_records(warc_dir: str | Path, records: list[FetchRecord]) -> Path:
-    """Write the records whole under a temporary name, then rename: a crash keeps the previous file intact."""
+    """Write the records atomically: a crash keeps the previous file intact."""
     path = Path(warc_dir) / FETCH_RECORDS_FILE
-    partial = path.with_suffix(".parquet.partial")
-    table = pa.Table.from_pylist([r.as_row() for r in records], schema=FETCH_RECORD_SCHEMA)
-    pq.write_table(table, partial)
-    os.replace(partial, path)
+    write_parquet_atomic(pa.Table.from_pylist([r.as_row() for r in records], schema=FETCH_RECORD_SCHEMA), path)
     return path
 
 
