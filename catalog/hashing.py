@@ -48,10 +48,10 @@ def content_hash(data: bytes | str) -> str:
 
 
 def combine_hashes(parts: Iterable[str]) -> str:
-    """Order-sensitive hash of a sequence of hashes (e.g. the shards of a stage's input manifest)."""
+    """Order-sensitive hash of a sequence of strings: hashes, and names or ids beside them (UTF-8, so any name)."""
     h = hashlib.sha256()
     for part in parts:
-        h.update(part.encode("ascii"))
+        h.update(part.encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()[:HASH_CHARS]
 
@@ -65,9 +65,19 @@ def file_hash(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()[:HASH_CHARS]
 
 
+def relative_name(path: Path, root: Path) -> str:
+    """The file's path relative to ``root`` (the file name when the root is the file itself)."""
+    return path.name if root.is_file() else path.relative_to(root).as_posix()
+
+
+def files_hash(files: Iterable[Path], root: Path) -> str:
+    """Content hash of some files under ``root``: their relative names and bytes, in name order."""
+    return combine_hashes(f"{relative_name(f, root)}:{file_hash(f)}" for f in sorted(files))
+
+
 def tree_hash(path: str | Path) -> str:
-    """Content hash of a file, or of every file under a folder (relative names and bytes); "" when it is missing
-    (whoever reads it reports that). Cached by each file's size and mtime, so asking again is a directory walk."""
+    """``files_hash`` of a file, or of every file under a folder; "" when it is missing (whoever reads it reports
+    that). Cached by each file's size and mtime, so asking again is a directory walk."""
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
     signature = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
@@ -76,9 +86,4 @@ def tree_hash(path: str | Path) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _tree_hash(root: str, signature: tuple[tuple[str, int, int], ...]) -> str:
-    if not signature:
-        return ""
-    # names hashed first: combine_hashes takes ASCII, file names need not be
-    return combine_hashes(
-        f"{content_hash(str(Path(name).relative_to(root)))}:{file_hash(name)}" for name, *_ in signature
-    )
+    return files_hash((Path(name) for name, *_ in signature), Path(root)) if signature else ""
