@@ -25,3 +25,4 @@ DataDirOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+VariantArgument = Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)]

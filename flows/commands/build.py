@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.commands._common import DataDirOption, JsonOption
+from flows.commands._common import DataDirOption, JsonOption, VariantArgument
 
 RunnerOption = Annotated[
     str, typer.Option("--runner", help="Task runner: threads (default), processes, dask, ray (scale extra).")
@@ -31,7 +30,7 @@ def _print_stages(summary: dict, console: Console) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def build(
-        variant: Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)],
+        variant: VariantArgument,
         data_dir: DataDirOption,
         runner: RunnerOption = "threads",
         workers: WorkersOption = None,
@@ -49,7 +48,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def ingest(
-        variant: Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)],
+        variant: VariantArgument,
         data_dir: DataDirOption,
         runner: RunnerOption = "threads",
         workers: WorkersOption = None,
@@ -76,7 +75,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def refresh(
-        variant: Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)],
+        variant: VariantArgument,
         data_dir: DataDirOption,
         as_json: JsonOption = False,
     ) -> None:

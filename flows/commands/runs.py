@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.commands._common import DataDirOption, JsonOption
+from flows.commands._common import DataDirOption, JsonOption, VariantArgument
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def contamination(
-        variant: Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)],
+        variant: VariantArgument,
         data_dir: DataDirOption,
         as_json: JsonOption = False,
     ) -> None:

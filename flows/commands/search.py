@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from catalog.errors import RereadError
-from flows.commands._common import DataDirOption, JsonOption
+from flows.commands._common import DataDirOption, JsonOption, VariantArgument
 
 
 def _hit_json(hit) -> dict:
@@ -20,7 +20,7 @@ def _hit_json(hit) -> dict:
 def register(app: typer.Typer) -> None:
     @app.command()
     def search(
-        variant: Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)],
+        variant: VariantArgument,
         data_dir: DataDirOption,
         query: Annotated[str | None, typer.Argument(help="The query (or use --queries).")] = None,
         k: Annotated[int, typer.Option("-k", "--k", help="Hits per query.", min=1)] = 10,
