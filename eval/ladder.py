@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from catalog.errors import ConfigError
+from eval.config_files import load_yaml_model
 
 ALL = "all"
 
@@ -35,13 +35,7 @@ class LadderSpec(BaseModel):
 
 
 def load_ladder_spec(path: str | Path) -> LadderSpec:
-    try:
-        return LadderSpec.model_validate(yaml.safe_load(Path(path).read_text()) or {})
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read ladder spec: {exc}") from None
-    except ValidationError as exc:
-        fields = "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: invalid ladder spec: {fields}") from None
+    return load_yaml_model(path, LadderSpec, "ladder spec")
 
 
 def ladder_from_samples(

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from catalog.records import Rejection
 from eval.answers import extract_answer
 from eval.benchmarks.types import BenchmarkItem
+from eval.config_files import load_yaml_model
 from eval.flops import ModelSizes, QuestionCompute, ReaderCall, strategy_flops
 from eval.graders import make_grader
 from eval.prompts import ContextBudget, build_prompt, get_template
@@ -74,18 +75,7 @@ class ReaderEvalConfig(BaseModel):
 
 
 def load_reader_eval_config(path) -> ReaderEvalConfig:
-    import yaml
-    from pydantic import ValidationError
-
-    from catalog.errors import ConfigError
-
-    try:
-        return ReaderEvalConfig.model_validate(yaml.safe_load(open(path, encoding="utf-8")) or {})
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read reader config: {exc}") from None
-    except ValidationError as exc:
-        fields = "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: invalid reader config: {fields}") from None
+    return load_yaml_model(path, ReaderEvalConfig, "reader config")
 
 
 PassageFn = Callable[[Sequence[BenchmarkItem], Strategy, int], list[list[list[Any]]]]

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from catalog.errors import ConfigError
+from eval.config_files import invalid_fields
 
 DEFAULT_TASKS_DIR = Path("sample_data") / "tasks"
 
@@ -73,8 +74,7 @@ def load_task(path: str | Path) -> QrelsTask | QATask:
     try:
         return _TaskFile.model_validate({"task": raw}).task
     except ValidationError as exc:
-        fields = "; ".join(f"field '{'.'.join(map(str, e['loc'][2:])) or 'kind'}': {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: invalid task: {fields}") from None
+        raise ConfigError(f"{path}: invalid task: {invalid_fields(exc, skip=2, root='kind')}") from None
 
 
 def resolve_task(name_or_path: str) -> QrelsTask | QATask:

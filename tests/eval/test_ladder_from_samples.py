@@ -51,3 +51,21 @@ def test_ladder_rows_and_correctness():
 def test_missing_runs_are_a_clear_error():
     with pytest.raises(ConfigError, match="no stored samples"):
         ladder_from_samples(_samples().filter(pl.col("reader") != "mid"), SPEC)
+
+
+def test_ladder_spec_file_errors_name_the_file_and_field(tmp_path):
+    from eval.ladder import load_ladder_spec
+
+    spec = tmp_path / "ladder.yaml"
+    spec.write_text(
+        "benchmark: mmlu\nbase: closed-book\nmethods: [retrieval]\nmodels: [{name: S, reader: s, flops: -1}]\n"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"ladder.yaml: invalid ladder spec: field 'models.0.flops': Input should be greater than 0; field 'models'",
+    ):
+        load_ladder_spec(spec)
+    with pytest.raises(ConfigError, match=r"missing.yaml: cannot read ladder spec"):
+        load_ladder_spec(tmp_path / "missing.yaml")
+    spec.write_text(SPEC.model_dump_json())  # JSON is YAML
+    assert load_ladder_spec(spec) == SPEC
