@@ -72,7 +72,9 @@ def ladder_from_samples(
     rows = []
     groups = [(ALL, per_question)]
     if categories:
-        groups += [(c, per_question.filter(pl.col("category") == c)) for c in sorted(set(categories.values()))]
+        # only categories with common questions: one whose questions were not all answered has no accuracy
+        present = sorted(set(per_question["category"]) - {ALL})
+        groups += [(c, per_question.filter(pl.col("category") == c)) for c in present]
     for cat, frame in groups:
         for model in spec.models:
             mine = frame.filter(pl.col("model") == model.name)

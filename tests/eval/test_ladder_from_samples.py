@@ -48,6 +48,14 @@ def test_ladder_rows_and_correctness():
     assert len(report.rows) == 3
 
 
+def test_categories_without_common_questions_have_no_rows():
+    categories = {"q0": "STEM", "q1": "STEM", "q2": "other", "q3": "other", "q9": "law", "q7": "history"}
+    ladder, _ = ladder_from_samples(_samples(), SPEC, categories)
+    assert set(ladder["category"]) == {"all", "STEM", "other"}  # q9 is not common; q7 was never asked
+    stem = ladder.filter(pl.col("category") == "STEM").sort("flops")
+    assert stem["n_questions"].to_list() == [2, 2, 2] and stem["base_acc"].to_list() == [0.25, 0.5, 0.75]
+
+
 def test_missing_runs_are_a_clear_error():
     with pytest.raises(ConfigError, match="no stored samples"):
         ladder_from_samples(_samples().filter(pl.col("reader") != "mid"), SPEC)
