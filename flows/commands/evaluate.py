@@ -18,6 +18,22 @@ TaskOption = Annotated[
     typer.Option("--benchmark", "--task", "-b", help="Evaluation task: a name in sample_data/tasks or a task YAML."),
 ]
 
+ReaderConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--reader-config",
+        help="Reader evaluation YAML (reader, samples, strategies): adds reader accuracy per test-time strategy, "
+        "with pass@k, maj@k and FLOPs, on the QA tasks.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+
+
+def _markdown_text(markdown: str) -> Markdown:
+    """A report's markdown up to its first image (plots do not render in a terminal)."""
+    return Markdown(markdown.split("![")[0])
+
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
@@ -25,16 +41,7 @@ def register(app: typer.Typer) -> None:
         variant: VariantArg,
         data_dir: DataDirOption,
         tasks: TaskOption = ["vaswani"],  # noqa: B006 (typer needs a literal default)
-        reader_config: Annotated[
-            Path | None,
-            typer.Option(
-                "--reader-config",
-                help="Reader evaluation YAML (reader, samples, strategies): adds reader "
-                "accuracy with test-time compute on the QA tasks.",
-                exists=True,
-                dir_okay=False,
-            ),
-        ] = None,
+        reader_config: ReaderConfigOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Retrieval quality of a built variant on evaluation tasks (cached per index and task); with
@@ -58,7 +65,7 @@ def register(app: typer.Typer) -> None:
             values = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
             console.print(f"[bold]{report['variant']}[/bold] on {name} (n={metrics['n']}): {values}")
         for reader_report in report.get("reader", {}).values():
-            console.print(Markdown(reader_report["markdown"].split("![")[0]))
+            console.print(_markdown_text(reader_report["markdown"]))
 
     @app.command()
     def compare(
@@ -66,16 +73,7 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDirOption,
         task: Annotated[str, typer.Option("--benchmark", "--task", "-b", help="Evaluation task.")] = "vaswani",
         out: Annotated[Path | None, typer.Option("--out", help="Folder for the HTML report and plots.")] = None,
-        reader_config: Annotated[
-            Path | None,
-            typer.Option(
-                "--reader-config",
-                help="Reader evaluation YAML: adds accuracy per test-time strategy and "
-                "accuracy versus FLOPs (QA tasks).",
-                exists=True,
-                dir_okay=False,
-            ),
-        ] = None,
+        reader_config: ReaderConfigOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Compare built variants side by side: one table, paired bootstrap tests, plots, an HTML report."""
@@ -92,7 +90,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(report, default=str))
             return
         console = Console()
-        console.print(Markdown(Path(report["html"]).with_name("compare.md").read_text().split("![")[0]))
+        console.print(_markdown_text(Path(report["html"]).with_name("compare.md").read_text()))
         console.print(f"HTML report: {report['html']}")
 
     @app.command()
