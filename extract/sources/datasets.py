@@ -4,6 +4,7 @@ e.g. ``meta.url`` in RedPajama arXiv or ``metadata.url`` in C4)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,13 @@ from extract.sources.base import FileSource, open_maybe_compressed, register_sou
 
 _PARQUET_BATCH_ROWS = 1024
 _MISSING = object()
+# A JSON ``\\ud800`` escape decodes to a lone surrogate, which no UTF-8 encoder (hashing, Arrow, Parquet) accepts.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: str) -> str:
+    """``value`` with each lone surrogate replaced by U+FFFD, as undecodable bytes are elsewhere."""
+    return _LONE_SURROGATE.sub("\ufffd", value)
 
 
 def field_value(row: dict[str, Any], dotted: str) -> Any:
@@ -44,10 +52,10 @@ class _RecordSource(FileSource):
             value = field_value(row, self.cfg.id_field)
             if value is _MISSING or value is None:
                 return self.reject(input_ref, "missing_id", f"no field {self.cfg.id_field!r}")
-            native_id = str(value)
+            native_id = valid_text(str(value))
         return self.document(
             native_id,
-            text,
+            valid_text(text),
             "text/plain",
             url=self._optional(row, self.cfg.url_field),
             title=self._optional(row, self.cfg.title_field),
@@ -59,7 +67,7 @@ class _RecordSource(FileSource):
         if not dotted:
             return ""
         value = field_value(row, dotted)
-        return "" if value is _MISSING or value is None else str(value)
+        return "" if value is _MISSING or value is None else valid_text(str(value))
 
 
 @register_source("jsonl")

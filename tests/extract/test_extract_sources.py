@@ -204,6 +204,17 @@ def test_jsonl_field_mapping_and_bad_line(fixtures_dir: Path, tmp_path: Path) ->
     assert stats == {"documents": 3, "rejected_bad_json": 1, "rejected_missing_text": 1}
 
 
+def test_jsonl_lone_surrogate_escapes_become_replacement_characters(tmp_path: Path) -> None:
+    # json.loads turns "\\ud800" into a lone surrogate, which hashing and Parquet cannot encode: the run would die.
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"id": "a\\udc00", "title": "T\\ud800", "text": "x\\ud83dy \\ud83d\\ude00"}\n')
+    docs, rejections, stats = read(type="jsonl", path=path, id_field="id", title_field="title")
+    assert rejections == []
+    assert stats == {"documents": 1}
+    assert (docs[0].content, docs[0].title) == ("x\ufffdy \U0001f600", "T\ufffd")
+    assert docs[0].doc_id == content_hash("test\x00a\ufffd")
+
+
 def test_jsonl_real_arxiv_nested_fields(shared_data: Path) -> None:
     path = shared_data / "pretraining_samples/arxiv_redpajama_sample.jsonl"
     docs, rejections, _ = read(type="jsonl", path=path, id_field="meta.arxiv_id", url_field="meta.url")
