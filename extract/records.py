@@ -23,6 +23,10 @@ class RawDocument:
     encoding: str | None = None  # detected or declared charset for bytes content
     meta: dict[str, str] = field(default_factory=dict)
 
+    def content_bytes(self) -> bytes:
+        """The content as bytes (str content UTF-8 encoded): what ``raw_hash`` and the ``max_bytes`` limit measure."""
+        return self.content.encode("utf-8") if isinstance(self.content, str) else self.content
+
 
 @dataclass(slots=True)
 class ExtractedDocument:

@@ -215,7 +215,7 @@ class ExtractionRunner:
         """Queue a document for a worker, or return the Rejection it gets without being parsed."""
         if isinstance(item, Rejection):
             return item
-        data = item.content.encode("utf-8") if isinstance(item.content, str) else item.content
+        data = item.content_bytes()
         if len(data) > self.cfg.max_bytes:
             return self._reject(item, "too_large", f"{len(data)} bytes > max_bytes {self.cfg.max_bytes}")
         extractor = self._choice.name_for(item.content_type)

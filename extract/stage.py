@@ -93,7 +93,7 @@ def run_extract(
         for position, item in enumerate(source.iter_documents()):
             if isinstance(item, RawDocument):
                 stats.add("documents_read")
-                content = item.content.encode("utf-8", "replace") if isinstance(item.content, str) else item.content
+                content = item.content_bytes()
                 raw_hash = content_hash(content)
                 earlier = reusable.get((item.doc_id, raw_hash))
                 if earlier is not None:
