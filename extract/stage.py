@@ -139,18 +139,7 @@ def run_extract(
         stats.add("documents_extracted")
         text_hash = content_hash(item.text)
         doc_hashes.append(f"{item.doc_id}:{text_hash}")
-        docs.add(
-            {
-                "doc_id": item.doc_id,
-                "source": item.source,
-                "url": item.url,
-                "title": item.title,
-                "text": item.text,
-                "extractor": item.extractor,
-                "extractor_version": item.extractor_version,
-                "raw_hash": item.raw_hash,
-            }
-        )
+        docs.add({name: getattr(item, name) for name in DOCUMENT_SCHEMA.names})
         text_rows.add(
             {
                 "doc_id": item.doc_id,
