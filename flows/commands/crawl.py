@@ -18,13 +18,14 @@ from catalog.variant import CrawlSource, load_variant
 from flows.commands._common import DataDirOption, JsonOption
 
 
-def _variant_source(variant_path: Path, name: str | None) -> CrawlSource:
+def _variant_source(variant_path: Path, name: str | None) -> tuple[str, CrawlSource]:
+    """The variant's name and its crawl source ``name`` (its first crawl source when no name is given)."""
     variant = load_variant(variant_path)
     sources = [s for s in variant.sources if isinstance(s, CrawlSource) and (name is None or s.name == name)]
     if not sources:
         wanted = f"crawl source named {name!r}" if name else "source of type 'crawl'"
         raise ConfigError(f"{variant_path}: variant {variant.name!r} has no {wanted}")
-    return sources[0]
+    return variant.name, sources[0]
 
 
 def _folder_name(seed: str) -> str:
@@ -89,7 +90,7 @@ def register(app: typer.Typer) -> None:
         }
         try:
             if variant is not None:
-                crawl_source = _variant_source(variant, source)
+                variant_name, crawl_source = _variant_source(variant, source)
                 config = config_for_source(crawl_source, **overrides)
                 folder = out or crawl_source.path
             else:
@@ -107,7 +108,7 @@ def register(app: typer.Typer) -> None:
 
             with Catalog.in_data_dir(data_dir) as catalog:
                 rows = [r.as_row() for r in result.latest_records()]
-                catalog.register_fetch_records(load_variant(variant).name, crawl_source.name, None, rows)
+                catalog.register_fetch_records(variant_name, crawl_source.name, None, rows)
         summary = {"folder": str(folder), **result.summary()}
         if as_json:
             typer.echo(json.dumps({"summary": summary, "records": [r.as_row() for r in result.records]}))
