@@ -133,7 +133,7 @@ def chunk_task(
     data_dir: str,
     previous: tuple[ArtifactManifest, list[ArtifactManifest]] | None = None,
 ) -> tuple[ArtifactManifest, bool]:
-    """Chunk one part of the documents; with ``previous`` (see ``_previous_chunking``) unchanged documents take
+    """Chunk one part of the documents; with ``previous`` (see ``PreviousDatastore.chunking``) unchanged documents take
     their earlier chunks. The output equals a full run's, so its key is the plain one."""
     spec = _spec(variant, "chunk", [docs], part)
     return _run(data_dir, variant, spec, lambda out: stages.run_chunk(variant, docs, part, out, previous))
@@ -195,50 +195,49 @@ def _register(catalog: Catalog, variant: Variant, run_id: str, results, log: lis
     return manifests
 
 
-def _previous_embedding(variant: Variant, data_dir: str, catalog: Catalog):
-    """The chunk and embedding artifacts of the variant's current datastore, when it was built with the same
-    embedding config: a rebuild after a source change then embeds only new or changed chunk texts."""
-    record = catalog.datastore(variant.name)
-    if record is None:
-        return None
-    store = ArtifactStore(data_dir)
-    embed = store.find("embed", record["embed_key"])
-    chunks = [store.find("chunk", key) for key in record["chunk_keys"]]
-    output = catalog.find_output(record["embed_key"])
-    if embed is None or any(c is None for c in chunks) or output is None:
-        return None
-    if output.config_hash != variant.stage_hash("embed"):
-        return None
-    return chunks, embed
+@dataclass(frozen=True)
+class PreviousDatastore:
+    """The artifacts of the variant's datastore as it was before this build (read once, at its start): what a
+    rebuild after a source change can reuse, each part only when it was made under the current stage config."""
 
+    chunks: list[ArtifactManifest]
+    embed: ArtifactManifest | None
+    index: ArtifactManifest | None
 
-def _previous_chunking(
-    variant: Variant, data_dir: str, catalog: Catalog
-) -> tuple[ArtifactManifest, list[ArtifactManifest]] | None:
-    """The chunk artifacts of the variant's current datastore, when made under the current chunk config, with the
-    dedup output they were chunked from (the one whose manifest hash is their input hash): a rebuild after a source
-    change then chunks only new or changed documents."""
-    record = catalog.datastore(variant.name)
-    if record is None:
-        return None
-    store = ArtifactStore(data_dir)
-    chunks = [store.find("chunk", key) for key in record["chunk_keys"]]
-    if not chunks or any(c is None or c.config_hash != variant.stage_hash("chunk") for c in chunks):
-        return None
-    made_from = {c.input_hash for c in chunks}  # every part was chunked from one dedup output
-    docs = next(
-        (d for d in _previous_outputs(catalog, variant, "dedup", data_dir) if {inputs_hash([d])} == made_from), None
-    )
-    return (docs, chunks) if docs is not None else None
+    @classmethod
+    def load(cls, catalog: Catalog, variant: Variant, data_dir: str) -> PreviousDatastore | None:
+        record = catalog.datastore(variant.name)
+        if record is None:
+            return None
+        store = ArtifactStore(data_dir)
+        chunks = [store.find("chunk", key) for key in record["chunk_keys"]]
+        if not chunks or any(c is None for c in chunks):
+            return None
+        return cls(chunks, store.find("embed", record["embed_key"]), store.find("index", record["index_key"]))
 
+    def chunking(
+        self, catalog: Catalog, variant: Variant, data_dir: str
+    ) -> tuple[ArtifactManifest, list[ArtifactManifest]] | None:
+        """The chunk artifacts with the dedup output they were chunked from (the one whose manifest hash is their
+        input hash): a rebuild then chunks only new or changed documents."""
+        if any(c.config_hash != variant.stage_hash("chunk") for c in self.chunks):
+            return None
+        made_from = {c.input_hash for c in self.chunks}  # every part was chunked from one dedup output
+        outputs = _previous_outputs(catalog, variant, "dedup", data_dir)
+        docs = next((d for d in outputs if {inputs_hash([d])} == made_from), None)
+        return (docs, self.chunks) if docs is not None else None
 
-def _previous_index(variant: Variant, data_dir: str, catalog: Catalog) -> ArtifactManifest | None:
-    """The index of the variant's current datastore when it has the same index config: a refresh updates it."""
-    record = catalog.datastore(variant.name)
-    previous = ArtifactStore(data_dir).find("index", record["index_key"]) if record else None
-    if previous is None or previous.config_hash != variant.stage_hash("index"):
-        return None
-    return previous
+    def embedding(self, variant: Variant) -> tuple[list[ArtifactManifest], ArtifactManifest] | None:
+        """The chunk and embedding artifacts: a rebuild embeds only new or changed chunk texts."""
+        if self.embed is None or self.embed.config_hash != variant.stage_hash("embed"):
+            return None
+        return self.chunks, self.embed
+
+    def index_to_update(self, variant: Variant) -> ArtifactManifest | None:
+        """The index, when it has the current index config: a refresh updates it in place."""
+        if self.index is None or self.index.config_hash != variant.stage_hash("index"):
+            return None
+        return self.index
 
 
 def _extract_sources(
@@ -263,6 +262,7 @@ def _extract_sources(
 def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str) -> BuildSummary:
     """The stage graph, run inside a flow: fan out per source and per document part, fan in for dedup and embed."""
     log: list[StageRun] = []
+    previous = PreviousDatastore.load(catalog, variant, data_dir)
     extracted = _extract_sources(variant, data_dir, catalog, run_id, log)
     clean_futures = [
         decontaminate_task.submit(
@@ -271,18 +271,13 @@ def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str)
         for m in extracted
     ]
     clean = _register(catalog, variant, run_id, [f.result() for f in clean_futures], log)
-    previous_chunking = _previous_chunking(variant, data_dir, catalog)
+    previous_chunking = previous.chunking(catalog, variant, data_dir) if previous else None
     (deduped,) = _register(catalog, variant, run_id, [dedup_task(variant, clean, data_dir)], log)
     chunk_futures = [chunk_task.submit(variant, deduped, part, data_dir, previous_chunking) for part in deduped.files]
     chunks = _register(catalog, variant, run_id, [f.result() for f in chunk_futures], log)
-    (embedded,) = _register(
-        catalog,
-        variant,
-        run_id,
-        [embed_task(variant, chunks, data_dir, _previous_embedding(variant, data_dir, catalog))],
-        log,
-    )
-    previous_index = _previous_index(variant, data_dir, catalog)
+    previous_embedding = previous.embedding(variant) if previous else None
+    (embedded,) = _register(catalog, variant, run_id, [embed_task(variant, chunks, data_dir, previous_embedding)], log)
+    previous_index = previous.index_to_update(variant) if previous else None
     (index,) = _register(catalog, variant, run_id, [index_task(variant, embedded, data_dir, previous_index)], log)
     catalog.register_datastore(
         variant.name, str(variant.path), index.key, [m.key for m in chunks], embedded.key, run_id
