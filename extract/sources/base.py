@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, ClassVar
 
 from catalog.errors import ConfigError
-from catalog.hashing import combine_hashes, content_hash, file_hash
+from catalog.hashing import content_hash, files_hash
 from catalog.records import Rejection, StageStats
 from extract.records import RawDocument
 
@@ -53,11 +53,6 @@ def find_files(path: Path, pattern: str) -> list[Path]:
     return sorted(p for p in path.glob(pattern) if p.is_file())
 
 
-def relative_name(path: Path, root: Path) -> str:
-    """The file's path relative to the source root (the file name when the root is the file itself)."""
-    return path.name if root.is_file() else path.relative_to(root).as_posix()
-
-
 class Source:
     """Streams RawDocuments (and Rejections for unreadable inputs) from one configured source.
 
@@ -98,7 +93,7 @@ class Source:
     def fingerprint(self) -> str:
         """Content hash of what this source reads: the extract stage's input hash, so it must change whenever the
         documents the source yields may change. By default every file it reads, names and bytes."""
-        return combine_hashes(f"{relative_name(f, self.root)}:{file_hash(f)}" for f in sorted(self.files()))
+        return files_hash(self.files(), self.root)
 
     def skip(self, reason: str) -> None:
         """Count an input that is deliberately not a document (a redirect, an image record, a non-2xx response)."""

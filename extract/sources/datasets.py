@@ -11,9 +11,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from catalog.hashing import relative_name
 from catalog.records import Rejection
 from extract.records import RawDocument
-from extract.sources.base import FileSource, open_maybe_compressed, register_source, relative_name
+from extract.sources.base import FileSource, open_maybe_compressed, register_source
 
 _PARQUET_BATCH_ROWS = 1024
 _MISSING = object()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from catalog.hashing import relative_name
 from catalog.records import Rejection
 from extract.records import RawDocument
-from extract.sources.base import Source, open_maybe_compressed, register_source, relative_name
+from extract.sources.base import Source, open_maybe_compressed, register_source
 from extract.sources.charset import detect_charset
 
 _REDIRECT = re.compile(r"^\s*#REDIRECT", re.IGNORECASE)
