@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from catalog.errors import ConfigError
 
 DEFAULT_DATA_DIR = "reread-data"
 
@@ -26,3 +29,18 @@ DataDirOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 VariantArgument = Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)]
+
+
+def parse_key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs given with ``flag``; values are read as JSON when they parse (true, 3, [1, 2], null),
+    else kept as strings: data, never evaluated."""
+    values: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except ValueError:
+            values[key.strip()] = raw
+    return values

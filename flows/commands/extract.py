@@ -5,26 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from catalog.errors import ConfigError
-from flows.commands._common import JsonOption
-
-
-def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``key=value`` pairs; values are read as JSON when they parse (true, 3, null), else kept as strings."""
-    options: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--option {pair!r}: expected KEY=VALUE")
-        try:
-            options[key] = json.loads(value)
-        except ValueError:
-            options[key] = value
-    return options
+from flows.commands._common import JsonOption, parse_key_values
 
 
 def register(app: typer.Typer) -> None:
@@ -48,7 +33,7 @@ def register(app: typer.Typer) -> None:
         from extract.runner import extract_paths
 
         cfg = ExtractionConfig(timeout_s=timeout, workers=workers)
-        for item in extract_paths(paths, extractor, _parse_options(option), cfg):
+        for item in extract_paths(paths, extractor, parse_key_values(option, "--option"), cfg):
             if isinstance(item, Rejection):
                 detail = f" ({item.detail})" if item.detail else ""
                 typer.echo(f"rejected {item.input_ref}: {item.reason}{detail}", err=True)

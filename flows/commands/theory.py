@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from catalog.errors import ConfigError
-from flows.commands._common import DataDirOption, JsonOption
+from flows.commands._common import DataDirOption, JsonOption, parse_key_values
 
 SetOption = Annotated[
     list[str] | None,
@@ -21,20 +21,6 @@ SetOption = Annotated[
 OutOption = Annotated[
     Path | None, typer.Option("--out", help="Output folder (default: <data-dir>/theory/<experiment>).")
 ]
-
-
-def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs with JSON values (bare words stay strings); parsed as data, never evaluated."""
-    overrides: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
-        try:
-            overrides[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = raw
-    return overrides
 
 
 def _experiment_command(theory_app: typer.Typer, name: str, summary: str) -> None:
@@ -49,7 +35,7 @@ def _experiment_command(theory_app: typer.Typer, name: str, summary: str) -> Non
         from flows.theory import THEORY_FLOWS, default_out_dir
 
         offline_defaults()
-        overrides = parse_overrides(settings)
+        overrides = parse_key_values(settings, "--set")
         try:
             outputs = THEORY_FLOWS[name](out or default_out_dir(data_dir, name), overrides)
         except ValueError as exc:  # an unknown or inconsistent setting

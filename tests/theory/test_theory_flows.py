@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from catalog.errors import ConfigError
 from catalog.hashing import content_hash
 from eval.theory.experiments import EXPERIMENTS, config_from_overrides
-from flows.commands.theory import parse_overrides
+from flows.commands._common import parse_key_values
 
 
 def test_trade_flow_writes_result_and_figure(tmp_path, prefect_harness):
@@ -39,7 +39,7 @@ def test_every_experiment_has_a_flow_and_a_figure():
 
 
 def test_overrides_are_parsed_as_data_and_checked():
-    assert parse_overrides(["d=10", "ns=[10,40]", "trace_normalised=false", "name=abc"]) == {
+    assert parse_key_values(["d=10", "ns=[10,40]", "trace_normalised=false", "name=abc"], "--set") == {
         "d": 10,
         "ns": [10, 40],
         "trace_normalised": False,
@@ -49,7 +49,7 @@ def test_overrides_are_parsed_as_data_and_checked():
     with pytest.raises(ValueError, match="has no setting bogus"):
         config_from_overrides("overthinking", {"bogus": 1})
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
-        parse_overrides(["no-equals-sign"])
+        parse_key_values(["no-equals-sign"], "--set")
 
 
 def test_cli_lists_theory_commands_and_mixture():
