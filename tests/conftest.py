@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,71 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 SAMPLE_DATA = REPO_ROOT / "sample_data"
+
+
+# ---------------------------------------------------------------- network guard
+# Tests may talk to 127.0.0.0/8, ::1 and Unix sockets only. Crawler tests name 10.0.0.1 or 169.254.169.254 as
+# targets the address guard must refuse; should that guard ever fail, this one stops the connection and fails the test.
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+_REAL_CONNECT = socket.socket.connect
+_REAL_CONNECT_EX = socket.socket.connect_ex
+_REAL_CREATE_CONNECTION = socket.create_connection
+_BLOCKED: list[str] = []  # connections refused during the running test (threads included)
+
+
+class NonLoopbackConnection(OSError):
+    """A test tried to open a connection beyond loopback."""
+
+
+def _is_loopback_host(host: object) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):
+        return False
+    name = host.strip("[]").split("%", 1)[0].rstrip(".").lower()
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback  # a name other than localhost would need DNS: refused too
+    except ValueError:
+        return False
+
+
+def _check_address(family: int, address: object) -> None:
+    if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple) or not address:
+        return  # AF_UNIX paths, netlink and the like never leave the machine
+    if not _is_loopback_host(address[0]):
+        _BLOCKED.append(repr(address))
+        raise NonLoopbackConnection(f"test network guard: connection to {address!r} refused (loopback only)")
+
+
+def _guarded_connect(self: socket.socket, address):
+    _check_address(self.family, address)
+    return _REAL_CONNECT(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address):
+    _check_address(self.family, address)
+    return _REAL_CONNECT_EX(self, address)
+
+
+def _guarded_create_connection(address, *args, **kwargs):
+    _check_address(socket.AF_INET, address)  # checked before the name is resolved: no DNS query leaves either
+    return _REAL_CREATE_CONNECTION(address, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def loopback_only_network(monkeypatch):
+    """Fail any test whose code tries to connect a socket beyond loopback (even when the code swallows the error).
+    The value is the list of refused addresses (a test of the guard itself empties it)."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+    monkeypatch.setattr(socket, "create_connection", _guarded_create_connection)
+    _BLOCKED.clear()
+    yield _BLOCKED
+    blocked, _BLOCKED[:] = list(_BLOCKED), []
+    if blocked:
+        pytest.fail(f"the test tried to connect beyond loopback: {', '.join(blocked)}")
 
 
 @pytest.fixture(scope="session")
