@@ -18,7 +18,7 @@ from eval.readers.base import ChatMessage
 
 
 class Passage(Protocol):
-    """Anything retrieved with these attributes (``indexing.retrieve.Hit`` is one)."""
+    """Anything retrieved with these attributes (``indexing.hits.Hit`` is one)."""
 
     title: str
     url: str

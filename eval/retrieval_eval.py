@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from catalog.errors import RereadError
+from catalog.ids import make_doc_id
 from eval.graders.normalized import normalize_answer
-from extract.sources.base import make_doc_id
 from indexing.ir_metrics import ndcg_at_k, recall_at_k
 
 

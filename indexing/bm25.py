@@ -14,7 +14,8 @@ import numpy as np
 from bm25s.tokenization import Tokenizer
 
 from catalog.errors import ArtifactError
-from indexing.retrieve import Hit, Retriever
+from indexing.hits import Hit
+from indexing.retrieve import Retriever
 
 RRF_K = 60  # the constant of Cormack et al. (2009): damps the weight of the very first ranks
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing.retrieve import Hit, rerank_order
+from indexing.hits import Hit, rerank_order
 
 
 class Reranker:

@@ -12,9 +12,8 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import duckdb
 import numpy as np
@@ -25,33 +24,11 @@ from catalog.hashing import stable_hash
 from catalog.records import StageStats
 from catalog.variant import RetrievalConfig
 from indexing.diversify import mmr, near_duplicate_free, unit_scale
+from indexing.hits import Hit, HitReranker, rerank_order
 from indexing.vector_index import IDS_FILE, VectorIndex
-
-if TYPE_CHECKING:
-    from indexing.rerank import Reranker
 
 LOOKUP_COLUMNS = ("chunk_id", "doc_id", "source", "url", "title", "text", "char_start", "char_end")
 LOOKUP_BATCH_ROWS = 65_536
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One retrieved chunk: where it comes from, its text, its score and its 1-based rank for its query."""
-
-    chunk_id: str
-    doc_id: str
-    source: str
-    url: str | None
-    title: str | None
-    score: float
-    text: str
-    char_start: int
-    char_end: int
-    rank: int
-    row: int  # the chunk's index row: how its vector is found again (MMR, near-duplicate checks)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class QueryEncoder(Protocol):
@@ -265,20 +242,12 @@ class Retriever:
         return self.index.reconstruct([h.row for h in hits])
 
 
-def rerank_order(hits: Sequence[Hit], order: Sequence[int], scores: Sequence[float] | None = None) -> list[Hit]:
-    """``hits`` picked in ``order`` with ranks renumbered from 1 (and new scores when given)."""
-    return [
-        replace(hits[i], rank=r, score=float(scores[i]) if scores is not None else hits[i].score)
-        for r, i in enumerate(order, 1)
-    ]
-
-
 def select_for_reading(
     retriever: Retriever,
     queries: Sequence[str],
     cfg: RetrievalConfig,
     n_docs: int,
-    reranker: Reranker | None = None,
+    reranker: HitReranker | None = None,
 ) -> list[list[Hit]]:
     """The documents a reader sees: the top ``cfg.top_k`` candidates, near-duplicates dropped
     (``cfg.near_dup_threshold``), reranked (``reranker``), then ``n_docs`` picked by MMR (``cfg.mmr_lambda``; its

@@ -15,9 +15,9 @@ from pydantic import TypeAdapter, ValidationError
 from catalog.errors import ConfigError
 from catalog.variant import SourceConfig
 from extract.sources import datasets, files, mediawiki, trec, warc  # noqa: F401  (register the source types)
-from extract.sources.base import SOURCE_TYPES, Source, make_doc_id
+from extract.sources.base import SOURCE_TYPES, Source
 
-__all__ = ["SOURCE_TYPES", "Source", "make_doc_id", "open_source", "source_config_for_path"]
+__all__ = ["SOURCE_TYPES", "Source", "open_source", "source_config_for_path"]
 
 _SOURCE_CONFIG = TypeAdapter(SourceConfig)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import IO, ClassVar
 
 from catalog.errors import ConfigError
-from catalog.hashing import content_hash, files_hash
+from catalog.hashing import files_hash
+from catalog.ids import make_doc_id
 from catalog.records import Rejection, StageStats
 from extract.records import RawDocument
 
@@ -28,11 +29,6 @@ def register_source(type_name: str) -> Callable[[type[Source]], type[Source]]:
         return cls
 
     return decorate
-
-
-def make_doc_id(source_name: str, native_id: str) -> str:
-    """Stable document id: the same record of the same source gets the same id in every run."""
-    return content_hash(f"{source_name}\x00{native_id}")
 
 
 def open_maybe_compressed(path: Path) -> IO[bytes]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from catalog.errors import RereadError
+from catalog.ids import make_doc_id
 from eval.benchmarks.types import BenchmarkItem
 from eval.retrieval_eval import (
     answer_in_context,
@@ -17,7 +18,6 @@ from eval.retrieval_eval import (
     qa_metrics,
     qrels_metrics,
 )
-from extract.sources.base import make_doc_id
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 

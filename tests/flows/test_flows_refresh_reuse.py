@@ -11,7 +11,7 @@ import polars as pl
 
 from catalog.artifacts import ArtifactStore
 from catalog.db import Catalog
-from extract.sources.base import make_doc_id
+from catalog.ids import make_doc_id
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 MMLU = SAMPLE / "benchmarks" / "mmlu" / "test"
