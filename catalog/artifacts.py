@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
 
 from catalog.errors import ArtifactError
 from catalog.hashing import combine_hashes, stable_hash
@@ -25,9 +27,8 @@ def artifact_key(stage: str, stage_version: str, config_hash: str, input_hash: s
     return stable_hash({"stage": stage, "version": stage_version, "config": config_hash, "input": input_hash})
 
 
-@dataclass
-class ArtifactManifest:
-    """What a finished artifact folder holds; small enough to pass between tasks."""
+class ArtifactManifest(BaseModel):
+    """What a finished artifact folder holds; small enough to pass between tasks. Validated when read back."""
 
     stage: str
     key: str
@@ -37,22 +38,23 @@ class ArtifactManifest:
     path: str
     rows: int
     content_hash: str
-    files: list[str] = field(default_factory=list)
-    stats: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = Field(default_factory=list)
+    stats: dict[str, Any] = Field(default_factory=dict)
     shard: str = ""
-    detail_files: dict[str, list[str]] = field(default_factory=dict)  # catalog table -> Parquet files in the folder
+    detail_files: dict[str, list[str]] = Field(default_factory=dict)  # catalog table -> Parquet files in the folder
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
+        # stats are free-form stage counters: anything JSON cannot hold is written as its str()
+        return json.dumps(self.model_dump(), indent=2, sort_keys=True, default=str)
 
     @classmethod
     def read(cls, folder: Path) -> ArtifactManifest:
         path = folder / MANIFEST
         try:
-            return cls(**json.loads(path.read_text()))
+            return cls.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             raise ArtifactError(f"{path}: missing artifact manifest (the stage did not finish)") from None
-        except (json.JSONDecodeError, TypeError) as exc:
+        except ValidationError as exc:
             raise ArtifactError(f"{path}: corrupted artifact manifest ({exc})") from None
 
     @property
