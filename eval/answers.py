@@ -31,13 +31,14 @@ def extract_answer(answer_format: str, response: str) -> str | None:
 
 
 # ---------------------------------------------------------------- multiple choice
+# Every pattern below is linear in the response's length: runs of whitespace and markdown stars are matched by one
+# possessive ``[\s*]*+`` (never two adjacent ``\s*``, which backtrack against each other: "Answer:" + 300 spaces + "!"
+# took 88 s that way), and no lookahead reads to the end of a line (a long line of "Answer: A" would be quadratic).
 # "Answer: B", "answer: (b)", "**Answer:** C", "ANSWER: [D]", "Answer - A": markdown emphasis and brackets tolerated.
-_CHOICE_RE = re.compile(
-    r"answer\s*\**\s*[:\-]\s*\**\s*[\(\[]?\s*\**\s*([A-Ja-j])(?=(?P<after>[^\n]*))",
-    re.IGNORECASE,
-)
-# What may follow a lowercase letter for it to count as a choice ("answer: a" yes, "answer: a bit more" no).
-_LOWERCASE_TAIL_RE = re.compile(r"^\s*[\)\]]?\s*[\*\.\s]*$")
+_CHOICE_RE = re.compile(r"answer[\s*]*+[:\-][\s*]*+[\(\[]?+[\s*]*+([A-Ja-j])", re.IGNORECASE)
+# What may follow a lowercase letter, up to the end of its line, for it to count as a choice ("answer: a" yes,
+# "answer: a bit more" no). Its characters cannot start another match, so these tails never overlap.
+_LOWERCASE_TAIL_RE = re.compile(r"[^\S\n]*+[\)\]]?+(?:[^\S\n]|[*.])*+(?:\n|\Z)")
 
 
 @register_extractor("multiple_choice")
@@ -45,54 +46,77 @@ def extract_choice_letter(response: str) -> str | None:
     """The letter of the LAST ``Answer: X`` in the response (models often restate or revise their answer)."""
     letter = None
     for match in _CHOICE_RE.finditer(response):
-        candidate, after = match.group(1), match.group("after")
+        candidate, end = match.group(1), match.end()
         if candidate.isupper():
-            if after[:1].isalnum():  # "Answer: Because ..." is not a choice
+            if response[end : end + 1].isalnum():  # "Answer: Because ..." is not a choice
                 continue
-        elif not _LOWERCASE_TAIL_RE.match(after):
+        elif not _LOWERCASE_TAIL_RE.match(response, end):
             continue
         letter = candidate.upper()
     return letter
 
 
 # ---------------------------------------------------------------- boxed (MATH)
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
-_FINAL_ANSWER_RE = re.compile(r"final answer is[:\s]*(.+?)\s*(?:\.\s|\.?$|\n)", re.IGNORECASE | re.DOTALL)
+_BOX_COMMAND_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_SPACES_RE = re.compile(r"\s*+")
+_BARE_TOKEN_RE = re.compile(r"[^\s$.,;]+")
+_FINAL_ANSWER_RE = re.compile(r"final answer is", re.IGNORECASE)
+_FINAL_ANSWER_LEAD_RE = re.compile(r"[:\s]*+")
+_FINAL_ANSWER_END_RE = re.compile(r"\n|\.\s")
 
 
-def _balanced_group(text: str, open_index: int) -> str | None:
-    """The text inside the brace group opening at ``open_index``, or None when it never closes (truncated output)."""
-    depth = 0
-    for i in range(open_index, len(text)):
-        char = text[i]
-        # An escaped brace \{ or \} (a literal brace in LaTeX) does not open or close a group.
-        if char == "{" and (i == 0 or text[i - 1] != "\\"):
-            depth += 1
-        elif char == "}" and (i == 0 or text[i - 1] != "\\"):
-            depth -= 1
-            if depth == 0:
-                return text[open_index + 1 : i]
-    return None
+def _closing_braces(text: str) -> dict[int, int]:
+    """For each ``{`` that closes, the index of its matching ``}``: one pass with a stack. An escaped brace ``\\{``
+    or ``\\}`` (a literal brace in LaTeX) does not open or close a group; a group that never closes (truncated output)
+    has no entry."""
+    closing: dict[int, int] = {}
+    open_at: list[int] = []
+    for match in re.finditer(r"(?<!\\)[{}]", text):
+        i = match.start()
+        if text[i] == "{":
+            open_at.append(i)
+        elif open_at:
+            closing[open_at.pop()] = i
+    return closing
 
 
 def last_boxed(response: str) -> str | None:
-    """Content of the last complete ``\\boxed{...}`` or ``\\fbox{...}`` (nested braces balanced), else None."""
-    starts = sorted(
-        (m.start(), m.end()) for cmd in _BOX_COMMANDS for m in re.finditer(re.escape(cmd) + r"(?![A-Za-z])", response)
-    )
-    for _, end in reversed(starts):
-        rest = response[end:]
-        stripped = rest.lstrip()
-        offset = end + len(rest) - len(stripped)
-        if stripped.startswith("{"):
-            content = _balanced_group(response, offset)
-            if content is not None:
-                return content.strip()
-        elif stripped:  # "\boxed 5": the argument is one token
-            token = re.match(r"[^\s$.,;]+", stripped)
-            if token:
-                return token.group(0)
+    """Content of the last complete ``\\boxed{...}`` or ``\\fbox{...}`` (nested braces balanced), else None.
+
+    Linear time: brace pairs are found in one pass, not re-scanned for each box (8,000 unclosed ``\\boxed{`` never
+    finished that way)."""
+    boxes = list(_BOX_COMMAND_RE.finditer(response))
+    if not boxes:
+        return None
+    closing = _closing_braces(response)
+    for box in reversed(boxes):
+        start = _SPACES_RE.match(response, box.end()).end()
+        if start == len(response):
+            continue
+        if response[start] == "{":
+            end = closing.get(start)
+            if end is not None:
+                return response[start + 1 : end].strip()
+            continue
+        token = _BARE_TOKEN_RE.match(response, start)  # "\boxed 5": the argument is one token
+        if token:
+            return token.group(0)
     return None
+
+
+def _final_answer_phrase(response: str) -> str | None:
+    """The text after the last "final answer is", up to the end of its line or sentence (". "), without $."""
+    last_end = max((m.end() for m in _FINAL_ANSWER_RE.finditer(response)), default=None)
+    if last_end is None:
+        return None
+    start = _FINAL_ANSWER_LEAD_RE.match(response, last_end).end()
+    stop = _FINAL_ANSWER_END_RE.search(response, start + 1)
+    if stop is None:
+        answer = response[start:].rstrip()
+        answer = answer[:-1] if answer.endswith(".") else answer
+    else:
+        answer = response[start : stop.start()]
+    return answer.strip().strip("$").strip() or None
 
 
 @register_extractor("boxed")
@@ -101,19 +125,17 @@ def extract_boxed_answer(response: str) -> str | None:
     boxed = last_boxed(response)
     if boxed is not None:
         return boxed
-    matches = list(_FINAL_ANSWER_RE.finditer(response))
-    if not matches:
-        return None
-    answer = matches[-1].group(1).strip().strip("$").strip()
-    return answer or None
+    return _final_answer_phrase(response)
 
 
 # ---------------------------------------------------------------- short answers (SimpleQA)
-_SHORT_PREFIX_RE = re.compile(r"^\s*(?:\**\s*(?:final\s+)?answer\s*\**\s*:\s*\**)", re.IGNORECASE)
+_SHORT_PREFIX_RE = re.compile(r"[\s*]*+(?:final\s++)?answer[\s*]*+:[\s*]*+", re.IGNORECASE)
 
 
 @register_extractor("short")
 def extract_short_answer(response: str) -> str | None:
     """The response itself, without a leading "Answer:" (SimpleQA is graded on the whole short response)."""
-    answer = _SHORT_PREFIX_RE.sub("", response.strip()).strip()
+    response = response.strip()
+    prefix = _SHORT_PREFIX_RE.match(response)
+    answer = response[prefix.end() if prefix else 0 :].strip()
     return answer or None

@@ -216,8 +216,9 @@ class MathGrader:
         return Grade(*reply)
 
     def equivalent(self, a: str, b: str) -> bool:
-        """Whether two extracted answers are the same mathematical answer (``b`` plays the gold's role)."""
-        return self.grade_one(a, b).correct
+        """Whether two extracted answers are the same mathematical answer (``b`` plays the gold's role, but both come
+        from a model, so both are held to ``max_chars``)."""
+        return len(b) <= self.max_chars and self.grade_one(a, b).correct
 
     def grade(
         self, predictions: Sequence[str | None], golds: Sequence[str], questions: Sequence[str] | None = None
