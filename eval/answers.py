@@ -9,25 +9,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-Extractor = Callable[[str], str | None]
-EXTRACTORS: dict[str, Extractor] = {}
+from catalog.registry import Registry
+
+AnswerExtractor = Callable[[str], str | None]
+ANSWER_EXTRACTORS: Registry[AnswerExtractor] = Registry("answer format", KeyError)
 
 
-def register_extractor(answer_format: str) -> Callable[[Extractor], Extractor]:
-    def decorate(fn: Extractor) -> Extractor:
-        EXTRACTORS[answer_format] = fn
-        return fn
-
-    return decorate
+def register_answer_extractor(answer_format: str) -> Callable[[AnswerExtractor], AnswerExtractor]:
+    return ANSWER_EXTRACTORS.register(answer_format)
 
 
 def extract_answer(answer_format: str, response: str) -> str | None:
     """Extract the final answer of ``response`` in ``answer_format`` (multiple_choice, boxed, short)."""
-    try:
-        extractor = EXTRACTORS[answer_format]
-    except KeyError:
-        raise KeyError(f"unknown answer format {answer_format!r}; known: {', '.join(sorted(EXTRACTORS))}") from None
-    return extractor(response)
+    return ANSWER_EXTRACTORS.lookup(answer_format)(response)
 
 
 # ---------------------------------------------------------------- multiple choice
@@ -41,7 +35,7 @@ _CHOICE_RE = re.compile(r"answer[\s*]*+[:\-][\s*]*+[\(\[]?+[\s*]*+([A-Ja-j])", r
 _LOWERCASE_TAIL_RE = re.compile(r"[^\S\n]*+[\)\]]?+(?:[^\S\n]|[*.])*+(?:\n|\Z)")
 
 
-@register_extractor("multiple_choice")
+@register_answer_extractor("multiple_choice")
 def extract_choice_letter(response: str) -> str | None:
     """The letter of the LAST ``Answer: X`` in the response (models often restate or revise their answer)."""
     letter = None
@@ -119,7 +113,7 @@ def _final_answer_phrase(response: str) -> str | None:
     return answer.strip().strip("$").strip() or None
 
 
-@register_extractor("boxed")
+@register_answer_extractor("boxed")
 def extract_boxed_answer(response: str) -> str | None:
     """The last ``\\boxed{}`` / ``\\fbox{}``; failing that, the text after the last "final answer is"."""
     boxed = last_boxed(response)
@@ -132,7 +126,7 @@ def extract_boxed_answer(response: str) -> str | None:
 _SHORT_PREFIX_RE = re.compile(r"[\s*]*+(?:final\s++)?answer[\s*]*+:[\s*]*+", re.IGNORECASE)
 
 
-@register_extractor("short")
+@register_answer_extractor("short")
 def extract_short_answer(response: str) -> str | None:
     """The response itself, without a leading "Answer:" (SimpleQA is graded on the whole short response)."""
     response = response.strip()

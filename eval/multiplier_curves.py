@@ -18,7 +18,9 @@ from typing import ClassVar
 import numpy as np
 from scipy.optimize import least_squares
 
-CURVE_FORMS: dict[str, type[CurveForm]] = {}
+from catalog.registry import Registry
+
+CURVE_FORMS: Registry[type[CurveForm]] = Registry("curve form", ValueError)
 
 # Slopes are per decade of FLOPs; midpoints may sit this many decades outside the ladder.
 _MAX_SLOPE = 50.0
@@ -29,11 +31,8 @@ _POLISHED_STARTS = 3
 
 def register_form(name: str) -> Callable[[type[CurveForm]], type[CurveForm]]:
     def decorate(cls: type[CurveForm]) -> type[CurveForm]:
-        if name in CURVE_FORMS:
-            raise ValueError(f"curve form {name!r} registered twice")
         cls.name = name
-        CURVE_FORMS[name] = cls
-        return cls
+        return CURVE_FORMS.add(name, cls)
 
     return decorate
 
@@ -427,8 +426,4 @@ class FixedSigmoid(Sigmoid):
 
 def make_form(name: str, chance: float = 0.25, irreducible: bool = False) -> CurveForm:
     """Build a registered form with its options (the chance floor for ``sigmoid``, ``irreducible`` for ``power``)."""
-    try:
-        cls = CURVE_FORMS[name]
-    except KeyError:
-        raise ValueError(f"unknown curve form {name!r}; forms: {', '.join(sorted(CURVE_FORMS))}") from None
-    return cls.from_options(chance=chance, irreducible=irreducible)
+    return CURVE_FORMS.lookup(name).from_options(chance=chance, irreducible=irreducible)

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from catalog.errors import ConfigError
 from catalog.hashing import stable_hash
+from catalog.registry import Registry
 from eval.benchmarks.types import LETTERS, BenchmarkItem
 from eval.readers.base import ChatMessage
 
@@ -36,12 +37,12 @@ class PromptTemplate:
     context_intro: str = "Here are passages retrieved from a reference corpus; they may help.\n\n"
 
 
-PROMPTS: dict[str, PromptTemplate] = {}
+PROMPTS: Registry[PromptTemplate] = Registry("prompt template")
 
 
 def register_prompt(template: PromptTemplate, *aliases: str) -> PromptTemplate:
     for name in (template.name, *aliases):
-        PROMPTS[name] = template
+        PROMPTS.add(name, template)
     return template
 
 

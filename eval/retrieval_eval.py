@@ -90,15 +90,17 @@ def answer_in_context(answer: str, passages: Sequence[str]) -> bool:
 _URL = re.compile(r"https?://[^\s'\",\]]+")  # urls in a metadata string: newline-separated or a list literal
 
 
-def normalize_url(url: str) -> str:
+def url_match_key(url: str) -> str:
+    """What a gold URL and a hit's URL are compared by: scheme, ``www.``, case and a trailing slash ignored (not the
+    crawler's ``extract.crawler.urls.normalize_url``, which keeps a fetchable URL)."""
     parts = urlsplit(url.strip())
     host = parts.netloc.lower().removeprefix("www.")
     return f"{host}{parts.path.rstrip('/')}".lower()
 
 
 def gold_url_hit(gold_urls: Iterable[str], hits: Sequence[HitLike]) -> bool:
-    gold = {normalize_url(u) for u in gold_urls if u}
-    return any(normalize_url(h.url) in gold for h in hits if h.url)
+    gold = {url_match_key(u) for u in gold_urls if u}
+    return any(url_match_key(h.url) in gold for h in hits if h.url)
 
 
 def qa_metrics(items, hits: Mapping[str, Sequence[HitLike]], ks, contaminated: set[str]) -> pl.DataFrame:

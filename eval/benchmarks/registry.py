@@ -17,6 +17,7 @@ from typing import Any
 
 from catalog.errors import RereadError
 from catalog.records import Rejection
+from catalog.registry import Registry
 from eval.benchmarks.types import BenchmarkItem
 
 log = logging.getLogger(__name__)
@@ -68,24 +69,19 @@ class BenchmarkLoad:
         return dict(sorted(Counter(r.reason for r in self.rejections).items()))
 
 
-BENCHMARKS: dict[str, BenchmarkLoader] = {}
+BENCHMARKS: Registry[BenchmarkLoader] = Registry("benchmark", BenchmarkError)
 
 
 def register_benchmark(name: str, *, default_ngram: int = DEFAULT_NGRAM) -> Callable[[Reader], Reader]:
     def decorate(read: Reader) -> Reader:
-        if name in BENCHMARKS:
-            raise ValueError(f"benchmark {name!r} is already registered")
-        BENCHMARKS[name] = BenchmarkLoader(name, read, default_ngram)
+        BENCHMARKS.add(name, BenchmarkLoader(name, read, default_ngram))
         return read
 
     return decorate
 
 
 def get_loader(name: str) -> BenchmarkLoader:
-    try:
-        return BENCHMARKS[name]
-    except KeyError:
-        raise BenchmarkError(f"unknown benchmark {name!r}; registered: {', '.join(sorted(BENCHMARKS))}") from None
+    return BENCHMARKS.lookup(name)
 
 
 def read_benchmark(name: str, path: str | Path, **options: Any) -> BenchmarkLoad:

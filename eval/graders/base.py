@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from catalog.errors import ConfigError
+from catalog.registry import Registry
 
 CORRECT = "correct"
 INCORRECT = "incorrect"
@@ -36,25 +36,20 @@ class Grader(Protocol):
         ...
 
 
-GRADERS: dict[str, type] = {}
+GRADERS: Registry[type] = Registry("grader")
 
 
 def register_grader(name: str) -> Callable[[type], type]:
     def decorate(cls: type) -> type:
-        GRADERS[name] = cls
         cls.name = name
-        return cls
+        return GRADERS.add(name, cls)
 
     return decorate
 
 
 def make_grader(name: str, **kwargs: Any) -> Grader:
     """Build a registered grader: ``choice``, ``normalized``, ``math`` or ``simpleqa`` (needs ``reader=``)."""
-    try:
-        cls = GRADERS[name]
-    except KeyError:
-        raise ConfigError(f"grader {name!r}: unknown; registered: {', '.join(sorted(GRADERS))}") from None
-    return cls(**kwargs)
+    return GRADERS.lookup(name)(**kwargs)
 
 
 def check_lengths(predictions: Sequence[Any], golds: Sequence[Any], questions: Sequence[Any] | None) -> None:

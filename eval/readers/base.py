@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from catalog.errors import ConfigError, RereadError
+from catalog.registry import Registry
 
 
 class ReaderError(RereadError):
@@ -72,25 +73,16 @@ class Reader(Protocol):
         ...
 
 
-READERS: dict[str, type] = {}
+READERS: Registry[type] = Registry("reader kind")
 
 
 def register_reader(kind: str) -> Callable[[type], type]:
     """Class decorator: make a reader constructible as ``make_reader(kind, **kwargs)``."""
-
-    def decorate(cls: type) -> type:
-        if kind in READERS:
-            raise ValueError(f"reader kind {kind!r} registered twice ({READERS[kind].__name__}, {cls.__name__})")
-        READERS[kind] = cls
-        return cls
-
-    return decorate
+    return READERS.register(kind)
 
 
 def make_reader(kind: str, **kwargs: Any) -> Reader:
     """Build a registered reader: ``make_reader("transformers", model_path=...)``, ``"openai"``, ``"vllm"``."""
-    try:
-        cls = READERS[kind]
-    except KeyError:
-        raise ConfigError(f"reader {kind!r}: unknown kind; registered: {', '.join(sorted(READERS))}") from None
-    return cls(**kwargs)
+    if kind not in READERS:
+        raise ConfigError(f"reader {kind!r}: unknown kind; registered: {', '.join(sorted(READERS))}")
+    return READERS[kind](**kwargs)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from catalog.registry import Registry
 from eval.theory.error_curves import (
     bound_cor35,
     coverage_eigenvalues,
@@ -42,12 +43,12 @@ class Experiment:
     summary: str
 
 
-EXPERIMENTS: dict[str, Experiment] = {}
+EXPERIMENTS: Registry[Experiment] = Registry("experiment", ValueError)
 
 
 def experiment(name: str, config: type, summary: str) -> Callable[[Callable[[Any], dict]], Callable[[Any], dict]]:
     def register(fn: Callable[[Any], dict]) -> Callable[[Any], dict]:
-        EXPERIMENTS[name] = Experiment(name=name, config=config, run=fn, summary=summary)
+        EXPERIMENTS.add(name, Experiment(name=name, config=config, run=fn, summary=summary))
         return fn
 
     return register

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import linprog, minimize
 
 from catalog.errors import RereadError
+from catalog.registry import Registry
 from eval.theory.error_curves import coverage_eigenvalues, err_population, overthinking_onset
 from eval.theory.lsa import gamma
 
@@ -26,15 +27,11 @@ class CoverageInfeasibleError(RereadError):
 
 # ---------------------------------------------------------------- mixture models: which P_pi a mixture trains
 MixtureModel = Callable[[Sequence[np.ndarray], np.ndarray, float], np.ndarray]
-MIXTURE_MODELS: dict[str, MixtureModel] = {}
+MIXTURE_MODELS: Registry[MixtureModel] = Registry("mixture model", ValueError)
 
 
 def mixture_model(name: str) -> Callable[[MixtureModel], MixtureModel]:
-    def register(fn: MixtureModel) -> MixtureModel:
-        MIXTURE_MODELS[name] = fn
-        return fn
-
-    return register
+    return MIXTURE_MODELS.register(name)
 
 
 def _min_norm_inverse(moment: np.ndarray) -> np.ndarray:
@@ -72,15 +69,11 @@ def mixture_preconditioner(lams: Sequence[np.ndarray], pi: np.ndarray, n: float,
 
 # ---------------------------------------------------------------- QP variants: (target T, design matrices A_l)
 QpDesign = Callable[[Sequence[np.ndarray], np.ndarray, float], tuple[np.ndarray, list[np.ndarray]]]
-QP_VARIANTS: dict[str, QpDesign] = {}
+QP_VARIANTS: Registry[QpDesign] = Registry("QP variant", ValueError)
 
 
 def qp_variant(name: str) -> Callable[[QpDesign], QpDesign]:
-    def register(fn: QpDesign) -> QpDesign:
-        QP_VARIANTS[name] = fn
-        return fn
-
-    return register
+    return QP_VARIANTS.register(name)
 
 
 @qp_variant("reported")

@@ -12,15 +12,13 @@ matplotlib.use("Agg")  # files only: no display on servers and workers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-PLOTTERS: dict[str, Callable[[dict, plt.Figure], None]] = {}
+from catalog.registry import Registry
+
+PLOTTERS: Registry[Callable[[dict, plt.Figure], None]] = Registry("figure", ValueError)
 
 
 def plotter(name: str) -> Callable:
-    def register(fn: Callable[[dict, plt.Figure], None]) -> Callable:
-        PLOTTERS[name] = fn
-        return fn
-
-    return register
+    return PLOTTERS.register(name)
 
 
 def save_figure(name: str, result: dict, path: Path) -> Path:

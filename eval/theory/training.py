@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from catalog.registry import Registry
 from eval.theory.lsa import Blocks, lsa_optimal_params
 
 
@@ -56,15 +57,11 @@ class TrainResult:
 
 # A parameterisation turns the trainable tensors into the full (V, W) pair.
 Parameterisation = Callable[[np.ndarray, float, torch.Generator], tuple[list[torch.Tensor], Callable]]
-PARAMETERISATIONS: dict[str, Parameterisation] = {}
+PARAMETERISATIONS: Registry[Parameterisation] = Registry("parameterisation", ValueError)
 
 
 def parameterisation(name: str) -> Callable[[Parameterisation], Parameterisation]:
-    def register(fn: Parameterisation) -> Parameterisation:
-        PARAMETERISATIONS[name] = fn
-        return fn
-
-    return register
+    return PARAMETERISATIONS.register(name)
 
 
 @parameterisation("frozen_w")

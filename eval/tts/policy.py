@@ -16,20 +16,17 @@ import numpy as np
 import polars as pl
 
 from catalog.hashing import content_hash
+from catalog.registry import Registry
 from eval.tts.samples import NO_RETRIEVAL, PARALLEL, SampleTable
 
 DifficultyFn = Callable[[], pl.Expr]
-DIFFICULTY: dict[str, DifficultyFn] = {}
+DIFFICULTY: Registry[DifficultyFn] = Registry("difficulty")
 N_BINS = 5
 SelectionMode = Literal["split", "crossfit"]
 
 
 def register_difficulty(name: str) -> Callable[[DifficultyFn], DifficultyFn]:
-    def decorate(fn: DifficultyFn) -> DifficultyFn:
-        DIFFICULTY[name] = fn
-        return fn
-
-    return decorate
+    return DIFFICULTY.register(name)
 
 
 @register_difficulty("oracle")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from catalog.registry import Registry
 from eval.sample_metrics import answer_class_expr
 from eval.tts.samples import NO_RETRIEVAL, PARALLEL, REVISION, SampleTable
 
@@ -31,14 +32,12 @@ class Selection:
     needs_scores: bool
 
 
-SELECTIONS: dict[str, Selection] = {}
+SELECTIONS: Registry[Selection] = Registry("selection")
 
 
 def register_selection(name: str, needs_scores: bool) -> Callable[[SelectionFn], SelectionFn]:
     def decorate(fn: SelectionFn) -> SelectionFn:
-        if name in SELECTIONS:
-            raise ValueError(f"selection {name!r} registered twice")
-        SELECTIONS[name] = Selection(fn, needs_scores)
+        SELECTIONS.add(name, Selection(fn, needs_scores))
         return fn
 
     return decorate
@@ -208,15 +207,11 @@ class PoolRequest:
 
 
 PoolBuilder = Callable[[StrategySpec, int], PoolRequest | None]
-SEARCHES: dict[str, PoolBuilder] = {}
+SEARCHES: Registry[PoolBuilder] = Registry("search")
 
 
 def register_search(name: str) -> Callable[[PoolBuilder], PoolBuilder]:
-    def decorate(fn: PoolBuilder) -> PoolBuilder:
-        SEARCHES[name] = fn
-        return fn
-
-    return decorate
+    return SEARCHES.register(name)
 
 
 @register_search("parallel")

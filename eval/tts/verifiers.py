@@ -15,21 +15,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from catalog.errors import ConfigError
+from catalog.registry import Registry
 from eval.readers.base import ChatMessage, Reader
 from eval.tts.generation import OutcomeVerifier
 
 VerifierLoader = Callable[..., OutcomeVerifier]
-VERIFIER_HEADS: dict[str, VerifierLoader] = {}  # architecture name suffix -> loader
+VERIFIER_HEADS: Registry[VerifierLoader] = Registry("verifier head")  # architecture name suffix -> loader
 
 QUESTION_TEMPLATE = "Question: {question}\n\nSolution: {solution}\n\nIs the solution correct? Answer:"
 
 
 def register_head(suffix: str) -> Callable[[VerifierLoader], VerifierLoader]:
-    def decorate(loader: VerifierLoader) -> VerifierLoader:
-        VERIFIER_HEADS[suffix] = loader
-        return loader
-
-    return decorate
+    return VERIFIER_HEADS.register(suffix)
 
 
 class _TransformersScorer:

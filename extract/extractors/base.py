@@ -12,18 +12,16 @@ from importlib.metadata import version as dist_version
 from typing import Any, ClassVar
 
 from catalog.errors import ConfigError
+from catalog.registry import Registry
 from extract.records import RawDocument
 from extract.sources.charset import decode_bytes
 
-EXTRACTORS: dict[str, type[Extractor]] = {}
+EXTRACTORS: Registry[type[Extractor]] = Registry("extractor")
 
 
 def register_extractor(cls: type[Extractor]) -> type[Extractor]:
     """Class decorator: register an Extractor subclass under its ``name``."""
-    if cls.name in EXTRACTORS:
-        raise ValueError(f"extractor {cls.name!r} is registered twice")
-    EXTRACTORS[cls.name] = cls
-    return cls
+    return EXTRACTORS.add(cls.name, cls)
 
 
 def library_version(distribution: str) -> str:

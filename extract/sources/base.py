@@ -12,23 +12,17 @@ from catalog.errors import ConfigError
 from catalog.hashing import files_hash
 from catalog.ids import make_doc_id
 from catalog.records import Rejection, StageStats
+from catalog.registry import Registry
 from extract.records import RawDocument
 
 STAGE = "extract"
 
-SOURCE_TYPES: dict[str, type[Source]] = {}
+SOURCE_TYPES: Registry[type[Source]] = Registry("source type")
 
 
 def register_source(type_name: str) -> Callable[[type[Source]], type[Source]]:
     """Class decorator: make a Source subclass the reader for configs whose ``type`` is ``type_name``."""
-
-    def decorate(cls: type[Source]) -> type[Source]:
-        if type_name in SOURCE_TYPES:
-            raise ValueError(f"source type {type_name!r} is registered twice")
-        SOURCE_TYPES[type_name] = cls
-        return cls
-
-    return decorate
+    return SOURCE_TYPES.register(type_name)
 
 
 def open_maybe_compressed(path: Path) -> IO[bytes]:
