@@ -3,7 +3,8 @@
 Each corpus source is a "task" whose covariance is the second moment of its chunk embeddings; the target is the second
 moment of a benchmark's question embeddings. Everything is projected onto the target's top-``r`` eigen-directions
 (benchmarks have far fewer questions than embedding dimensions) and the target is shrunk towards isotropy there.
-The spec's section 11 caveats travel with every report: the mapping is an analogy, not a consequence of the theory.
+The caveats of docs/theory.md ("Caveats of the datastore mapping") travel with every report: the mapping is an
+analogy, not a consequence of the theory.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from eval.theory.mixture import (
 )
 
 ADVISOR_STAGE = "mixture_advice"
-MIN_CHUNKS_PER_DIRECTION = 10  # the spec's "at least about 10 r chunks per source"
+MIN_CHUNKS_PER_DIRECTION = 10  # docs/theory.md caveat 4: "at least about 10 r chunks per source"
 MIN_QUESTIONS_PER_DIRECTION = 5  # r <~ N_questions / 5
 
 CAVEATS = (
@@ -189,7 +190,7 @@ def mixture_advice(
     source_sizes: dict[str, float] | None = None,
 ) -> MixtureReport:
     """Hardness, coverage of the target's top directions and recommended weights per source, next to the uniform and
-    size-proportional baselines and the spec's caveats. ``source_sizes`` default to the embedding counts (pass the
+    size-proportional baselines and the caveats of docs/theory.md. ``source_sizes`` default to the embedding counts (pass the
     full chunk counts when the embeddings are a sample)."""
     target = np.asarray(target_embeddings)
     if target.ndim != 2 or len(target) < 2 or not np.all(np.isfinite(target)):

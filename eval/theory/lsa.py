@@ -40,8 +40,8 @@ class Blocks:
 
 
 def power_law_spectrum(d: int, alpha: float, trace: float | None = None) -> np.ndarray:
-    """Eigenvalues ``i^-alpha`` for ``i = 1..d``; rescaled to sum to ``trace`` when given (the spec's trace-normalised
-    tasks use ``trace = d`` so that tasks differ in shape, not in total energy)."""
+    """Eigenvalues ``i^-alpha`` for ``i = 1..d``; rescaled to sum to ``trace`` when given (docs/theory.md's
+    trace-normalised tasks use ``trace = d`` so that tasks differ in shape, not in total energy)."""
     lam = np.arange(1, d + 1, dtype=float) ** -float(alpha)
     return lam * (trace / lam.sum()) if trace is not None else lam
 

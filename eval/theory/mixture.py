@@ -2,7 +2,7 @@
 
 Every QP variant is written as ``min_pi ||T - sum_l pi_l A_l||_F^2`` over the probability simplex, so one Gram-matrix
 routine gives its coefficients and one solver handles all of them. Per-direction coverage constraints keep each of the
-target's eigen-directions covered (``mu < 2 - margin``), which the reported QP alone does not (spec section 8.3).
+target's eigen-directions covered (``mu < 2 - margin``), which the reported QP alone does not (docs/theory.md, Formulas: mixtures).
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def _polish_on_support(coeffs: QpCoefficients, pi: np.ndarray, threshold: float 
 @dataclass(frozen=True)
 class CoverageConstraints:
     """Coverage of the target by ``Gamma_pi = sum pi_l Gamma_l``: the direction ``u_j`` of Sigma needs
-    ``u_j^T Gamma_pi u_j >= sigma_j / (2 - margin)`` (the spec's per-direction rows ``G pi >= h``, linear in pi).
+    ``u_j^T Gamma_pi u_j >= sigma_j / (2 - margin)`` (docs/theory.md's per-direction rows ``G pi >= h``, linear in pi).
     Those rows are necessary; the sufficient form is the matrix inequality ``Gamma_pi >= Sigma / (2 - margin)``,
     i.e. every eigenvalue of ``Gamma_pi^-1 Sigma`` below ``2 - margin``, which also catches directions that are
     covered one by one but not jointly (off-diagonal structure). Its ``lambda_min`` is concave in pi, so the
@@ -301,7 +301,7 @@ def forward_optimal_weights(
     lams: Sequence[np.ndarray], sigma: np.ndarray, n: float, k: int, model: str = "task", grid: int = 20
 ) -> tuple[np.ndarray, float]:
     """The mixture minimising the exact forward error ``||(I - P_pi Sigma)^k||_F^2`` by a simplex grid search with
-    ``grid`` steps per unit (cheap for a handful of tasks; the spec's refinement step after the QP warm start)."""
+    ``grid`` steps per unit (cheap for a handful of tasks; the refinement step after the QP warm start)."""
     best_pi, best_err = None, np.inf
     for pi in simplex_grid(len(lams), grid):
         err = float(err_population(mixture_preconditioner(lams, pi, n, model), sigma, k)[0])

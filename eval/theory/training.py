@@ -1,6 +1,6 @@
 """Training the LSA by gradient descent (torch, CPU) on in-context linear regression, one pass, no CoT.
 
-Two parameterisations are registered. ``frozen_w`` is the spec's reference: ``W`` fixed at ``W_*`` (c = 1) and only
+Two parameterisations are registered. ``frozen_w`` is the reference (docs/theory.md, Formulas: optimum): ``W`` fixed at ``W_*`` (c = 1) and only
 ``V[w,x]`` learned, so the trained model's CoT converges. ``free`` trains every entry of ``V`` and ``W`` from
 ``W_*``'s initialisation: without CoT in training only the last column of ``W`` gets gradient, so ``W[x,w]`` keeps its
 initial value while the scale of the learned product drifts, and CoT then plateaus at ``d (1 + W[y,1])^2``.
