@@ -65,9 +65,15 @@ def file_hash(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()[:HASH_CHARS]
 
 
+def path_text(path: str | Path) -> str:
+    """A path as valid UTF-8 text: bytes of a file name that are not UTF-8 (Linux allows any) appear as ``\\xNN``
+    escapes, so the name can be hashed, stored in Parquet and shown, and two such names stay distinct."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def relative_name(path: Path, root: Path) -> str:
-    """The file's path relative to ``root`` (the file name when the root is the file itself)."""
-    return path.name if root.is_file() else path.relative_to(root).as_posix()
+    """The file's path relative to ``root`` (the file name when the root is the file itself), as ``path_text``."""
+    return path_text(path.name if root.is_file() else path.relative_to(root).as_posix())
 
 
 def files_hash(files: Iterable[Path], root: Path) -> str:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import bz2
-import gzip
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import ClassVar
 
 from catalog.errors import ConfigError
-from catalog.hashing import files_hash
+from catalog.hashing import files_hash, path_text
 from catalog.ids import make_doc_id
 from catalog.records import Rejection, StageStats
 from catalog.registry import Registry
@@ -23,15 +21,6 @@ SOURCE_TYPES: Registry[type[Source]] = Registry("source type")
 def register_source(type_name: str) -> Callable[[type[Source]], type[Source]]:
     """Class decorator: make a Source subclass the reader for configs whose ``type`` is ``type_name``."""
     return SOURCE_TYPES.register(type_name)
-
-
-def open_maybe_compressed(path: Path) -> IO[bytes]:
-    """Open a file for binary streaming, decompressing ``.gz`` / ``.bz2`` on the fly."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rb")
-    if path.suffix == ".bz2":
-        return bz2.open(path, "rb")
-    return open(path, "rb")
 
 
 def find_files(path: Path, pattern: str) -> list[Path]:
@@ -55,7 +44,7 @@ class Source:
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
-        self.name: str = cfg.name or f"{cfg.type}-{Path(cfg.path).stem}"
+        self.name: str = path_text(cfg.name or f"{cfg.type}-{Path(cfg.path).stem}")
         self.root = Path(cfg.path)
         self.stats = StageStats(stage=f"{STAGE}:{self.name}")
 
@@ -90,9 +79,12 @@ class Source:
         self.stats.add(f"skipped_{reason}")
 
     def reject(self, input_ref: str, reason: str, detail: str = "") -> Rejection:
-        return Rejection(stage=STAGE, source=self.name, input_ref=input_ref, reason=reason, detail=detail)
+        # input_ref names a file: as path_text, so a file name that is not UTF-8 cannot break writing it
+        return Rejection(stage=STAGE, source=self.name, input_ref=path_text(input_ref), reason=reason, detail=detail)
 
     def document(self, native_id: str, content: bytes | str, content_type: str, **fields) -> RawDocument:
+        if "input_ref" in fields:
+            fields["input_ref"] = path_text(fields["input_ref"])
         return RawDocument(
             doc_id=make_doc_id(self.name, native_id),
             source=self.name,

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 from catalog.hashing import relative_name
 from catalog.records import Rejection
 from extract.records import RawDocument
-from extract.sources.base import FileSource, open_maybe_compressed, register_source
+from extract.sources.base import FileSource, register_source
+from extract.sources.compressed import Damage, iter_lines
 
 _PARQUET_BATCH_ROWS = 1024
 _MISSING = object()
@@ -73,7 +74,8 @@ class _RecordSource(FileSource):
 
 @register_source("jsonl")
 class JsonlSource(_RecordSource):
-    """One JSON object per line (``.gz`` / ``.bz2`` decompressed); a bad line is a Rejection, the rest goes on."""
+    """One JSON object per line (``.gz`` / ``.bz2`` decompressed); a bad line is a Rejection, the rest goes on.
+    A damaged gzip member is one ``corrupt_compressed_stream`` Rejection; reading resumes at the next member."""
 
     pattern = "**/*.jsonl*"
 
@@ -81,24 +83,31 @@ class JsonlSource(_RecordSource):
         name = relative_name(path, self.root)
         lineno = 0
         try:
-            with open_maybe_compressed(path) as f:
-                for lineno, line in enumerate(f, start=1):
-                    if not line.strip():
-                        continue
-                    ref = f"{path}:{lineno}"
-                    try:
-                        row = json.loads(line)
-                    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-                        yield self.reject(ref, "bad_json", str(exc))
-                        continue
-                    yield self._from_record(row, f"{name}:{lineno}", ref)
-        except (OSError, EOFError) as exc:
+            for item in iter_lines(path):
+                if isinstance(item, Damage):
+                    yield self.reject(f"{path}:{lineno + 1}", "corrupt_compressed_stream", item.describe())
+                    continue
+                lineno, line = item
+                if not line.strip():
+                    continue
+                ref = f"{path}:{lineno}"
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+                    yield self.reject(ref, "bad_json", str(exc))
+                    continue
+                except RecursionError:  # e.g. 100,000 "[": the C parser gives up instead of overflowing the stack
+                    yield self.reject(ref, "bad_json", f"nested too deeply ({len(line)} bytes)")
+                    continue
+                yield self._from_record(row, f"{name}:{lineno}", ref)
+        except OSError as exc:
             yield self.reject(f"{path}:{lineno + 1}", "unreadable_file", str(exc))
 
 
 @register_source("parquet")
 class ParquetSource(_RecordSource):
-    """Parquet files read in record batches (only the configured columns), never whole."""
+    """Parquet files read in record batches (only the configured columns), never whole, row group by row group: a
+    corrupt page loses its row group (a ``corrupt_row_group`` Rejection with its row range), not the file."""
 
     pattern = "**/*.parquet"
 
@@ -109,13 +118,27 @@ class ParquetSource(_RecordSource):
 
     def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:
         name = relative_name(path, self.root)
-        row_number = 0
         try:
             parquet = pq.ParquetFile(path)
             columns = self._columns(parquet.schema_arrow.names)
-            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=columns):
-                for row in batch.to_pylist():
-                    yield self._from_record(row, f"{name}:{row_number}", f"{path}:{row_number}")
-                    row_number += 1
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            yield self.reject(f"{path}:{row_number}", "unreadable_file", f"{type(exc).__name__}: {exc}")
+            yield self.reject(str(path), "unreadable_file", f"{type(exc).__name__}: {exc}")
+            return
+        first_row = 0
+        for group in range(parquet.metadata.num_row_groups):
+            rows = parquet.metadata.row_group(group).num_rows
+            # Decoded whole before any row is yielded, so a bad page cannot leave a row group half-read.
+            try:
+                batches = list(
+                    parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, row_groups=[group], columns=columns)
+                )
+            except (OSError, ValueError) as exc:
+                detail = f"rows {first_row}-{first_row + rows - 1}: {type(exc).__name__}: {exc}"
+                yield self.reject(f"{path}#rowgroup{group}", "corrupt_row_group", detail)
+            else:
+                row_number = first_row
+                for batch in batches:
+                    for row in batch.to_pylist():
+                        yield self._from_record(row, f"{name}:{row_number}", f"{path}:{row_number}")
+                        row_number += 1
+            first_row += rows

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from catalog.hashing import relative_name
 from catalog.records import Rejection
 from extract.records import RawDocument
-from extract.sources.base import Source, open_maybe_compressed, register_source
+from extract.sources.base import Source, register_source
 from extract.sources.charset import detect_charset
+from extract.sources.compressed import CorruptCompressedData, open_maybe_compressed
 
 _REDIRECT = re.compile(r"^\s*#REDIRECT", re.IGNORECASE)
 
@@ -23,6 +24,9 @@ class HtmlFileSource(Source):
             try:
                 with open_maybe_compressed(path) as f:
                     data = f.read()
+            except CorruptCompressedData as exc:  # one page per file: a damaged one is not half-read
+                yield self.reject(str(path), "corrupt_compressed_stream", str(exc))
+                continue
             except (OSError, EOFError) as exc:
                 yield self.reject(str(path), "unreadable_file", str(exc))
                 continue

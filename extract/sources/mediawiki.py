@@ -7,13 +7,17 @@ redirects are skipped. A broken bz2 stream or broken XML ends that file as a Rej
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 from catalog.records import Rejection
 from extract.records import RawDocument
-from extract.sources.base import FileSource, open_maybe_compressed, register_source
+from extract.sources.base import FileSource, register_source
+from extract.sources.compressed import open_maybe_compressed
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 def _local(tag: str) -> str:
@@ -32,22 +36,34 @@ def _children(elem: ET.Element, name: str) -> list[ET.Element]:
     return [child for child in elem if _local(child.tag) == name]
 
 
+def _integer(text: str | None) -> int | None:
+    """An ASCII integer, else None (``str.isdigit`` also accepts digits such as "²" that ``int`` refuses)."""
+    text = (text or "").strip()
+    return int(text) if _INTEGER.fullmatch(text) else None
+
+
 class _Namespaces:
     """Namespace numbers by prefix, from ``<siteinfo>``; schema 0.3 pages have no ``<ns>``, only a prefixed title."""
 
     def __init__(self) -> None:
         self.by_prefix: dict[str, int] = {}
 
-    def read_siteinfo(self, siteinfo: ET.Element) -> None:
+    def read_siteinfo(self, siteinfo: ET.Element) -> list[str]:
+        """Map the prefixes; return what could not be read (a namespace without an integer key is left out)."""
+        problems = []
         for group in _children(siteinfo, "namespaces"):
             for ns in _children(group, "namespace"):
-                if ns.text:
-                    self.by_prefix[ns.text] = int(ns.get("key", "0"))
+                key = _integer(ns.get("key", "0"))
+                if key is None:
+                    problems.append(f"namespace key {ns.get('key')!r} of {ns.text!r} is not an integer")
+                elif ns.text:
+                    self.by_prefix[ns.text] = key
+        return problems
 
     def of(self, page: ET.Element, title: str) -> int:
-        ns = _child_text(page, "ns")
-        if ns is not None and ns.strip().lstrip("-").isdigit():
-            return int(ns)
+        ns = _integer(_child_text(page, "ns"))
+        if ns is not None:
+            return ns
         prefix, sep, _ = title.partition(":")
         return self.by_prefix.get(prefix, 0) if sep else 0
 
@@ -68,7 +84,9 @@ class MediaWikiSource(FileSource):
                         continue
                     name = _local(elem.tag)
                     if name == "siteinfo":
-                        namespaces.read_siteinfo(elem)
+                        problems = namespaces.read_siteinfo(elem)
+                        if problems:
+                            yield self.reject(f"{path}#siteinfo", "bad_siteinfo", "; ".join(problems))
                     elif name == "page":
                         pages += 1
                         doc = self._page(elem, namespaces, path)

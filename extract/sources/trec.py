@@ -12,7 +12,8 @@ from pathlib import Path
 
 from catalog.records import Rejection
 from extract.records import RawDocument
-from extract.sources.base import FileSource, open_maybe_compressed, register_source
+from extract.sources.base import FileSource, register_source
+from extract.sources.compressed import Damage, iter_lines
 
 _DOCNO = re.compile(r"<DOCNO>\s*(.*?)\s*</DOCNO>", re.IGNORECASE | re.DOTALL)
 _TEXT = re.compile(r"<TEXT>(.*?)</TEXT>", re.IGNORECASE | re.DOTALL)
@@ -27,10 +28,15 @@ class TrecSource(FileSource):
 
     def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:
         buffer: list[str] | None = None
-        start_line = 0
-        with open_maybe_compressed(path) as f:
-            for lineno, raw_line in enumerate(f, start=1):
-                line = raw_line.decode("utf-8", errors="replace")
+        start_line = lineno = 0
+        try:
+            for item in iter_lines(path):
+                if isinstance(item, Damage):  # the document it cut is lost with it; reading goes on after it
+                    buffer = None
+                    yield self.reject(f"{path}:{lineno + 1}", "corrupt_compressed_stream", item.describe())
+                    continue
+                lineno, raw_line = item
+                line = raw_line.decode("utf-8", errors="replace") + "\n"
                 if buffer is None:
                     if not _DOC_START.search(line):
                         continue
@@ -39,6 +45,9 @@ class TrecSource(FileSource):
                 if _DOC_END.search(line):
                     yield self._document_from("".join(buffer), f"{path}:{start_line}")
                     buffer = None
+        except OSError as exc:
+            yield self.reject(f"{path}:{lineno + 1}", "unreadable_file", str(exc))
+            return
         if buffer is not None:
             yield self.reject(f"{path}:{start_line}", "truncated_record", "<DOC> without </DOC> at end of file")
 

@@ -1,0 +1,213 @@
+"""Reading compressed inputs so that one damaged spot loses only itself.
+
+A ``.gz`` file is read member by member (parallel writers, ``bgzip`` and ``cat a.gz b.gz`` make multi-member files),
+and a plain zlib stream is read too (the decompressor detects the header). When a member is damaged
+(``zlib.error: invalid distance too far back``, a bad CRC, garbage between members) reading resumes at the next
+member header (``1f 8b 08`` with valid flags) when one follows: everything before the damage and every intact member
+after it comes through, and the damage is reported once, with the compressed byte offsets, as a ``Damage``. A damaged
+single-member file or zlib stream has nothing to resume at: the Damage says that the rest is lost.
+
+    for piece in iter_decompressed(path):      # bytes, or a Damage where the stream broke
+    for item in iter_lines(path):              # (line_number, bytes) or a Damage
+    open_maybe_compressed(path).read()         # a file object; damage raises CorruptCompressedData (an OSError)
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO
+
+_CHUNK = 1 << 16  # compressed bytes read at a time
+_MAX_OUT = 1 << 20  # decompressed bytes per step: a decompression bomb is streamed, never held whole
+_GZIP_MAGIC = b"\x1f\x8b\x08"  # magic and the deflate method byte
+_GZIP_RESERVED_FLAGS = 0xE0  # a real header has these flag bits clear: cheap check against magic in random bytes
+_AUTO_HEADER = zlib.MAX_WBITS | 32  # zlib.decompressobj: detect a gzip or a zlib header
+
+
+class CorruptCompressedData(OSError):
+    """A compressed stream is damaged; raised by the file objects of ``open_maybe_compressed``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """A damaged span of a compressed file: the member (or stream) starting at compressed byte ``offset`` broke;
+    reading resumed at byte ``resumed_at`` (the next intact member), or never (None: the rest of the file is lost)."""
+
+    offset: int
+    resumed_at: int | None
+    error: str
+
+    def describe(self) -> str:
+        where = f"compressed bytes from {self.offset}"
+        if self.resumed_at is None:
+            return f"{self.error}; {where} to the end are unreadable (no intact gzip member follows)"
+        return f"{self.error}; {where} to {self.resumed_at} skipped, reading resumed at the next gzip member"
+
+
+def _plausible_member_at(data: bytes, i: int) -> bool:
+    return data.startswith(_GZIP_MAGIC, i) and (i + 3 >= len(data) or not data[i + 3] & _GZIP_RESERVED_FLAGS)
+
+
+def _next_member(f: BinaryIO, start: int) -> int | None:
+    """Offset of the next plausible gzip member header at or after ``start``, or None."""
+    f.seek(start)
+    carry = b""
+    base = start
+    while block := f.read(_CHUNK):
+        data = carry + block
+        i = data.find(_GZIP_MAGIC)
+        while i != -1:
+            if i + 3 < len(data) or not block:
+                if _plausible_member_at(data, i):
+                    return base + i
+            else:
+                break  # the flags byte is in the next block: look again with it
+            i = data.find(_GZIP_MAGIC, i + 1)
+        keep = min(len(data), len(_GZIP_MAGIC))  # a header may straddle two blocks
+        carry, base = data[-keep:], base + len(data) - keep
+    return None
+
+
+def _iter_gzip(f: BinaryIO) -> Iterator[bytes | Damage]:
+    member_start = 0  # compressed offset of the member being read
+    position = 0  # compressed offset of ``pending[0]``
+    pending = b""
+    decompressor = zlib.decompressobj(_AUTO_HEADER)
+    broken: Damage | None = None  # reported once the next member proves intact (merges false starts into one)
+    started = False  # the current member has consumed input
+    full = False  # the last step filled its output limit: the decompressor may hold more without new input
+    while True:
+        if not pending and not full:
+            pending = f.read(_CHUNK)
+            if not pending:
+                break
+        if not started:
+            stripped = pending.lstrip(b"\x00")  # gzip allows zero padding between and after members
+            position += len(pending) - len(stripped)
+            member_start, pending = position, stripped
+            if not pending:
+                continue
+        try:
+            out = decompressor.decompress(pending, _MAX_OUT)
+        except zlib.error as exc:
+            resume = _next_member(f, member_start + 1)
+            start = broken.offset if broken is not None else member_start
+            broken = Damage(start, resume, f"{type(exc).__name__}: {exc}")
+            if resume is None:
+                break
+            f.seek(resume)
+            position, pending, started, full = resume, b"", False, False
+            decompressor = zlib.decompressobj(_AUTO_HEADER)
+            continue
+        started, full = True, len(out) == _MAX_OUT
+        if out:
+            if broken is not None:
+                yield broken
+                broken = None
+            yield out
+        if decompressor.eof:
+            rest = decompressor.unused_data
+            position += len(pending) - len(rest)
+            if broken is not None:  # an empty member after a resync still proves the stream intact again
+                yield broken
+                broken = None
+            pending, started, full = rest, False, False
+            decompressor = zlib.decompressobj(_AUTO_HEADER)
+        else:
+            tail = decompressor.unconsumed_tail
+            position += len(pending) - len(tail)
+            pending = tail
+    if broken is not None:
+        yield broken
+    elif started and not decompressor.eof:
+        yield Damage(member_start, None, "the file ends inside a compressed member (truncated)")
+
+
+def _iter_bz2(f: BinaryIO) -> Iterator[bytes | Damage]:
+    """bz2 streams: a damaged one ends the file (bz2 blocks are bit-aligned, so there is no cheap resync)."""
+    stream_start = 0
+    reader = bz2.BZ2File(f)
+    try:
+        while block := reader.read(_MAX_OUT):
+            yield block
+    except (OSError, EOFError, ValueError) as exc:
+        yield Damage(stream_start, None, f"{type(exc).__name__}: {exc}")
+
+
+def iter_decompressed(path: Path) -> Iterator[bytes | Damage]:
+    """The decompressed bytes of ``path`` (``.gz``/``.bz2`` by suffix, else as is) in pieces, with a Damage where the
+    compressed stream broke. Opening errors (missing file, permissions) raise OSError."""
+    with open(path, "rb") as f:
+        if path.suffix == ".gz":
+            yield from _iter_gzip(f)
+        elif path.suffix == ".bz2":
+            yield from _iter_bz2(f)
+        else:
+            while block := f.read(_MAX_OUT):
+                yield block
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes] | Damage]:
+    """``(line_number, line)`` for each line of the decompressed file (without its newline), and each Damage in its
+    place. The line a damage cuts is part of the damage; line numbers count the lines read (those in a skipped span
+    are unknown)."""
+    parts: list[bytes] = []  # the unfinished line, in pieces (no quadratic joining for a line longer than a piece)
+    number = 0
+    for piece in iter_decompressed(path):
+        if isinstance(piece, Damage):
+            parts = []
+            yield piece
+            continue
+        start = 0
+        while (end := piece.find(b"\n", start)) != -1:
+            parts.append(piece[start:end])
+            number += 1
+            yield number, b"".join(parts)
+            parts = []
+            start = end + 1
+        if start < len(piece):
+            parts.append(piece[start:])
+    if parts:
+        yield number + 1, b"".join(parts)
+
+
+class _DecompressedReader(io.RawIOBase):
+    """A read-only raw stream over ``iter_decompressed``; a Damage raises CorruptCompressedData naming the file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._pieces = iter_decompressed(path)
+        self._buffer = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while not self._buffer:
+            piece = next(self._pieces, None)
+            if piece is None:
+                return 0
+            if isinstance(piece, Damage):
+                raise CorruptCompressedData(f"{self._path}: {piece.describe()}")
+            self._buffer = memoryview(piece)
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def close(self) -> None:
+        self._pieces.close()
+        super().close()
+
+
+def open_maybe_compressed(path: Path) -> IO[bytes]:
+    """Open a file for binary streaming, decompressing ``.gz`` / ``.bz2`` on the fly. Damage raises
+    CorruptCompressedData (an OSError) when the reader reaches it, after everything before it was read."""
+    if path.suffix not in (".gz", ".bz2"):
+        return open(path, "rb")
+    return io.BufferedReader(_DecompressedReader(path), buffer_size=_CHUNK)

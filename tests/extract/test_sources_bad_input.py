@@ -1,0 +1,210 @@
+"""Bad inputs that used to kill a whole variant (issue 14.1, 14.13): each becomes one Rejection naming the file, the
+line or offset and the reason, and the good records before AND after it come through. Exact counts throughout."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import zlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import TypeAdapter
+
+from catalog.hashing import files_hash
+from catalog.records import Rejection
+from catalog.variant import SourceConfig
+from extract.records import RawDocument
+from extract.sources import open_source
+
+_CONFIG = TypeAdapter(SourceConfig)
+
+
+def read(**cfg) -> tuple[list[RawDocument], list[Rejection], dict[str, int]]:
+    cfg.setdefault("name", "bad")
+    source = open_source(_CONFIG.validate_python(cfg))
+    items = list(source.iter_documents())
+    docs = [i for i in items if isinstance(i, RawDocument)]
+    rejections = [i for i in items if isinstance(i, Rejection)]
+    return docs, rejections, source.stats.as_dict()
+
+
+def jsonl_member(first: int, count: int) -> bytes:
+    lines = "".join(json.dumps({"id": f"r{i}", "text": f"record {i}"}) + "\n" for i in range(first, first + count))
+    return gzip.compress(lines.encode())
+
+
+def corrupt(member: bytes) -> bytes:
+    """Flip deflate bytes past the 10-byte gzip header: zlib reports invalid data mid-member."""
+    damaged = bytearray(member)
+    for i in range(20, 60):
+        damaged[i] ^= 0xA5
+    return bytes(damaged)
+
+
+# ------------------------------------------------------------------ gzip / zlib
+def test_corrupt_gzip_member_mid_stream_resyncs_at_the_next_member(tmp_path: Path) -> None:
+    members = [jsonl_member(100 * m, 100) for m in range(5)]
+    path = tmp_path / "multi.jsonl.gz"
+    path.write_bytes(members[0] + members[1] + corrupt(members[2]) + members[3] + members[4])
+    docs, rejections, stats = read(type="jsonl", path=path, id_field="id")
+
+    ids = [d.content for d in docs]
+    assert ids[:200] == [f"record {i}" for i in range(200)]  # every record before the damage
+    assert ids[-200:] == [f"record {i}" for i in range(300, 500)]  # every record of the intact members after it
+    damaged_start = len(members[0]) + len(members[1])
+    [damage] = [r for r in rejections if r.reason == "corrupt_compressed_stream"]
+    assert damage.input_ref.startswith(f"{path}:")
+    assert f"compressed bytes from {damaged_start} to {damaged_start + len(members[2])} skipped" in damage.detail
+    assert "Error -3 while decompressing data" in damage.detail
+    # the corrupt member's records are lost, except those zlib decoded before it noticed the damage
+    assert stats["documents"] == len(docs) and 400 <= len(docs) < 500
+    assert stats["rejected_corrupt_compressed_stream"] == 1
+    assert sum(stats.get(k, 0) for k in ("rejected_bad_json", "rejected_missing_text")) <= 1  # a cut line at most
+    assert len(rejections) == sum(v for k, v in stats.items() if k.startswith("rejected_"))
+
+
+def test_the_reproduction_invalid_distance_too_far_back(tmp_path: Path) -> None:
+    # The reported error: a back-reference before the start of the window (a flipped bit in a distance code).
+    member = gzip.compress(b"".join(json.dumps({"text": f"abc {i} " * 4}).encode() + b"\n" for i in range(200)))
+    damaged = None
+    for i in range(40, len(member) - 8):  # find a single-byte change that gives exactly that error
+        candidate = bytearray(member)
+        candidate[i] ^= 0x10
+        try:
+            zlib.decompress(bytes(candidate), zlib.MAX_WBITS | 16)
+        except zlib.error as exc:
+            if "invalid distance too far back" in str(exc):
+                damaged = bytes(candidate)
+                break
+    assert damaged is not None
+    path = tmp_path / "d.jsonl.gz"
+    path.write_bytes(jsonl_member(0, 10) + damaged + jsonl_member(10, 10))
+    docs, rejections, stats = read(type="jsonl", path=path)
+    assert [d.content for d in docs][:10] == [f"record {i}" for i in range(10)]
+    assert [d.content for d in docs][-10:] == [f"record {i}" for i in range(10, 20)]
+    assert [r.reason for r in rejections].count("corrupt_compressed_stream") == 1
+    assert "invalid distance too far back" in next(r.detail for r in rejections if r.reason.startswith("corrupt"))
+
+
+def test_damaged_single_member_and_zlib_stream_say_the_rest_is_lost(tmp_path: Path) -> None:
+    good = b"".join(json.dumps({"text": f"t{i}"}).encode() + b"\n" for i in range(2000))
+    single = tmp_path / "single.jsonl.gz"
+    single.write_bytes(corrupt(gzip.compress(good))[:2000])
+    as_zlib = tmp_path / "stream.jsonl.gz"  # a zlib stream under a .gz name: read too (the header is detected)
+    as_zlib.write_bytes(zlib.compress(good))
+    cut_zlib = tmp_path / "zcut.jsonl.gz"
+    cut_zlib.write_bytes(corrupt(zlib.compress(good)))
+    docs, rejections, stats = read(type="jsonl", path=tmp_path)
+
+    assert [r.input_ref.split(":")[0] for r in rejections] == [str(single), str(cut_zlib)]
+    assert all(r.reason == "corrupt_compressed_stream" for r in rejections)
+    assert all("to the end are unreadable (no intact gzip member follows)" in r.detail for r in rejections)
+    assert stats == {"documents": 2000, "rejected_corrupt_compressed_stream": 2}  # the intact zlib stream, whole
+
+
+def test_truncated_gzip_keeps_every_complete_line(tmp_path: Path) -> None:
+    data = jsonl_member(0, 1000)
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(data[: len(data) // 2])
+    docs, rejections, stats = read(type="jsonl", path=path)
+    assert [d.content for d in docs] == [f"record {i}" for i in range(len(docs))] and len(docs) > 100
+    [rejection] = rejections
+    assert rejection.reason == "corrupt_compressed_stream" and "truncated" in rejection.detail
+    assert rejection.input_ref == f"{path}:{len(docs) + 1}"
+
+
+@pytest.mark.parametrize("source_type", ["trec", "html", "mediawiki"])
+def test_other_readers_of_gzip_reject_the_damage_and_go_on(tmp_path: Path, fixtures_dir: Path, source_type) -> None:
+    if source_type == "trec":
+        docs = [f"<DOC><DOCNO>d{i}</DOCNO><TEXT>text {i}</TEXT></DOC>\n" for i in range(300)]
+        body = [gzip.compress("".join(docs[k : k + 100]).encode()) for k in (0, 100, 200)]
+        (tmp_path / "a.trec.gz").write_bytes(body[0] + corrupt(body[1]) + body[2])
+        expect_docs = 200
+    elif source_type == "html":
+        (tmp_path / "a.html.gz").write_bytes(corrupt(gzip.compress(b"<html><p>" + b"word " * 5000 + b"</p></html>")))
+        (tmp_path / "b.html.gz").write_bytes(gzip.compress(b"<html><p>fine</p></html>"))
+        expect_docs = 1
+    else:
+        pair = (fixtures_dir / "extract/mediawiki/pair-0.10.xml").read_bytes()
+        (tmp_path / "a.xml.gz").write_bytes(corrupt(gzip.compress(pair * 3)))
+        (tmp_path / "b.xml.gz").write_bytes(gzip.compress(pair))
+        expect_docs = 1
+    docs, rejections, stats = read(type=source_type, path=tmp_path)
+    assert [r.reason for r in rejections] == ["corrupt_compressed_stream"]
+    assert "a." in Path(rejections[0].input_ref.split("#")[0].split(":")[0]).name
+    assert len(docs) == expect_docs == stats["documents"]
+
+
+# ------------------------------------------------------------------ MediaWiki
+def test_mediawiki_non_integer_namespace_key_is_one_rejection(tmp_path: Path) -> None:
+    pages = "".join(
+        f"<page><title>Page {i}</title><ns>0</ns><id>{i}</id><revision><text>text {i}</text></revision></page>"
+        for i in range(89)
+    )
+    xml = (
+        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/"><siteinfo><namespaces>'
+        '<namespace key="abc">Broken</namespace><namespace key="1">Talk</namespace>'
+        f"</namespaces></siteinfo>{pages}<page><title>Talk:Chat</title><id>90</id>"
+        "<revision><text>talk</text></revision></page></mediawiki>"
+    )
+    path = tmp_path / "export.xml"
+    path.write_text(xml)
+    docs, rejections, stats = read(type="mediawiki", path=path)
+    assert [d.title for d in docs] == [f"Page {i}" for i in range(89)]
+    [rejection] = rejections
+    assert (rejection.input_ref, rejection.reason) == (f"{path}#siteinfo", "bad_siteinfo")
+    assert "namespace key 'abc'" in rejection.detail and "Broken" in rejection.detail
+    assert stats == {"documents": 89, "rejected_bad_siteinfo": 1, "skipped_namespace": 1}  # Talk: still mapped
+
+
+# ------------------------------------------------------------------ file names and JSON
+def test_file_names_that_are_not_utf8_are_read_under_an_escaped_name(tmp_path: Path) -> None:
+    folder = os.fsencode(tmp_path / "pages")
+    os.mkdir(folder)
+    for name, body in ((b"caf\xe9.html", b"<p>latin-1 name</p>"), (b"plain.html", b"<p>plain</p>")):
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(body)
+    docs, rejections, stats = read(type="html", path=tmp_path / "pages")
+    assert rejections == [] and stats == {"documents": 2}
+    assert sorted(d.input_ref for d in docs) == [f"{tmp_path}/pages/caf\\xe9.html", f"{tmp_path}/pages/plain.html"]
+    for d in docs:
+        d.input_ref.encode("utf-8")  # what Parquet and the catalog need
+    assert len({d.doc_id for d in docs}) == 2
+    assert len(files_hash(sorted((tmp_path / "pages").iterdir()), tmp_path / "pages")) == 16  # the fingerprint
+
+
+def test_deeply_nested_json_line_is_one_rejection(tmp_path: Path) -> None:
+    path = tmp_path / "deep.jsonl"
+    lines = ['{"text": "before"}', "[" * 100_000, '{"text": "after"}', "{" * 50_000, '{"text": "last"}']
+    path.write_text("\n".join(lines) + "\n")
+    docs, rejections, stats = read(type="jsonl", path=path)
+    assert [d.content for d in docs] == ["before", "after", "last"]
+    assert [(r.input_ref, r.reason) for r in rejections] == [(f"{path}:2", "bad_json"), (f"{path}:4", "bad_json")]
+    assert "nested too deeply" in rejections[0].detail
+    assert stats == {"documents": 3, "rejected_bad_json": 2}
+
+
+# ------------------------------------------------------------------ Parquet (14.13)
+def test_corrupt_parquet_page_loses_only_its_row_group(tmp_path: Path) -> None:
+    n, group = 3000, 1000
+    table = pa.table({"text": [f"row {i} " + "x" * 50 for i in range(n)]})
+    path = tmp_path / "d.parquet"
+    pq.write_table(table, path, row_group_size=group, compression="snappy")
+    meta = pq.ParquetFile(path).metadata
+    column = meta.row_group(1).column(0)
+    start = column.dictionary_page_offset if column.has_dictionary_page else column.data_page_offset
+    data = bytearray(path.read_bytes())
+    for i in range(start + 40, start + column.total_compressed_size - 10):  # the page's body, not its header
+        data[i] = 0xFF
+    path.write_bytes(bytes(data))
+
+    docs, rejections, stats = read(type="parquet", path=path)
+    assert [d.content.split()[1] for d in docs] == [str(i) for i in list(range(0, 1000)) + list(range(2000, 3000))]
+    [rejection] = rejections
+    assert (rejection.input_ref, rejection.reason) == (f"{path}#rowgroup1", "corrupt_row_group")
+    assert "rows 1000-1999" in rejection.detail
+    assert stats == {"documents": 2000, "rejected_corrupt_row_group": 1}
