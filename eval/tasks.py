@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from catalog.errors import ConfigError
 from eval.config_files import invalid_fields
@@ -25,8 +25,18 @@ class _Task(BaseModel):
     name: str
     description: str = ""
     limit: int | None = Field(default=None, ge=1, description="evaluate at most this many queries/items")
-    ks: tuple[int, ...] = (1, 5, 10, 100)
+    ks: tuple[Annotated[int, Field(ge=1)], ...] = Field(
+        default=(1, 5, 10, 100), min_length=1, description="cut-offs of the @k metrics (each 1..retrieve_k)"
+    )
     retrieve_k: int = Field(default=100, ge=1, description="hits retrieved per query (the candidate pool)")
+
+    @model_validator(mode="after")
+    def _ks_within_the_pool(self):
+        if len(set(self.ks)) != len(self.ks):
+            raise ValueError(f"ks {list(self.ks)} repeats a cut-off")
+        if max(self.ks) > self.retrieve_k:  # recall@k past the pool would repeat recall@retrieve_k under a new name
+            raise ValueError(f"ks {list(self.ks)} go past retrieve_k {self.retrieve_k}")
+        return self
 
 
 class QrelsTask(_Task):

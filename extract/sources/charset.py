@@ -2,6 +2,9 @@
 
 Order: a byte-order mark, then strict UTF-8 (multi-byte UTF-8 that decodes cleanly is almost never another charset),
 then the charset the document declares (HTTP header or ``<meta>``), then charset-normalizer's statistical guess.
+A declared label that names no text encoding (Python's ``hex``, ``rot13``, ``base64`` codecs; ``idna``; the UTF-7 that
+browsers refuse) is ignored, and a ``<meta>`` naming UTF-16/32 means UTF-8 (the HTML spec's rule: a page whose
+``<meta>`` could be read as ASCII is not UTF-16), so such pages go to detection as they do in browsers.
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ _META_SCAN_BYTES = 4096  # the HTML spec's prescan window for <meta charset>
 _SNIFF_BYTES = 64 * 1024  # enough for a statistical guess; keeps detection cheap on huge pages
 _CP1252_CHAOS_SLACK = 0.1
 _CP1252_COHERENCE_SLACK = 0.05
+# Python text codecs that are no document charset: escapes and host-name encodings, and UTF-7 (refused by browsers)
+_NOT_CHARSETS = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined", "utf-7"})
 
 
 def known_codec(name: str | None) -> str | None:
-    """The Python codec name for a declared charset, or None when Python has no such codec."""
+    """The Python codec name for a declared charset, or None when it names no charset a document can be in."""
     if not name:
         return None
     try:
-        return codecs.lookup(name.strip().strip("\"'")).name
-    except LookupError:
+        codec = codecs.lookup(name.strip().strip("\"'")).name
+        b"a".decode(codec, "replace")  # LookupError for codecs that are not text encodings (hex, rot13, base64, zlib)
+    except (LookupError, UnicodeError):
         return None
+    return None if codec in _NOT_CHARSETS else codec
 
 
 def charset_from_content_type(content_type: str | None) -> str | None:
@@ -44,7 +51,8 @@ def charset_from_content_type(content_type: str | None) -> str | None:
 
 def charset_from_meta(data: bytes) -> str | None:
     match = _META_CHARSET.search(data[:_META_SCAN_BYTES])
-    return known_codec(match.group(1).decode("ascii", "replace")) if match else None
+    codec = known_codec(match.group(1).decode("ascii", "replace")) if match else None
+    return "utf-8" if codec and codec.startswith(("utf-16", "utf-32")) else codec
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -90,4 +98,7 @@ def _statistical_guess(data: bytes) -> str:
 def decode_bytes(data: bytes, encoding: str | None) -> str:
     """Decode with the given (or detected) charset; undecodable bytes become U+FFFD instead of failing."""
     codec = known_codec(encoding) or detect_charset(data)
-    return data.decode(codec, errors="replace")
+    try:
+        return data.decode(codec, errors="replace")
+    except UnicodeError:  # a codec without "replace" support: cp1252 maps every byte (the browsers' fallback)
+        return data.decode("cp1252", errors="replace")

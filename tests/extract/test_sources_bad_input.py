@@ -208,3 +208,25 @@ def test_corrupt_parquet_page_loses_only_its_row_group(tmp_path: Path) -> None:
     assert (rejection.input_ref, rejection.reason) == (f"{path}#rowgroup1", "corrupt_row_group")
     assert "rows 1000-1999" in rejection.detail
     assert stats == {"documents": 2000, "rejected_corrupt_row_group": 1}
+
+
+# ------------------------------------------------------------------ <meta charset> labels browsers ignore (14.13)
+@pytest.mark.parametrize(
+    "label", ["hex", "rot13", "base64", "undefined", "idna", "utf-7", "utf-16", "UTF-16LE", "utf-32"]
+)
+def test_meta_charset_that_cannot_apply_falls_back_to_detection(tmp_path: Path, label: str) -> None:
+    from extract.extractors import get_extractor
+    from extract.extractors.base import document_text
+    from extract.sources.charset import decode_bytes
+
+    body = "<p>Café crème brûlée à la française, naïve façade, déjà vu, garçon.</p>" * 10
+    page = f'<html><head><meta charset="{label}"><title>T</title></head><body>{body}</body></html>'
+    (tmp_path / "page.html").write_bytes(page.encode("cp1252"))
+    [doc], rejections, _ = read(type="html", path=tmp_path)
+    assert rejections == []
+    assert doc.encoding in ("cp1252", "iso8859-1", "iso8859-15")  # detected, as browsers do
+    assert document_text(doc) == page
+    if not label.lower().startswith(("utf-16", "utf-32")):  # (real UTF-16 bytes have their own label: honoured)
+        assert decode_bytes(page.encode("cp1252"), label) == page  # a label that is no charset is never applied
+    title, text = get_extractor("trafilatura").extract(doc)
+    assert "crème brûlée" in text
