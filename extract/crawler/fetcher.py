@@ -4,52 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 
 from extract.crawler.config import CrawlConfig
+from extract.crawler.exchange import HttpExchange, media_type
 from extract.crawler.politeness import Politeness
 from extract.crawler.records import FetchRefused
 from extract.crawler.urls import origin
 from extract.crawler.warc import WarcRecorder
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-
-
-def media_type(content_type: str) -> str:
-    """``text/html; charset=utf-8`` -> ``text/html``."""
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-@dataclass(slots=True)
-class HttpExchange:
-    """A complete request and response (body decoded from any Content-Encoding)."""
-
-    url: str
-    request_headers: list[tuple[str, str]]
-    status: int
-    reason_phrase: str
-    http_version: str
-    response_headers: list[tuple[str, str]]
-    body: bytes
-    started_at: datetime
-    ip: str = ""
-    warc_file: str = field(default="")
-
-    def header(self, name: str) -> str:
-        name = name.lower()
-        return next((v for k, v in self.response_headers if k.lower() == name), "")
-
-    @property
-    def content_type(self) -> str:
-        return media_type(self.header("content-type"))
-
-    @property
-    def is_redirect(self) -> bool:
-        return self.status in REDIRECT_STATUSES and bool(self.header("location"))
 
 
 def retry_after_s(value: str, now: datetime) -> float | None:

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 from catalog.hashing import content_hash
 from extract.crawler.config import HTML_TYPES, CrawlConfig
-from extract.crawler.fetcher import Fetcher, HttpExchange
+from extract.crawler.exchange import HttpExchange
+from extract.crawler.fetcher import Fetcher
 from extract.crawler.links import extract_links
 from extract.crawler.records import Change, FetchRecord, FetchRefused
 from extract.crawler.robots import RobotsCache
