@@ -3,7 +3,8 @@
 ``Retriever.search`` embeds the queries, searches the index, and fetches text and provenance for the hit rows only,
 from a memory-mapped Arrow copy of the chunk columns in index-row order (built once per index and chunk files, then
 reused: a lookup is a ``take`` of a few rows, so the search path adds little over ``faiss``). Each query's top-K is
-cached as JSON keyed by (index manifest hash, query text, K), so ablations over the same candidates search once.
+cached as JSON keyed by the hash of (index manifest hash, query text, K), so ablations over the same candidates search
+once; the cache never holds query text.
 """
 
 from __future__ import annotations
@@ -125,7 +126,10 @@ def _write_lookup(index: VectorIndex, chunk_paths: list[Path], path: Path) -> No
 
 # ---------------------------------------------------------------- top-K cache
 class TopKCache:
-    """Each query's top-K rows and scores as a JSON file keyed by (index manifest hash, query text, K)."""
+    """Each query's top-K rows and scores as a JSON file keyed by the hash of (index manifest hash, query text, K).
+
+    The query text itself is never written: benchmark questions kept encrypted on disk (GPQA) must not reach it in
+    plain text through a cache, so an entry holds only hashes, rows and scores."""
 
     def __init__(self, cache_dir: str | Path, index_hash: str):
         self.cache_dir = Path(cache_dir) / "topk"
@@ -146,7 +150,7 @@ class TopKCache:
     def put(self, query: str, k: int, scores: np.ndarray, rows: np.ndarray) -> None:
         path = self._path(query, k)
         path.parent.mkdir(parents=True, exist_ok=True)
-        entry = {"index": self.index_hash, "query": query, "k": k, "rows": rows.tolist(), "scores": scores.tolist()}
+        entry = {"index": self.index_hash, "k": k, "rows": rows.tolist(), "scores": scores.tolist()}
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(entry), encoding="utf-8")
         tmp.replace(path)

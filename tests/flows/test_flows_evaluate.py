@@ -178,3 +178,53 @@ def test_cli_mixture_advice_on_the_built_datastore(built):
     report = json.loads(result.stdout[result.stdout.index("{") :])
     text = json.dumps(report)
     assert "npl" in text and "caveat" in text.lower()
+
+
+def _strings_on_disk(folder: Path) -> list[tuple[Path, str]]:
+    """Every file's bytes (as text) plus the decoded strings inside compressed containers: each Parquet file's
+    string columns and each DuckDB catalog's VARCHAR columns, so compression cannot hide a leaked text."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    found = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        found.append((path, path.read_bytes().decode("utf-8", errors="replace")))
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            strings = [c for c, t in zip(table.column_names, table.schema.types, strict=True) if pa.types.is_string(t)]
+            found += [(path, "\n".join(str(v) for v in table[c].to_pylist())) for c in strings]
+        elif path.suffix == ".duckdb":
+            with duckdb.connect(str(path), read_only=True) as con:
+                columns = con.execute(
+                    "SELECT table_name, column_name FROM information_schema.columns WHERE data_type = 'VARCHAR'"
+                ).fetchall()
+                for table_name, column in columns:
+                    values = con.execute(f'SELECT "{column}" FROM "{table_name}"').fetchall()
+                    found.append((path, "\n".join(str(v[0]) for v in values)))
+    return found
+
+
+def test_gpqa_question_text_never_reaches_the_data_dir(built, shared_data, monkeypatch):
+    """GPQA is published encrypted so its questions stay out of crawls: a retrieval-only evaluation decrypts them in
+    memory, and neither the top-K cache nor any artifact or catalog row may hold their text (issue: 7 of 8 phrases
+    were found in the top-K cache's JSON files)."""
+    from eval.benchmarks import load_benchmark
+    from eval.benchmarks.gpqa import PASSWORD_ENV
+    from flows.evaluate import evaluate
+
+    root, data_dir, flat, _ = built
+    monkeypatch.setenv(PASSWORD_ENV, "deserted-untie-orchid")  # published by the GPQA authors; never in a file here
+    (root / "tasks" / "gpqa.yaml").write_text(
+        f"name: gpqa\nkind: qa\nbenchmark: gpqa\npath: {shared_data / 'gpqa'}\nks: [5]\nlimit: 8\nretrieve_k: 5\n"
+    )
+    questions = [item.question for item in load_benchmark("gpqa", shared_data / "gpqa")[:8]]
+    report = evaluate(str(flat), str(data_dir), ["gpqa"])
+    assert report["tasks"]["gpqa"]["n"] == 8
+    assert list((data_dir / "cache" / "retrieve").rglob("topk/*/*.json")), "the evaluation searched through the cache"
+    phrases = [" ".join(q.split()[:8]) for q in questions]  # 8-word phrases: long enough to be GPQA's own text
+    assert all(len(p) > 30 for p in phrases)
+    leaks = [
+        (str(path), p) for path, text in _strings_on_disk(data_dir) for p in phrases if p in " ".join(text.split())
+    ]
+    assert leaks == []
