@@ -32,7 +32,8 @@ import polars as pl
 
 from catalog.parquet import CHUNK_SCHEMA
 from catalog.variant import EmbedderConfig, IndexConfig
-from indexing.embed import Embedder, write_embedding_shards
+from indexing.embed import Embedder
+from indexing.embedding_store import write_embedding_shards
 from indexing.retrieve import Retriever
 from indexing.vector_index import VectorIndex, build_index, configure_threads, ivf_nlist, neighbor_recall
 

@@ -56,15 +56,22 @@ def open_retriever(variant: Variant, data_dir: str | Path):
     paths = locate_datastore(variant, data_dir)
     embedder_json = canonical_json(variant.embedder)
     return _retriever(
-        paths.index_dir, tuple(paths.chunks), embedder_json, Path(data_dir) / "cache" / "retrieve" / paths.index_key
+        paths.index_dir,
+        tuple(paths.chunks),
+        embedder_json,
+        Path(data_dir) / "cache" / "retrieve" / paths.index_key,
+        variant.index.use_gpu,
+        variant.index.search_on_disk,
     )
 
 
 @lru_cache(maxsize=4)
-def _retriever(index_dir: Path, chunks: tuple[Path, ...], embedder_json: str, cache_dir: Path):
+def _retriever(
+    index_dir: Path, chunks: tuple[Path, ...], embedder_json: str, cache_dir: Path, use_gpu: bool, on_disk: bool
+):
     from catalog.variant import EmbedderConfig
     from indexing.embed import Embedder
     from indexing.retrieve import Retriever
 
     embedder = Embedder(EmbedderConfig.model_validate_json(embedder_json))
-    return Retriever(index_dir, list(chunks), embedder, cache_dir=cache_dir)
+    return Retriever(index_dir, list(chunks), embedder, cache_dir=cache_dir, use_gpu=use_gpu, mmap=on_disk)

@@ -7,7 +7,7 @@ after its sources changed; vectors are only reused from an artifact of the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,8 @@ import polars as pl
 
 from catalog.hashing import content_hash
 from catalog.records import StageStats
-from indexing.embed import Embedder, load_embeddings
+from indexing.embed import Embedder
+from indexing.embedding_store import load_embeddings
 
 
 class ReusingEmbedder:
@@ -41,12 +42,14 @@ class ReusingEmbedder:
     def __getattr__(self, name: str):  # model_id, dim, cfg, ...: those of the wrapped embedder
         return getattr(self.embedder, name)
 
-    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_documents(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         found = [self._where.get(content_hash(t)) for t in texts]
         missing = [i for i, f in enumerate(found) if f is None]
         out = np.empty((len(texts), self.embedder.dim), dtype=np.float32)
         if missing:
-            out[missing] = self.embedder.encode_documents([texts[i] for i in missing])
+            out[missing] = self.embedder.encode_documents([texts[i] for i in missing], on_batch)
+        if on_batch is not None and len(missing) < len(texts):
+            on_batch(len(texts) - len(missing))
         for i, f in enumerate(found):
             if f is not None:
                 out[i] = self._vectors[f[0]][f[1]]

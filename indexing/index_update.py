@@ -32,9 +32,9 @@ import pyarrow as pa
 
 from catalog.errors import ArtifactError
 from catalog.variant import IndexConfig
+from indexing.embedding_store import EmbeddingSet
 from indexing.vector_index import (
     IDS_FILE,
-    EmbeddingSet,
     IndexManifest,
     IndexShard,
     add_in_batches,
@@ -142,7 +142,7 @@ def gather_vectors(embeddings: EmbeddingSet, locations: pl.DataFrame) -> np.ndar
     out = np.empty((locations.height, embeddings.dim), dtype=np.float32)
     for position in np.unique(shard_of):
         mask = shard_of == position
-        out[mask] = embeddings.checked_vectors(embeddings.shards[position])[row_of[mask]]
+        out[mask] = embeddings.shards[position].vectors()[row_of[mask]]
     return out
 
 

@@ -173,9 +173,10 @@ class Retriever:
         *,
         cache_dir: str | Path | None = None,
         use_gpu: bool = False,
+        mmap: bool = False,
         threads: int | None = None,
     ):
-        self.index = VectorIndex.load(index_dir, use_gpu=use_gpu, threads=threads)
+        self.index = VectorIndex.load(index_dir, use_gpu=use_gpu, mmap=mmap, threads=threads)
         self.embedder = embedder
         self._tmp = None if cache_dir is not None else tempfile.TemporaryDirectory(prefix="reread-retrieve-")
         root = Path(cache_dir) if cache_dir is not None else Path(self._tmp.name)

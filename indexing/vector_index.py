@@ -30,10 +30,10 @@ from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
 from catalog.errors import ArtifactError, ConfigError
-from catalog.hashing import combine_hashes, stable_hash
+from catalog.hashing import stable_hash
 from catalog.records import StageStats
-from catalog.variant import IndexConfig
-from indexing.embed import load_embeddings
+from catalog.variant import INDEX_RUNTIME_FIELDS, IndexConfig
+from indexing.embedding_store import EmbeddingSet
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,6 @@ GPU_MAX_K = 2048  # faiss-gpu's limit for k and nprobe
 NPROBE_CANDIDATES = tuple(1 << i for i in range(15))
 EF_SEARCH_CANDIDATES = (16, 32, 64, 128, 256, 512, 1024)
 SEARCH_PARAMS = ("nprobe", "efSearch")
-INDEX_RUNTIME_FIELDS = {"use_gpu", "refresh_max_change"}  # how an index is run or refreshed, not what it is
 
 
 # ---------------------------------------------------------------- manifest
@@ -117,92 +116,6 @@ def read_index_manifest(index_dir: str | Path) -> IndexManifest:
     if manifest.format_version != INDEX_FORMAT_VERSION:
         raise ArtifactError(f"{path}: index format {manifest.format_version}, this Reread reads {INDEX_FORMAT_VERSION}")
     return manifest
-
-
-# ---------------------------------------------------------------- embeddings input
-@dataclass(frozen=True)
-class EmbeddingShard:
-    name: str
-    vectors_path: Path
-    ids_path: Path
-    rows: int
-
-    def vectors(self) -> np.ndarray:
-        try:
-            return np.load(self.vectors_path, mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"{self.vectors_path}: embedding shard is not a readable .npy file ({exc})") from None
-
-    def chunk_ids(self) -> pa.Array:
-        """The shard's chunk ids in row order, checked to be one per row."""
-        try:
-            ids = pq.read_table(self.ids_path, columns=["chunk_id"]).column("chunk_id").combine_chunks()
-        except (OSError, KeyError, pa.ArrowException) as exc:
-            raise ArtifactError(f"{self.ids_path}: embedding ids are not readable ({exc})") from None
-        if len(ids) != self.rows:
-            raise ArtifactError(f"{self.ids_path}: {len(ids)} ids for {self.rows} rows")
-        return ids
-
-
-@dataclass(frozen=True)
-class EmbeddingSet:
-    """The embedding shards of one or more embedding artifacts of one model, in row order."""
-
-    shards: tuple[EmbeddingShard, ...]
-    model: str
-    model_hash: str | None
-    dim: int
-    manifest_hash: str
-
-    @property
-    def ntotal(self) -> int:
-        return sum(s.rows for s in self.shards)
-
-    @classmethod
-    def open(cls, embeddings_dirs: str | Path | Sequence[str | Path]) -> EmbeddingSet:
-        """Open finished embedding folders (shapes checked by ``load_embeddings``); all must be of one model."""
-        dirs = (
-            [Path(embeddings_dirs)] if isinstance(embeddings_dirs, (str, Path)) else [Path(d) for d in embeddings_dirs]
-        )
-        if not dirs:
-            raise ArtifactError("no embeddings folder given to index")
-        manifests = [(d, load_embeddings(d)[0]) for d in dirs]
-        model_ids = {m.model_id for _, m in manifests}
-        if len(model_ids) > 1:
-            listing = "; ".join(f"{d}: {m.model_id}" for d, m in manifests)
-            raise ArtifactError(f"refusing to index embeddings of different models together: {listing}")
-        first = manifests[0][1]
-        shards = [
-            EmbeddingShard(s.name, d / s.npy_name, d / s.ids_name, s.rows) for d, m in manifests for s in m.shards
-        ]
-        return cls(
-            shards=tuple(s for s in shards if s.rows > 0),
-            model=first.model_id,
-            model_hash=first.model_hash,
-            dim=first.dim,
-            manifest_hash=combine_hashes(m.content_hash for _, m in manifests),
-        )
-
-    def checked_vectors(self, shard: EmbeddingShard) -> np.ndarray:
-        vectors = shard.vectors()
-        if vectors.ndim != 2 or vectors.shape != (shard.rows, self.dim):
-            raise ArtifactError(
-                f"{shard.vectors_path}: shape {vectors.shape}, manifest says ({shard.rows}, {self.dim})"
-            )
-        return vectors
-
-    def sample(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` distinct rows drawn uniformly from all shards: (global rows sorted, float32 vectors)."""
-        total = self.ntotal
-        rows = np.sort(np.random.default_rng(seed).choice(total, size=min(n, total), replace=False))
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
-        offset = 0
-        for shard in self.shards:
-            mask = (rows >= offset) & (rows < offset + shard.rows)
-            if mask.any():
-                out[mask] = self.checked_vectors(shard)[rows[mask] - offset]
-            offset += shard.rows
-        return rows, out
 
 
 # ---------------------------------------------------------------- choices
@@ -305,7 +218,7 @@ def exact_search(embeddings: EmbeddingSet, queries: np.ndarray, k: int, metric: 
     offset = 0
     for shard in embeddings.shards:
         flat = faiss.IndexFlat(embeddings.dim, METRICS[metric])
-        flat.add(np.ascontiguousarray(embeddings.checked_vectors(shard), dtype=np.float32))
+        flat.add(np.ascontiguousarray(shard.vectors(), dtype=np.float32))
         d, i = flat.search(queries, min(k, shard.rows))
         rows.append(np.where(i >= 0, i + offset, -1))
         scores.append(d)
@@ -328,8 +241,25 @@ def tunable_param(index: faiss.Index) -> str | None:
     return "efSearch" if isinstance(inner_index(index), faiss.IndexHNSW) else None
 
 
-def _gpu_available() -> bool:
-    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+def gpu_unavailable_reason() -> str | None:
+    """Why faiss cannot use a GPU in this process, or None when it can."""
+    if not hasattr(faiss, "StandardGpuResources"):
+        return f"this faiss {faiss.__version__} is built without GPU support (faiss-cpu; install faiss-gpu for GPUs)"
+    if faiss.get_num_gpus() == 0:
+        return "faiss sees no GPU"
+    return None
+
+
+def _to_gpus(index: faiss.Index, doing: str) -> faiss.Index | None:
+    """``index`` on every GPU faiss sees, or None after a warning that says why ``doing`` stays on CPU."""
+    reason = gpu_unavailable_reason()
+    if reason is None:
+        try:
+            return faiss.index_cpu_to_all_gpus(index)
+        except RuntimeError as exc:  # e.g. HNSW has no GPU implementation
+            reason = f"{type(inner_index(index)).__name__} cannot move to GPU ({str(exc).strip().splitlines()[0]})"
+    log.warning("use_gpu: %s; %s on CPU", reason, doing)
+    return None
 
 
 # ---------------------------------------------------------------- the loaded index
@@ -358,15 +288,24 @@ class VectorIndex:
     def load(
         cls, index_dir: str | Path, *, use_gpu: bool = False, mmap: bool = False, threads: int | None = None
     ) -> VectorIndex:
-        """Load and validate an index folder; any missing, truncated or inconsistent file raises ArtifactError."""
+        """Load and validate an index folder; any missing, truncated or inconsistent file raises ArtifactError.
+
+        ``mmap``: map the index files instead of reading them (faiss ``IO_FLAG_MMAP``): IVF lists stay on disk and
+        only the lists a query probes are paged in, so a search process needs far less than the index's size in RAM.
+        ``use_gpu``: copy the shards to every GPU faiss sees; without one (or for an index type faiss cannot move) it
+        searches on CPU and logs a warning that says why."""
         index_dir = Path(index_dir)
         manifest = read_index_manifest(index_dir)
         configure_threads(threads)
         shard_indexes = [_read_shard(index_dir, shard, manifest, mmap) for shard in manifest.shards]
         ids = read_ids(index_dir / IDS_FILE, manifest.ntotal)
         on_gpu = False
-        if use_gpu:
-            shard_indexes, on_gpu = _to_gpus(shard_indexes)
+        if use_gpu and (reason := gpu_unavailable_reason()) is not None:
+            log.warning("use_gpu: %s; searching on CPU", reason)
+        elif use_gpu:
+            on_gpus = [_to_gpus(index, "searching") for index in shard_indexes]
+            if all(index is not None for index in on_gpus):
+                shard_indexes, on_gpu = on_gpus, True
         return cls(index_dir, manifest, shard_indexes, ids, on_gpu)
 
     @property
@@ -465,24 +404,20 @@ def read_ids(path: Path, ntotal: int) -> pa.Array:
     return table.column("chunk_id").combine_chunks()
 
 
-def _to_gpus(shard_indexes: list[faiss.Index]) -> tuple[list[faiss.Index], bool]:
-    if not _gpu_available():
-        log.info("use_gpu: no faiss GPU support or no GPU found; searching on CPU")
-        return shard_indexes, False
-    try:
-        return [faiss.index_cpu_to_all_gpus(index) for index in shard_indexes], True
-    except RuntimeError as exc:  # e.g. HNSW has no GPU implementation
-        log.warning("use_gpu: index cannot move to GPU (%s); searching on CPU", exc)
-        return shard_indexes, False
-
-
 # ---------------------------------------------------------------- build
-def _train(template: faiss.Index, embeddings: EmbeddingSet, seed: int) -> None:
+def _train(template: faiss.Index, embeddings: EmbeddingSet, seed: int, use_gpu: bool) -> faiss.Index:
+    """The index trained on at most TRAIN_SAMPLE_MAX vectors sampled from every shard (memory bounded by the sample,
+    not the corpus); on the GPUs with ``use_gpu`` when faiss can."""
     if template.is_trained:
-        return
+        return template
     _, sample = embeddings.sample(TRAIN_SAMPLE_MAX, seed)
     log.info("training index on %d sampled vectors", len(sample))
-    template.train(sample)
+    gpu_index = _to_gpus(template, "training") if use_gpu else None
+    if gpu_index is None:
+        template.train(sample)
+        return template
+    gpu_index.train(sample)
+    return faiss.index_gpu_to_cpu(gpu_index)
 
 
 def add_in_batches(index: faiss.Index, vectors: np.ndarray, bar: tqdm | None = None) -> None:
@@ -494,13 +429,17 @@ def add_in_batches(index: faiss.Index, vectors: np.ndarray, bar: tqdm | None = N
             bar.update(len(batch))
 
 
-def _build_shard(template: faiss.Index, embeddings: EmbeddingSet, shard_positions: list[int]) -> faiss.Index:
+def _build_shard(
+    template: faiss.Index, embeddings: EmbeddingSet, shard_positions: list[int], use_gpu: bool
+) -> faiss.Index:
+    """One index shard: the trained template filled from memory-mapped embedding shards, one batch at a time."""
     index = faiss.clone_index(template)
+    gpu_index = _to_gpus(index, "adding vectors") if use_gpu else None
     rows = sum(embeddings.shards[p].rows for p in shard_positions)
     with tqdm(total=rows, desc="index add", unit="vec", disable=None) as bar:
         for p in shard_positions:
-            add_in_batches(index, embeddings.checked_vectors(embeddings.shards[p]), bar)
-    return index
+            add_in_batches(gpu_index if gpu_index is not None else index, embeddings.shards[p].vectors(), bar)
+    return index if gpu_index is None else faiss.index_gpu_to_cpu(gpu_index)
 
 
 def _tune(
@@ -551,13 +490,17 @@ def build_index(
         template = faiss.index_factory(embeddings.dim, factory, METRICS[cfg.metric])
     except RuntimeError as exc:
         raise ConfigError(f"index.factory {factory!r}: not a valid faiss index_factory string ({exc})") from None
-    _train(template, embeddings, seed)
+    use_gpu = cfg.use_gpu
+    if use_gpu and (reason := gpu_unavailable_reason()) is not None:
+        log.warning("use_gpu: %s; building on CPU", reason)
+        use_gpu = False
+    template = _train(template, embeddings, seed, use_gpu)
 
     if shards is None and rows_per_shard is None:
         shards, rows_per_shard = cfg.shards, cfg.rows_per_shard
     groups = plan_shard_groups([s.rows for s in embeddings.shards], shards, rows_per_shard)
     with staged_index_folder(out_dir) as tmp_dir:
-        manifest = _write_shards(template, embeddings, groups, tmp_dir, cfg, factory)
+        manifest = _write_shards(template, embeddings, groups, tmp_dir, cfg, factory, use_gpu)
         return finish_index_folder(tmp_dir, manifest, embeddings, cfg, template, seed)
 
 
@@ -636,11 +579,12 @@ def _write_shards(
     tmp_dir: Path,
     cfg: IndexConfig,
     factory: str,
+    use_gpu: bool,
 ) -> IndexManifest:
     entries, id_arrays = [], []
     offset = 0
     for g, positions in enumerate(groups):
-        index = _build_shard(template, embeddings, positions)
+        index = _build_shard(template, embeddings, positions, use_gpu)
         name = "index.faiss" if len(groups) == 1 else f"index-{g:05d}.faiss"
         faiss.write_index(index, str(tmp_dir / name))
         entries.append(

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from catalog.errors import ArtifactError
 from catalog.hashing import content_hash
-from indexing.embed import load_embeddings
+from indexing.embedding_store import load_embeddings
 
 HASH_SPACE = float(16**8)  # the first 8 hex digits of a content hash, read as a uniform number
 

@@ -18,16 +18,8 @@ import pytest
 
 from catalog.errors import ArtifactError, ConfigError
 from catalog.variant import DEFAULT_EMBEDDER, EmbedderConfig
-from indexing.embed import (
-    FINGERPRINT_SAMPLE_BYTES,
-    MANIFEST_NAME,
-    Embedder,
-    embed_chunks,
-    load_embeddings,
-    model_fingerprint,
-    read_manifest,
-    resolve_model_path,
-)
+from indexing.embed import FINGERPRINT_SAMPLE_BYTES, Embedder, embed_chunks, model_fingerprint, resolve_model_path
+from indexing.embedding_store import MANIFEST_NAME, load_embeddings, read_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARD_SIZE = 8
@@ -343,6 +335,66 @@ def test_shards_without_manifest_are_refused(tmp_path, clean_run, minilm, chunk_
     (out / MANIFEST_NAME).unlink()
     with pytest.raises(ArtifactError, match="no manifest.json"):
         embed_chunks(chunk_files, out, minilm, SHARD_SIZE)
+
+
+class StopsAfterPieces:
+    """The real embedder, interrupted (as a kill would interrupt it) once it has embedded ``pieces`` pieces."""
+
+    def __init__(self, embedder: Embedder, pieces: int):
+        self.embedder, self.pieces_left = embedder, pieces
+
+    def __getattr__(self, name):
+        return getattr(self.embedder, name)
+
+    def encode_documents(self, texts, on_batch=None):
+        if self.pieces_left == 0:
+            raise InjectedCrash("inside a shard")
+        self.pieces_left -= 1
+        return self.embedder.encode_documents(texts, on_batch)
+
+
+def test_crash_inside_a_shard_resumes_from_its_finished_pieces(tmp_path, clean_run, minilm, chunk_files):
+    out = tmp_path / "emb"
+    with pytest.raises(InjectedCrash):  # one 37-chunk shard, checkpointed every 8 chunks: 2 pieces done
+        embed_chunks(chunk_files, out, StopsAfterPieces(minilm, 2), N_CHUNKS, checkpoint_rows=8)
+    assert read_manifest(out).shards == [] and len(list(out.glob("shard-00000.part-*.npy"))) == 2
+
+    manifest = embed_chunks(chunk_files, out, minilm, N_CHUNKS, checkpoint_rows=8)
+    counters = manifest.stats.as_dict()
+    assert (counters["chunks_resumed"], counters["chunks_embedded"], counters["shards_embedded"]) == (16, 21, 1)
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "shard-00000.ids.parquet", "shard-00000.npy"]
+    ids, vectors = read_all(out)
+    clean_ids, clean_vectors = read_all(clean_run)
+    assert ids == clean_ids
+    np.testing.assert_allclose(vectors, clean_vectors, atol=1e-5)
+
+
+def test_pieces_of_other_chunks_are_not_reused(tmp_path, minilm, chunk_files):
+    out = tmp_path / "emb"
+    with pytest.raises(InjectedCrash):
+        embed_chunks(chunk_files, out, StopsAfterPieces(minilm, 2), N_CHUNKS, checkpoint_rows=8)
+    manifest = embed_chunks(chunk_files[:1], out, minilm, N_CHUNKS, checkpoint_rows=8)  # 23 chunks: another shard
+    assert manifest.stats.as_dict()["chunks_embedded"] == 23 and "chunks_resumed" not in manifest.stats.as_dict()
+    assert not list(out.glob("*.part-*")) and read_all(out)[0] == [f"c{i:03d}" for i in range(23)]
+
+
+def test_progress_moves_per_batch_not_per_shard(tmp_path, clean_run, minilm, chunk_files):
+    batches: list[int] = []
+    embed_chunks(chunk_files, tmp_path / "emb", minilm, N_CHUNKS, on_rows=batches.append)
+    assert batches == [16, 16, 5]  # batch_size 16, one shard of 37 chunks
+    batches.clear()
+    embed_chunks(chunk_files, tmp_path / "emb", minilm, N_CHUNKS, on_rows=batches.append)
+    assert batches == [N_CHUNKS]  # a reused shard counts at once
+
+
+def test_checkpoint_rows_is_validated_and_not_part_of_the_artifact_key():
+    from catalog.variant import Variant
+
+    with pytest.raises(ValueError, match="checkpoint_rows"):
+        EmbedderConfig(checkpoint_rows=0)
+    base = {"name": "v", "sources": [{"type": "html", "path": "."}]}
+    small = Variant.model_validate({**base, "embedder": {"checkpoint_rows": 64}})
+    assert small.stage_hash("embed") == Variant.model_validate(base).stage_hash("embed")
 
 
 # ---------------------------------------------------------------- loading and validation

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from catalog.variant import IndexConfig
-from indexing.embed import write_embedding_shards
+from indexing.embedding_store import EmbeddingSet, write_embedding_shards
 from indexing.index_update import apply_index_update, plan_index_update
-from indexing.vector_index import EmbeddingSet, VectorIndex, build_index, read_index_manifest
+from indexing.vector_index import VectorIndex, build_index, read_index_manifest
 
 DIM = 24
 

@@ -4,6 +4,7 @@ sharded merge, artifact validation, auto choice). Recall on real MiniLM embeddin
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -14,11 +15,12 @@ import pytest
 
 from catalog.errors import ArtifactError, ConfigError
 from catalog.variant import IndexConfig
-from indexing.embed import write_embedding_shards
+from indexing.embedding_store import write_embedding_shards
 from indexing.vector_index import (
     VectorIndex,
     build_index,
     choose_factory,
+    gpu_unavailable_reason,
     ivf_nlist,
     merge_topk,
     plan_shard_groups,
@@ -235,3 +237,34 @@ def test_missing_or_broken_manifest_is_an_artifact_error(damaged):
     (damaged / "manifest.json").unlink()
     with pytest.raises(ArtifactError, match=r"manifest\.json: index manifest is missing"):
         VectorIndex.load(damaged)
+
+
+# ---------------------------------------------------------------- at scale: IVF-PQ, lists on disk, GPU fallback
+@pytest.mark.parametrize("factory", ["IVF16,Flat", "IVF16,PQ8x4"])
+def test_search_on_disk_returns_what_the_loaded_index_returns(corpus, queries, tmp_path, factory):
+    # two index shards, each filled from its memory-mapped embedding shards after one training on a sample
+    manifest = build_index(corpus[0], tmp_path / "ivf", IndexConfig(factory=factory, nprobe=8), rows_per_shard=1200)
+    assert [s.embedding_shards for s in manifest.shards] == [["shard-00000", "shard-00001"], ["shard-00002"]]
+    in_ram = VectorIndex.load(tmp_path / "ivf").search(queries, 10)
+    on_disk = VectorIndex.load(tmp_path / "ivf", mmap=True).search(queries, 10)
+    np.testing.assert_array_equal(on_disk.rows, in_ram.rows)
+    np.testing.assert_allclose(on_disk.scores, in_ram.scores, rtol=1e-6)
+    assert manifest.recall_at_10 > (0.2 if "PQ" in factory else 0.8)  # chance: 10 of 2100
+
+
+def test_use_gpu_without_a_gpu_builds_and_searches_on_cpu_and_says_why(corpus, queries, tmp_path, caplog):
+    if gpu_unavailable_reason() is None:
+        pytest.skip("faiss sees a GPU here: the fallback is not reachable")
+    cfg = IndexConfig(factory="IVF16,Flat", nprobe=16)
+    with caplog.at_level(logging.WARNING, logger="indexing.vector_index"):
+        build_index(corpus[0], tmp_path / "gpu", cfg.model_copy(update={"use_gpu": True}), threads=1)
+    assert f"use_gpu: {gpu_unavailable_reason()}; building on CPU" in caplog.text
+    assert "without GPU support" in caplog.text or "no GPU" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="indexing.vector_index"):
+        index = VectorIndex.load(tmp_path / "gpu", use_gpu=True)
+    assert not index.on_gpu and caplog.text.count("searching on CPU") == 1
+    build_index(corpus[0], tmp_path / "cpu", cfg, threads=1)
+    cpu = VectorIndex.load(tmp_path / "cpu")
+    assert read_index_manifest(tmp_path / "gpu") == read_index_manifest(tmp_path / "cpu")  # same index either way
+    np.testing.assert_array_equal(index.search(queries, 10).rows, cpu.search(queries, 10).rows)
