@@ -138,7 +138,14 @@ class ParquetSource(_RecordSource):
             else:
                 row_number = first_row
                 for batch in batches:
-                    for row in batch.to_pylist():
+                    try:
+                        records = batch.to_pylist()
+                    except ValueError as exc:  # e.g. a damaged page without a checksum: invalid UTF-8 in a string
+                        detail = f"rows {row_number}-{row_number + batch.num_rows - 1}: {type(exc).__name__}: {exc}"
+                        yield self.reject(f"{path}#rowgroup{group}", "corrupt_row_group", detail)
+                        records = []
+                    for row in records:
                         yield self._from_record(row, f"{name}:{row_number}", f"{path}:{row_number}")
                         row_number += 1
+                    row_number += batch.num_rows - len(records)
             first_row += rows

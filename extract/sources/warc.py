@@ -87,6 +87,8 @@ class _WarcReader(Source):
                         yield self._document(record, mime, payload, f"{path}#{offset}")
         except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as exc:
             yield self.reject(f"{path}#{next_offset}", "truncated_warc", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # warcio meets malformed headers with AttributeError, TypeError, ...: the file ends
+            yield self.reject(f"{path}#{next_offset}", "malformed_warc", f"{type(exc).__name__}: {exc}")
 
     def _accept(self, path: Path, record: ArcWarcRecord, payload: bytes) -> bool:
         """Whether a wanted record (read from ``path``) becomes a document; a hook for checks that need the payload."""

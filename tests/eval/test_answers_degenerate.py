@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from eval.answers import EXTRACTORS, extract_answer
+from eval.answers import ANSWER_EXTRACTORS, extract_answer
 from eval.graders.math_equivalence import MathGrader, normalize_math_answer, precheck
 
 BOUND_S = 1.0
@@ -56,7 +56,7 @@ def _timed(fn, *args):
     return result, time.perf_counter() - start
 
 
-@pytest.mark.parametrize("answer_format", sorted(EXTRACTORS))
+@pytest.mark.parametrize("answer_format", sorted(ANSWER_EXTRACTORS))
 @pytest.mark.parametrize("case", sorted(DEGENERATE))
 def test_every_extractor_is_fast_on_degenerate_output(answer_format, case):
     answer, seconds = _timed(extract_answer, answer_format, DEGENERATE[case])
