@@ -1,5 +1,10 @@
 """The DuckDB catalog: one file, one writer process, readers read-only.
 
+A writer that finds the file locked by another process waits for it (saying so on stderr) up to a lock timeout
+(``--lock-timeout``, env ``REREAD_LOCK_TIMEOUT``), then fails with ``CatalogLockedError``. A reader never needs the
+lock: while a writer holds the file it reads a snapshot (a copy of the file and its write-ahead log as of the last
+commit), so ``reread search`` and ``reread runs`` work during a build.
+
 Bulk data (documents, chunks, vectors) lives in Parquet/npy artifacts that workers write; the catalog records what
 exists, where, keyed by content hashes, plus runs, rejections and reports. Registration of an artifact and its detail rows
 happens in one transaction, so a run killed at any point leaves either all of an artifact's rows or none.
@@ -8,7 +13,13 @@ happens in one transaction, so a run killed at any point leaves either all of an
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import sys
+import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -71,6 +82,58 @@ _SCHEMA = [
 ]
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "lock on file")
+LOCK_TIMEOUT_ENV = "REREAD_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_S = 600.0
+_LOCK_POLL_S = 0.5
+_SNAPSHOT_TRIES = 20
+
+
+def lock_timeout_default() -> float:
+    """Seconds a writer waits for the catalog lock: ``REREAD_LOCK_TIMEOUT`` when set, else 10 minutes."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV)
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise RereadError(f"{LOCK_TIMEOUT_ENV}={raw!r}: expected a number of seconds") from None
+
+
+def _is_lock_error(exc: duckdb.Error) -> bool:
+    return any(marker in str(exc) for marker in _LOCK_MARKERS)
+
+
+def _holder(exc: duckdb.Error) -> str:
+    match = re.search(r"\(PID (\d+)\)", str(exc))
+    return f"process {match.group(1)}" if match else "another process"
+
+
+def _file_state(path: Path) -> tuple:
+    wal = path.with_name(path.name + ".wal")
+    return tuple((p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None for p in (path, wal))
+
+
+def _snapshot(path: Path) -> Path:
+    """A private copy of the catalog file and its write-ahead log, taken while neither changed (a writer commits
+    between tries): DuckDB replays the copied log on open, so the copy holds every committed transaction."""
+    folder = Path(tempfile.mkdtemp(prefix="reread-catalog-snapshot-"))
+    copy = folder / path.name
+    for _ in range(_SNAPSHOT_TRIES):
+        before = _file_state(path)
+        try:
+            shutil.copyfile(path, copy)
+            wal = path.with_name(path.name + ".wal")
+            if wal.exists():
+                shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+            else:
+                copy.with_name(copy.name + ".wal").unlink(missing_ok=True)
+        except FileNotFoundError:  # the log was checkpointed away while copying
+            continue
+        if _file_state(path) == before:
+            return copy
+        time.sleep(0.1)
+    shutil.rmtree(folder, ignore_errors=True)
+    raise CatalogLockedError(f"{path}: a writer changed the catalog during every snapshot attempt; try again")
 
 
 @dataclass(frozen=True)
@@ -115,10 +178,13 @@ class Catalog:
     # One DuckDB connection per catalog file per process, shared by every Catalog object on it: DuckDB refuses a
     # second connection to a file with another configuration (a read-only reader inside the writing flow), and a
     # single connection is the single writer. Reference-counted; the last close() closes it.
-    _open: dict[Path, tuple[duckdb.DuckDBPyConnection, threading.RLock, list[int], bool]] = {}
+    # (connection, statement lock, reference count, read-only, snapshot folder to delete on the last close)
+    _open: dict[Path, tuple[duckdb.DuckDBPyConnection, threading.RLock, list[int], bool, Path | None]] = {}
     _open_lock = threading.Lock()
 
-    def __init__(self, path: str | Path, read_only: bool = False):
+    def __init__(self, path: str | Path, read_only: bool = False, lock_timeout: float | None = None):
+        """``read_only``: read the file, or a snapshot of it while another process writes it. A writer waits up to
+        ``lock_timeout`` seconds (default ``lock_timeout_default()``) for another writer to finish."""
         self.path = Path(path)
         self.read_only = read_only
         if read_only and not self.path.exists():
@@ -129,33 +195,76 @@ class Catalog:
             if shared is not None and not read_only and shared[3]:
                 raise RereadError(f"{self.path}: open read-only in this process; close it before writing")
             if shared is None:
-                shared = (self._connect(read_only), threading.RLock(), [0], read_only)
+                if read_only:
+                    con, snapshot = self._connect_reader()
+                else:
+                    con, snapshot = (
+                        self._connect_writer(lock_timeout_default() if lock_timeout is None else lock_timeout),
+                        None,
+                    )
+                shared = (con, threading.RLock(), [0], read_only, snapshot)
                 Catalog._open[key] = shared
-            self._con, self._lock, self._refs, _ = shared
+            self._con, self._lock, self._refs, _, self._snapshot = shared
             self._refs[0] += 1
         self._key = key
         self._closed = False
         self._check_or_create_schema()
 
-    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        config = {"threads": 2, "autoinstall_known_extensions": False, "autoload_known_extensions": False}
         try:
-            return duckdb.connect(
-                str(self.path),
-                read_only=read_only,
-                config={"threads": 2, "autoinstall_known_extensions": False, "autoload_known_extensions": False},
-            )
+            return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.Error as exc:
-            if any(marker in str(exc) for marker in _LOCK_MARKERS):
-                raise CatalogLockedError(
-                    f"{self.path}: the catalog is locked by another process (a build or server is writing it). "
-                    "Wait for it to finish, or open read-only."
-                ) from None
-            raise RereadError(f"{self.path}: cannot open the catalog: {exc}") from None
+            if _is_lock_error(exc):
+                raise
+            raise RereadError(
+                f"{self.path}: cannot open the catalog ({exc}); if the file is damaged, restore it from a backup "
+                "or start a new --data-dir (the artifacts under artifacts/ stay usable)"
+            ) from None
+
+    def _connect_writer(self, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + lock_timeout
+        announced = False
+        while True:
+            try:
+                return self._connect(self.path, read_only=False)
+            except duckdb.Error as exc:
+                if time.monotonic() >= deadline:
+                    raise CatalogLockedError(
+                        f"{self.path}: the catalog is locked by {_holder(exc)} (a build, refresh or evaluation "
+                        f"writing it); gave up after waiting {lock_timeout:g} s (--lock-timeout)"
+                    ) from None
+                if not announced:
+                    print(
+                        f"waiting for the catalog lock: {self.path} is being written by {_holder(exc)}; "
+                        f"waiting up to {lock_timeout:g} s (--lock-timeout)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    announced = True
+                time.sleep(_LOCK_POLL_S)
+
+    def _connect_reader(self) -> tuple[duckdb.DuckDBPyConnection, Path | None]:
+        try:
+            return self._connect(self.path, read_only=True), None
+        except duckdb.Error:  # a writer holds it: read what it has committed so far
+            pass
+        copy = _snapshot(self.path)
+        try:
+            return self._connect(copy, read_only=True), copy.parent
+        except BaseException:
+            shutil.rmtree(copy.parent, ignore_errors=True)
+            raise
 
     @classmethod
-    def in_data_dir(cls, data_dir: str | Path, read_only: bool = False) -> Catalog:
-        return cls(Path(data_dir) / CATALOG_FILE, read_only=read_only)
+    def in_data_dir(cls, data_dir: str | Path, read_only: bool = False, lock_timeout: float | None = None) -> Catalog:
+        return cls(Path(data_dir) / CATALOG_FILE, read_only=read_only, lock_timeout=lock_timeout)
+
+    @property
+    def is_snapshot(self) -> bool:
+        """Reading a copy because another process was writing the file when this one opened it."""
+        return self._snapshot is not None
 
     # ---------------------------------------------------------------- schema
     def _check_or_create_schema(self) -> None:
@@ -220,6 +329,8 @@ class Catalog:
                 del Catalog._open[self._key]
                 with self._lock:
                     self._con.close()
+                if self._snapshot is not None:
+                    shutil.rmtree(self._snapshot, ignore_errors=True)
 
     def __enter__(self) -> Catalog:
         return self

@@ -100,7 +100,7 @@ def register_artifact(catalog: Catalog, manifest: ArtifactManifest, variant: str
         input_hash=manifest.input_hash,
         variant=variant,
         shard=manifest.shard,
-        path=manifest.path,
+        path=manifest.relative_path,
         row_count=manifest.rows,
         content_hash=manifest.content_hash,
         stats=manifest.stats,

@@ -1,4 +1,8 @@
-"""Find a built datastore's artifacts (chunks, embeddings, index) from the catalog, for search and evaluation."""
+"""Find a built datastore's artifacts (chunks, embeddings, index) from the catalog, for search and evaluation.
+
+Reading never needs the catalog's write lock (a build may hold it: the reader sees the last committed datastore), and
+every artifact is checked against its manifest's sizes and hashes before it is read: a damaged one is an error naming
+the file, never an answer."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 
 from catalog.artifacts import ArtifactStore
 from catalog.db import Catalog
-from catalog.errors import RereadError
+from catalog.errors import ArtifactError, RereadError
 from catalog.hashing import canonical_json
 from catalog.variant import Variant
 from indexing.stages import EMBEDDINGS_DIR, INDEX_DIR
@@ -19,8 +23,13 @@ class DatastorePaths:
     variant: str
     index_key: str
     chunks: list[Path]  # chunk Parquet files (chunk_id, doc_id, source, url, title, text, char_start, char_end, ...)
-    embeddings_dir: Path  # shard-*.npy + shard-*.ids.parquet + manifest.json
     index_dir: Path  # index.faiss + ids.parquet + manifest.json
+    data_dir: Path
+    embed_key: str
+
+    def embeddings_dir(self) -> Path:
+        """shard-*.npy + shard-*.ids.parquet + manifest.json, checked when asked for (search does not read them)."""
+        return ArtifactStore(self.data_dir).open("embed", self.embed_key).folder / EMBEDDINGS_DIR
 
 
 def locate_datastore(variant: Variant, data_dir: str | Path) -> DatastorePaths:
@@ -33,19 +42,20 @@ def locate_datastore(variant: Variant, data_dir: str | Path) -> DatastorePaths:
     if record is None:
         raise RereadError(f"variant {variant.name!r} has no datastore in {data_dir}; run: reread build {variant.path}")
     store = ArtifactStore(data_dir)
-    chunk_manifests = [store.find("chunk", key) for key in record["chunk_keys"]]
-    embed = store.find("embed", record["embed_key"])
-    index = store.find("index", record["index_key"])
-    if embed is None or index is None or any(m is None for m in chunk_manifests):
-        raise RereadError(
-            f"the datastore of {variant.name!r} in {data_dir} is incomplete; run: reread build {variant.path}"
-        )
+    try:
+        chunk_manifests = [store.open("chunk", key) for key in record["chunk_keys"]]
+        index = store.open("index", record["index_key"])
+    except ArtifactError as exc:
+        raise ArtifactError(
+            f"the datastore of {variant.name!r} is damaged: {exc}. `reread build {variant.path}` rebuilds it"
+        ) from None
     return DatastorePaths(
         variant=variant.name,
         index_key=index.key,
         chunks=[p for m in chunk_manifests for p in m.file_paths()],
-        embeddings_dir=embed.folder / EMBEDDINGS_DIR,
         index_dir=index.folder / INDEX_DIR,
+        data_dir=Path(data_dir),
+        embed_key=record["embed_key"],
     )
 
 

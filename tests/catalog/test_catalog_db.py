@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from catalog.db import SCHEMA_VERSION, Catalog, StageOutput
+from catalog.db import LOCK_TIMEOUT_ENV, SCHEMA_VERSION, Catalog, StageOutput, lock_timeout_default
 from catalog.errors import CatalogLockedError, CatalogSchemaError, RereadError
 from catalog.records import Rejection
 
@@ -56,27 +57,93 @@ def test_runs_are_recorded(tmp_path: Path):
     assert runs.height == 1 and runs["status"][0] == "completed"
 
 
-def test_second_writer_process_gets_a_clear_locked_error(tmp_path: Path):
-    cat = Catalog.in_data_dir(tmp_path)
-    cat.register_output(output("k1"))
+def _hold_writer(data_dir: Path, seconds: float) -> subprocess.Popen:
+    """Another process that opens the catalog for writing, commits a run, says READY and keeps the lock."""
     code = textwrap.dedent(
         f"""
+        import time
         from catalog.db import Catalog
-        from catalog.errors import CatalogLockedError
-        try:
-            Catalog.in_data_dir({str(tmp_path)!r})
-        except CatalogLockedError as exc:
-            print("LOCKED", exc)
+        cat = Catalog.in_data_dir({str(data_dir)!r})
+        cat.start_run("other", "build")
+        print("READY", flush=True)
+        time.sleep({seconds})
+        cat.close()
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "LOCKED" in proc.stdout and "catalog is locked by another process" in proc.stdout, proc.stderr
-    cat.close()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "READY"
+    return proc
+
+
+def test_second_writer_gives_up_after_its_lock_timeout_with_a_clear_error(tmp_path: Path, capfd):
+    with Catalog.in_data_dir(tmp_path) as cat:
+        cat.register_output(output("k1"))
+    holder = _hold_writer(tmp_path, 60)
+    try:
+        started = time.monotonic()
+        with pytest.raises(CatalogLockedError, match=rf"locked by process {holder.pid}.*gave up after waiting 1 s"):
+            Catalog.in_data_dir(tmp_path, lock_timeout=1)
+        assert 1 <= time.monotonic() - started < 30
+        assert "waiting for the catalog lock" in capfd.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
     # the file is intact and readable read-only afterwards
     with Catalog.in_data_dir(tmp_path, read_only=True) as reader:
         assert reader.find_output("k1").row_count == 3
+        assert not reader.is_snapshot
         with pytest.raises(duckdb.Error):
             reader.execute("INSERT INTO meta VALUES ('x', 'y')")
+
+
+def test_second_writer_waits_for_the_lock_and_then_writes(tmp_path: Path, capfd):
+    Catalog.in_data_dir(tmp_path).close()
+    holder = _hold_writer(tmp_path, 3)
+    try:
+        with Catalog.in_data_dir(tmp_path, lock_timeout=120) as cat:
+            cat.start_run("mine", "build")
+            assert sorted(cat.recent_runs()["variant"]) == ["mine", "other"]
+        assert holder.wait(timeout=60) == 0
+    finally:
+        holder.kill()
+    assert f"is being written by process {holder.pid}" in capfd.readouterr().err
+
+
+def test_lock_timeout_from_the_environment(monkeypatch):
+    monkeypatch.setenv(LOCK_TIMEOUT_ENV, "2.5")
+    assert lock_timeout_default() == 2.5
+    monkeypatch.setenv(LOCK_TIMEOUT_ENV, "soon")
+    with pytest.raises(RereadError, match="REREAD_LOCK_TIMEOUT='soon'"):
+        lock_timeout_default()
+
+
+def test_reader_reads_a_snapshot_while_another_process_writes(tmp_path: Path):
+    with Catalog.in_data_dir(tmp_path) as cat:
+        cat.register_output(output("k1"))
+    holder = _hold_writer(tmp_path, 60)
+    try:
+        with Catalog.in_data_dir(tmp_path, read_only=True) as reader:
+            assert reader.is_snapshot
+            assert reader.find_output("k1").row_count == 3
+            assert reader.recent_runs()["variant"].to_list() == ["other"]  # committed by the writer, not checkpointed
+            snapshot = reader._snapshot
+            assert snapshot.exists() and not snapshot.is_relative_to(tmp_path)
+        assert not snapshot.exists()
+        assert holder.poll() is None  # the writer never noticed
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_truncated_catalog_is_a_clear_error_naming_the_file(tmp_path: Path):
+    with Catalog.in_data_dir(tmp_path) as cat:
+        cat.register_output(output("k1"))
+        cat.execute("CHECKPOINT")
+    path = tmp_path / "catalog.duckdb"
+    path.write_bytes(path.read_bytes()[:5000])
+    for read_only in (True, False):
+        with pytest.raises(RereadError, match=rf"{path}: cannot open the catalog"):
+            Catalog.in_data_dir(tmp_path, read_only=read_only, lock_timeout=0)
 
 
 def test_schema_version_mismatch_and_missing_catalog(tmp_path: Path):
