@@ -18,6 +18,7 @@ stays bounded: only a fixed number of tasks is in flight or waiting to be emitte
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +27,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Generic, TypeVar
 
 from catalog.errors import RereadError
+from catalog.processes import die_with_parent
 from catalog.records import StageStats
 
 T = TypeVar("T")
@@ -46,8 +48,9 @@ class TaskFailed:
     detail: str
 
 
-def _serve(conn: Connection, factory: Callable[..., Callable[[Any], Any]], factory_args: tuple) -> None:
+def _serve(conn: Connection, factory: Callable[..., Callable[[Any], Any]], factory_args: tuple, parent: int) -> None:
     """Worker process loop: build the handler, say ready, answer each (index, payload) of each batch."""
+    die_with_parent(parent)  # a killed parent (SIGKILL, OOM) leaves no worker behind
     handler = factory(*factory_args)
     conn.send(_READY)
     while (batch := conn.recv()) is not None:
@@ -157,7 +160,7 @@ class TimeoutPool(Generic[T]):
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
             target=_serve,
-            args=(child_conn, self.factory, self.factory_args),
+            args=(child_conn, self.factory, self.factory_args, os.getpid()),
             name=f"reread-{self.name}-{slot}",
             daemon=True,
         )
