@@ -47,6 +47,9 @@ class ServeConfig(BaseModel):
     # The task runner of the served refreshes' builds (see flows/runtime.py), as `reread build --runner` takes it.
     runner: str = "threads"
     workers: int | None = None
+    # Served runs at a time. One by default: they all write the data dir's catalog, which has one writer at a time
+    # (a second run would only wait for the lock), and a cron that fires while a long refresh runs must not stack up.
+    concurrent_runs: int = Field(default=1, ge=1)
     refresh: RefreshSchedule = RefreshSchedule()
     evaluation: EvaluationSchedule = EvaluationSchedule()
 
@@ -152,4 +155,5 @@ def serve(config: ServeConfig) -> None:
         )
     from prefect import serve as prefect_serve
 
-    prefect_serve(*make_deployments(config), pause_on_shutdown=False)  # else schedules stay paused after a restart
+    # pause_on_shutdown=False: else the schedules stay paused after a restart
+    prefect_serve(*make_deployments(config), pause_on_shutdown=False, limit=config.concurrent_runs)
