@@ -8,8 +8,11 @@ seconds between request starts). For each: a full crawl of the site (pages/s), t
 records (conditional requests, every page answers 304), and its time relative to the full crawl.
 
 Refresh part (``--refresh-pages N``, 0 to skip): the ``refresh`` flow of a variant with one crawl source over a site
-of N distinct article pages, three times: from nothing (crawl + full build), again with no change, and again after
-10% of the pages changed; each one's wall time relative to the full build, and how many chunks it embedded.
+of N distinct article pages (one of them a long article of ~70 chunks), four times: from nothing (crawl + full
+build), again with no change, again after 10% of the pages changed, and again after one sentence was inserted in the
+middle of the long article; each one's wall time relative to the full build, how many chunks it embedded, and how
+many vectors the index update added and removed (content-defined chunk ids: the insertion must cost O(1) vectors,
+updated in place, not every chunk after the edit).
 
 Prints tables and writes ``benchmarks/results/crawl.json``.
 """
@@ -34,6 +37,8 @@ from extract.crawler import CrawlConfig, crawl
 RESULTS = Path(__file__).resolve().parent / "results" / "crawl.json"
 LINKS_PER_PAGE = 5
 PAGE_TEXT = "<p>" + "Retrieval datastores reuse pre-training data at test time. " * 40 + "</p>"
+LONG_PAGE, LONG_PAGE_WORDS = 1, 12_000  # one long article (~70 chunks of 254 tokens) for the sentence insertion
+INSERTED_SENTENCE = "Reread inserts this one sentence to measure what a small edit costs."
 VOCABULARY = (
     "retrieval datastore corpus index vector query passage model training data crawl page refresh shard chunk "
     "embedding token reader answer question benchmark science history river mountain city music language energy "
@@ -61,12 +66,30 @@ def article_text(n: int, edition: int, words: int = 300) -> str:
     return " ".join(sentences)
 
 
-def render_article(path: str, pages: int, edition: int) -> tuple[bytes | None, str]:
-    """Like ``render_page``, with distinct article text; every 10th page is in its ``edition``, the rest in 0."""
+def long_article_paragraphs(inserted: bool, words: int = LONG_PAGE_WORDS) -> list[str]:
+    """The long article of page ``LONG_PAGE``: paragraphs of 2-8 sentences of 6-18 words (real text varies, and
+    chunk windows end at sentence ends); with ``inserted``, one sentence more in the middle paragraph."""
+    rng = random.Random("long")
+    paragraphs = []
+    for _ in range(words // 60):
+        sentences = [" ".join(rng.choices(VOCABULARY, k=rng.randint(6, 18))).capitalize() + "." for _ in range(5)]
+        paragraphs.append(" ".join(sentences[: rng.randint(2, 5)]))
+    if inserted:
+        middle = len(paragraphs) // 2
+        paragraphs[middle] += " " + INSERTED_SENTENCE
+    return paragraphs
+
+
+def render_article(path: str, pages: int, edition: int, inserted: bool = False) -> tuple[bytes | None, str]:
+    """Like ``render_page``, with distinct article text; every 10th page is in its ``edition``, the rest in 0; page
+    ``LONG_PAGE`` is the long article (with the inserted sentence when ``inserted``)."""
     body, _ = render_page(path, pages)
     if body is None or path == "/robots.txt":
         return body, '"robots"' if body else ""
     n = int(path[3:-5])
+    if n == LONG_PAGE:
+        paragraphs = "".join(f"<p>{p}</p>" for p in long_article_paragraphs(inserted))
+        return body.replace(PAGE_TEXT.encode(), f"<article>{paragraphs}</article>".encode()), f'"{n}-{inserted:d}"'
     page_edition = edition if n % 10 == 0 else 0
     text = article_text(n, page_edition)
     body = body.replace(PAGE_TEXT.encode(), f"<article><p>{text}</p></article>".encode())
@@ -74,7 +97,10 @@ def render_article(path: str, pages: int, edition: int) -> tuple[bytes | None, s
 
 
 def _serve(
-    pages: int, port_out: multiprocessing.SimpleQueue, edition: multiprocessing.sharedctypes.Synchronized | None
+    pages: int,
+    port_out: multiprocessing.SimpleQueue,
+    edition: multiprocessing.sharedctypes.Synchronized | None,
+    inserted: multiprocessing.sharedctypes.Synchronized | None,
 ) -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
@@ -84,7 +110,7 @@ def _serve(
             if edition is None:
                 body, etag = render_page(self.path, pages)
             else:
-                body, etag = render_article(self.path, pages, edition.value)
+                body, etag = render_article(self.path, pages, edition.value, bool(inserted.value))
             if body is None:
                 self._send(404, b"not found", "")
             elif self.headers.get("If-None-Match") == etag:
@@ -116,9 +142,12 @@ class GeneratedSite:
     def __init__(self, pages: int, articles: bool = False) -> None:
         context = multiprocessing.get_context("spawn")
         port_out = context.SimpleQueue()
-        # articles: distinct page texts, and an edition the benchmark bumps to change every 10th page
+        # articles: distinct page texts, an edition the benchmark bumps to change every 10th page, and a flag that
+        # inserts one sentence into the long article
         self.edition = context.Value("i", 0) if articles else None
-        self._process = context.Process(target=_serve, args=(pages, port_out, self.edition), daemon=True)
+        self.inserted = context.Value("i", 0) if articles else None
+        args = (pages, port_out, self.edition, self.inserted)
+        self._process = context.Process(target=_serve, args=args, daemon=True)
         self._process.start()
         self.url = f"http://127.0.0.1:{port_out.get()}"
 
@@ -179,7 +208,7 @@ def measure_crawl(pages: int, per_host_concurrency: int, per_host_delay_s: float
 
 @dataclass
 class RefreshTiming:
-    run: str  # full build | no change | 10% changed
+    run: str  # full build | no change | 10% changed | 1 sentence inserted
     wall_s: float
     relative_to_full: float
     pages_changed: int
@@ -187,6 +216,8 @@ class RefreshTiming:
     chunks_embedded: int
     chunks_total: int
     index_update: str
+    vectors_added: int  # by an in-place index update (0 for a full build or no change)
+    vectors_removed: int
     stages_executed: int
 
 
@@ -202,7 +233,8 @@ def _variant(folder: Path, site_url: str, pages: int) -> Path:
 
 
 def measure_refresh(pages: int) -> list[RefreshTiming]:
-    """The refresh flow three times over a fresh site and data dir: from nothing, no change, 10% changed."""
+    """The refresh flow four times over a fresh site and data dir: from nothing, no change, 10% changed, one
+    sentence inserted in the long article."""
     from flows.refresh import refresh
     from flows.runtime import run_flow_with_runner
 
@@ -212,9 +244,11 @@ def measure_refresh(pages: int) -> list[RefreshTiming]:
         with tempfile.TemporaryDirectory() as tmp:
             variant = _variant(Path(tmp), site.url, pages)
             data = Path(tmp) / "data"
-            for run in ("full build", "no change", "10% changed"):
+            for run in ("full build", "no change", "10% changed", "1 sentence inserted"):
                 if run == "10% changed":
                     site.edition.value = 1
+                if run == "1 sentence inserted":
+                    site.inserted.value = 1
                 started = time.perf_counter()
                 changes = run_flow_with_runner(refresh, variant, data)["changes"]
                 wall = time.perf_counter() - started
@@ -229,6 +263,8 @@ def measure_refresh(pages: int) -> list[RefreshTiming]:
                         chunks_embedded=changes["embed"]["new_work"],
                         chunks_total=changes["embed"]["rows"],
                         index_update=changes["index"]["update"],
+                        vectors_added=changes["index"].get("vectors_added", 0),
+                        vectors_removed=changes["index"].get("vectors_removed", 0),
                         stages_executed=len(changes["executed"]),
                     )
                 )
@@ -281,11 +317,15 @@ def main() -> None:
         _warm_up_prefect()
         refreshes = measure_refresh(args.refresh_pages)
         print(f"\nrefresh flow (crawl + build) of a {args.refresh_pages}-article site, relative to the full build")
-        print(f"{'run':<12} {'wall_s':>7} {'rel':>6} {'pages':>6} {'extracted':>9} {'embedded':>8} {'index':<12}")
+        print(
+            f"{'run':<19} {'wall_s':>7} {'rel':>6} {'pages':>6} {'extracted':>9} {'embedded':>11} {'index':<12} "
+            f"{'+vec':>5} {'-vec':>5}"
+        )
         for r in refreshes:
             print(
-                f"{r.run:<12} {r.wall_s:>7} {r.relative_to_full:>6} {r.pages_changed:>6} {r.documents_extracted:>9} "
-                f"{r.chunks_embedded:>5}/{r.chunks_total:<5} {r.index_update:<12}"
+                f"{r.run:<19} {r.wall_s:>7} {r.relative_to_full:>6} {r.pages_changed:>6} {r.documents_extracted:>9} "
+                f"{r.chunks_embedded:>5}/{r.chunks_total:<5} {r.index_update:<12} {r.vectors_added:>5} "
+                f"{r.vectors_removed:>5}"
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}

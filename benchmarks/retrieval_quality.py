@@ -21,10 +21,10 @@ from pathlib import Path
 
 import polars as pl
 
+from catalog.ids import chunk_id
 from catalog.parquet import CHUNK_SCHEMA
 from catalog.variant import EmbedderConfig, IndexConfig
 from indexing.bm25 import BM25Index, HybridRetriever
-from indexing.chunk import chunk_id_for
 from indexing.embed import Embedder, embed_chunks
 from indexing.ir_metrics import load_trec_qrels, mean_metric, ndcg_at_k, recall_at_k
 from indexing.retrieve import Retriever
@@ -50,8 +50,9 @@ def read_queries(path: Path) -> dict[str, str]:
 def write_chunks(docs: list[tuple[str, str]], path: Path) -> Path:
     rows = [
         {
-            "chunk_id": chunk_id_for(docno, 0, len(text), text),
+            "chunk_id": chunk_id(docno, text),
             "doc_id": docno,
+            "source_doc_id": docno,
             "source": "vaswani",
             "url": None,
             "title": None,

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 DOCUMENT_SCHEMA = pa.schema(
     [
         ("doc_id", pa.string()),
+        ("source_doc_id", pa.string()),  # the document's id in its source (id_field, URI, page id, DOCNO, URL)
         ("source", pa.string()),
         ("url", pa.string()),
         ("title", pa.string()),
@@ -25,6 +26,7 @@ CHUNK_SCHEMA = pa.schema(
     [
         ("chunk_id", pa.string()),
         ("doc_id", pa.string()),
+        ("source_doc_id", pa.string()),
         ("source", pa.string()),
         ("url", pa.string()),
         ("title", pa.string()),

@@ -40,6 +40,7 @@ SAMPLE_SCHEMA = {
     "text": pl.String,
     "answer": pl.String,
     "chunk_ids": pl.List(pl.String),
+    "source_doc_ids": pl.List(pl.String),  # each passage's document id in its source, beside its chunk id
     "query_tokens": pl.Int64,
     "rerank_pair_tokens": pl.Int64,  # tokens of every (query, candidate) pair the reranker scored for the question
 }
@@ -134,6 +135,7 @@ def generate_samples(
                             "text": completion.text,
                             "answer": extract_answer(answer_format, completion.text),
                             "chunk_ids": [getattr(p, "chunk_id", "") for p in passages],
+                            "source_doc_ids": [getattr(p, "source_doc_id", None) or "" for p in passages],
                             "query_tokens": query_tokens,
                             "rerank_pair_tokens": rerank_tokens,
                         }

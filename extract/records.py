@@ -10,13 +10,16 @@ class RawDocument:
     """One document as read from a source, before extraction.
 
     ``doc_id`` is stable across runs: a content hash of (source name, native id or url), never a row number that
-    shifts when the source grows. ``content`` is bytes for HTML/WARC payloads and str for text datasets and wikitext.
+    shifts when the source grows, and unique per record of the source. ``source_doc_id`` is the document's id in its
+    source, as the user knows it (the JSONL/Parquet ``id_field``, the WARC target URI, the MediaWiki page id, the TREC
+    DOCNO, the crawled URL, the file name): carried to every chunk and search hit so results join back to the corpus. ``content`` is bytes for HTML/WARC payloads and str for text datasets and wikitext.
     """
 
     doc_id: str
     source: str  # the source's name in the variant
     content: bytes | str
     content_type: str  # "text/html", "text/plain", "text/x-wiki", ...
+    source_doc_id: str = ""
     url: str = ""
     title: str = ""
     input_ref: str = ""  # where it came from (path, path#record-offset, path:line)
@@ -33,6 +36,7 @@ class ExtractedDocument:
     """Clean text extracted from one RawDocument by one extractor (name and version recorded)."""
 
     doc_id: str
+    source_doc_id: str
     source: str
     url: str
     title: str

@@ -17,7 +17,7 @@ from extract.records import ExtractedDocument, RawDocument
 from extract.runner import ExtractionRunner
 from extract.sources import open_source
 
-EXTRACT_STAGE_VERSION = "1"
+EXTRACT_STAGE_VERSION = "2"  # 2: source_doc_id column; MediaWiki doc_ids unique per dump file
 
 RAW_SCHEMA = pa.schema(
     [

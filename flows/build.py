@@ -21,7 +21,7 @@ from catalog.db import Catalog
 from catalog.stage_runner import StageSpec, execute_stage, register_artifact, rejection_counts
 from catalog.variant import Variant, load_variant
 from extract.stage import EXTRACT_STAGE_VERSION, run_extract, source_fingerprint
-from flows.runtime import artifact_key_name, current_flow_run_id, record_interrupted_runs, run_flow_with_runner
+from flows.runtime import artifact_key_name, run_flow_with_runner
 from indexing import stages
 
 INDEX_BUILT_EVENT = "reread.index.built"
@@ -97,13 +97,14 @@ def extract_task(
 def _previous_outputs(
     catalog: Catalog, variant: Variant, stage: str, data_dir: str, shard: str = ""
 ) -> Iterator[ArtifactManifest]:
-    """The variant's earlier outputs of ``stage`` (for ``shard``) under the stage's current config, newest first:
-    work a rebuild can reuse. The catalog is read now (before this run registers anything of its own); artifact
-    folders as the caller iterates."""
+    """The variant's earlier outputs of ``stage`` (for ``shard``) under the stage's current config and version, newest
+    first: work a rebuild can reuse. The catalog is read now (before this run registers anything of its own);
+    artifact folders as the caller iterates."""
+    version = EXTRACT_STAGE_VERSION if stage == "extract" else stages.STAGE_VERSIONS[stage]
     keys = catalog.query(
         "SELECT artifact_key FROM stage_outputs WHERE stage = ? AND variant = ? AND shard = ? AND config_hash = ?"
-        " ORDER BY created_at DESC",
-        [stage, variant.name, shard, variant.stage_hash(stage)],
+        " AND stage_version = ? ORDER BY created_at DESC",
+        [stage, variant.name, shard, variant.stage_hash(stage), version],
     )["artifact_key"].to_list()
     store = ArtifactStore(data_dir)
     return (m for m in (store.find(stage, key) for key in keys) if m is not None)
@@ -220,7 +221,8 @@ class PreviousDatastore:
     ) -> tuple[ArtifactManifest, list[ArtifactManifest]] | None:
         """The chunk artifacts with the dedup output they were chunked from (the one whose manifest hash is their
         input hash): a rebuild then chunks only new or changed documents."""
-        if any(c.config_hash != variant.stage_hash("chunk") for c in self.chunks):
+        current = (variant.stage_hash("chunk"), stages.STAGE_VERSIONS["chunk"])
+        if any((c.config_hash, c.stage_version) != current for c in self.chunks):
             return None
         made_from = {c.input_hash for c in self.chunks}  # every part was chunked from one dedup output
         outputs = _previous_outputs(catalog, variant, "dedup", data_dir)
@@ -290,8 +292,7 @@ def build_datastore(variant_path: str, data_dir: str) -> dict:
     """Build (or bring up to date) the datastore of one corpus variant."""
     variant = load_variant(variant_path)
     with Catalog.in_data_dir(data_dir) as catalog:
-        record_interrupted_runs(catalog)
-        run_id = catalog.start_run(variant.name, "build", flow_run_id=current_flow_run_id())
+        run_id = catalog.start_run(variant.name, "build")
         try:
             summary = build_stages(variant, data_dir, catalog, run_id)
         except BaseException as exc:
@@ -301,11 +302,7 @@ def build_datastore(variant_path: str, data_dir: str) -> dict:
     if summary.executed:
         emit_event(
             event=INDEX_BUILT_EVENT,
-            resource={
-                "prefect.resource.id": f"reread.variant.{variant.name}",
-                "reread.variant-path": str(Path(variant_path).resolve()),
-                "reread.data-dir": str(Path(data_dir).resolve()),  # served triggers match their own data dir
-            },
+            resource={"prefect.resource.id": f"reread.variant.{variant.name}", "reread.variant-path": variant_path},
             payload={"index_key": summary.index_key, "data_dir": data_dir},
         )
     return summary.as_dict()
@@ -320,8 +317,7 @@ def ingest(variant_path: str, data_dir: str) -> dict:
     """Read every source of a variant and extract its documents into the catalog (the first stage of a build)."""
     variant = load_variant(variant_path)
     with Catalog.in_data_dir(data_dir) as catalog:
-        record_interrupted_runs(catalog)
-        run_id = catalog.start_run(variant.name, "ingest", flow_run_id=current_flow_run_id())
+        run_id = catalog.start_run(variant.name, "ingest")
         log: list[StageRun] = []
         manifests = _extract_sources(variant, data_dir, catalog, run_id, log)
         sources = []

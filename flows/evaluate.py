@@ -184,7 +184,7 @@ def compare_variants(
 
 
 # ---------------------------------------------------------------- reader evaluation (test-time compute)
-READER_EVAL_VERSION = "1"
+READER_EVAL_VERSION = "2"  # 2: samples carry source_doc_ids
 
 
 def _passages_fn(variant: Variant, data_dir: str, seed: int):

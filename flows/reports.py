@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 from catalog.db import Catalog
@@ -14,10 +13,8 @@ from catalog.variant import Variant
 def recent_runs(data_dir: str | Path, limit: int = 10) -> list[dict]:
     with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
         runs = catalog.recent_runs(limit).to_dicts()
-        now = datetime.now(UTC).replace(tzinfo=None)
         for run in runs:
-            # a run in flight: so far; one found dead: until its last heartbeat
-            end = run["finished_at"] or (run.get("heartbeat_at") if run["status"] == "interrupted" else now)
+            end = run["finished_at"] or run["started_at"]
             run["seconds"] = (end - run["started_at"]).total_seconds()
             run["stats"] = json.loads(run["stats"] or "{}")
             stages = catalog.query(
@@ -29,7 +26,8 @@ def recent_runs(data_dir: str | Path, limit: int = 10) -> list[dict]:
 
 
 def contamination_report(variant: Variant, data_dir: str | Path) -> dict:
-    """Per benchmark: items checked, items found, rate; and removed document or chunk ids with matching items."""
+    """Per benchmark: items checked, items found, rate; and the removed documents or chunks with the items that
+    matched them, each named as its source knows it (source, URL, file:line or file#record) beside Reread's id."""
     action = variant.decontamination.action
     stage = "chunk" if action == "drop_chunk" else "decontaminate"
     with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
@@ -47,17 +45,25 @@ def contamination_report(variant: Variant, data_dir: str | Path) -> dict:
             " FROM contamination_summary WHERE list_contains(?, artifact_key) GROUP BY benchmark ORDER BY benchmark",
             [keys],
         )
-        # items found in several shards count once: recount distinct items from the hits
+        # items found in several shards count once: recount distinct items from the hits. Where each document came
+        # from: its latest raw-document row (a refreshed document may have moved in its file).
         hits = catalog.query(
-            "SELECT benchmark, item_id, doc_id, chunk_id FROM contamination_hits WHERE list_contains(?, artifact_key)",
+            "SELECT h.benchmark, h.item_id, h.doc_id, h.chunk_id, r.source, r.url, r.input_ref"
+            " FROM contamination_hits h LEFT JOIN ("
+            "   SELECT d.doc_id, arg_max(d.source, o.created_at) AS source, arg_max(d.url, o.created_at) AS url,"
+            "   arg_max(d.input_ref, o.created_at) AS input_ref"
+            "   FROM raw_documents d JOIN stage_outputs o USING (artifact_key) GROUP BY d.doc_id"
+            " ) r USING (doc_id) WHERE list_contains(?, h.artifact_key)",
             [keys],
         )
     found = {b: set() for b in summary["benchmark"].to_list()}
     removed: dict[tuple[str, str], set[str]] = {}
+    origin: dict[tuple[str, str], dict] = {}
     for h in hits.iter_rows(named=True):
         found.setdefault(h["benchmark"], set()).add(h["item_id"])
         kind, ident = ("chunk", h["chunk_id"]) if action == "drop_chunk" else ("document", h["doc_id"])
         removed.setdefault((kind, ident), set()).add(f"{h['benchmark']}/{h['item_id']}")
+        origin[kind, ident] = {"doc_id": h["doc_id"], **{k: h[k] or "" for k in ("source", "url", "input_ref")}}
     benchmarks = [
         {
             "benchmark": row["benchmark"],
@@ -71,5 +77,5 @@ def contamination_report(variant: Variant, data_dir: str | Path) -> dict:
         "variant": variant.name,
         "action": action,
         "benchmarks": benchmarks,
-        "removed": [{"kind": k, "id": i, "items": sorted(v)} for (k, i), v in sorted(removed.items())],
+        "removed": [{"kind": k, "id": i, **origin[k, i], "items": sorted(v)} for (k, i), v in sorted(removed.items())],
     }

@@ -22,7 +22,7 @@ import polars as pl
 from tqdm import tqdm
 
 from catalog.errors import ArtifactError, ConfigError
-from catalog.hashing import content_hash
+from catalog.ids import chunk_ids
 from catalog.parquet import CHUNK_SCHEMA as CATALOG_CHUNK_SCHEMA
 from catalog.records import Rejection, StageStats
 from catalog.variant import ChunkingConfig
@@ -46,13 +46,14 @@ TOKENIZE_BATCH_DOCS = 256
 # The chunk artifact's columns and types, as the catalog defines them for every chunk Parquet part.
 CHUNK_SCHEMA = pl.from_arrow(CATALOG_CHUNK_SCHEMA.empty_table()).schema
 CHUNK_COLUMNS = tuple(CHUNK_SCHEMA.names())
-_PROVENANCE = ("source", "url", "title")
+_PROVENANCE = ("source_doc_id", "source", "url", "title")
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
     chunk_id: str
     doc_id: str
+    source_doc_id: str | None
     source: str | None
     url: str | None
     title: str | None
@@ -63,11 +64,6 @@ class Chunk:
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def chunk_id_for(doc_id: str, char_start: int, char_end: int, text: str) -> str:
-    """The stable id of a chunk: its document, its span and its text."""
-    return content_hash(f"{doc_id}:{char_start}:{char_end}:{text}")
 
 
 def load_tokenizer(model_name: str) -> Any:
@@ -165,21 +161,25 @@ class Chunker:
             self._reject(doc, "empty_text", "the text has no tokens (empty or whitespace only)")
             return []
         provenance = {key: doc.get(key) for key in _PROVENANCE}
-        chunks = []
-        for start, end in token_windows(gap_strengths(text, offsets), self.cfg.size, self.cfg.overlap):
-            char_start, char_end = int(offsets[start, 0]), int(offsets[end - 1, 1])
-            chunk_text = text[char_start:char_end]
-            chunks.append(
-                Chunk(
-                    chunk_id=chunk_id_for(doc_id, char_start, char_end, chunk_text),
-                    doc_id=doc_id,
-                    text=chunk_text,
-                    char_start=char_start,
-                    char_end=char_end,
-                    n_tokens=end - start,
-                    **provenance,
-                )
+        spans = [
+            (int(offsets[start, 0]), int(offsets[end - 1, 1]), end - start)
+            for start, end in token_windows(gap_strengths(text, offsets), self.cfg.size, self.cfg.overlap)
+        ]
+        texts = [text[char_start:char_end] for char_start, char_end, _ in spans]
+        chunks = [
+            Chunk(
+                chunk_id=chunk_id,
+                doc_id=doc_id,
+                text=chunk_text,
+                char_start=char_start,
+                char_end=char_end,
+                n_tokens=n_tokens,
+                **provenance,
             )
+            for chunk_id, chunk_text, (char_start, char_end, n_tokens) in zip(
+                chunk_ids(doc_id, texts), texts, spans, strict=True
+            )
+        ]
         self.stats.add("documents_out")
         self.stats.add("chunks_out", len(chunks))
         return chunks
@@ -189,11 +189,12 @@ class Chunker:
         self.rejections.append(Rejection(STAGE, str(doc.get("source") or ""), str(doc.get("doc_id")), reason, detail))
 
     def chunk(self, doc_id: str, text: str, **provenance: Any) -> list[Chunk]:
-        """Chunks of one document; ``provenance`` (source, url, title) is copied to every chunk."""
+        """Chunks of one document; ``provenance`` (source_doc_id, source, url, title) is copied to every chunk."""
         return self.chunk_many([{"doc_id": doc_id, "text": text, **provenance}])
 
     def chunk_many(self, docs: Iterable[Mapping[str, Any]]) -> list[Chunk]:
-        """Chunks of many documents (dicts with doc_id, text and optional source, url, title), one tokenizer call."""
+        """Chunks of many documents (dicts with doc_id, text and optional source_doc_id, source, url, title), one
+        tokenizer call."""
         valid = []
         for doc in docs:
             if not isinstance(doc.get("text"), str) or not isinstance(doc.get("doc_id"), str):
@@ -210,7 +211,7 @@ class Chunker:
 
 
 def _document_columns(docs: pl.DataFrame) -> pl.DataFrame:
-    """doc_id, text, source, url, title as strings (provenance null when absent); ArtifactError without doc_id/text."""
+    """doc_id, text and the provenance columns as strings (null when absent); ArtifactError without doc_id/text."""
     missing = sorted({"doc_id", "text"} - set(docs.columns))
     if missing:
         raise ArtifactError(f"documents frame: documents lack column(s) {', '.join(missing)}")
@@ -221,7 +222,7 @@ def _document_columns(docs: pl.DataFrame) -> pl.DataFrame:
 
 
 def chunk_documents(docs: pl.DataFrame, chunker: Chunker) -> pl.DataFrame:
-    """The chunk step: documents (doc_id, text, and source, url, title when present) to a chunks frame with
+    """The chunk step: documents (doc_id, text, and source_doc_id, source, url, title when present) to a chunks frame with
     ``CHUNK_COLUMNS`` (an empty frame of that schema when nothing is left). Documents are tokenized
     ``TOKENIZE_BATCH_DOCS`` at a time."""
     docs = _document_columns(docs)

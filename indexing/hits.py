@@ -11,10 +11,15 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One retrieved chunk: where it comes from, its text, its score and its 1-based rank for its query."""
+    """One retrieved chunk: where it comes from, its text, its score and its 1-based rank for its query.
+
+    ``doc_id`` is Reread's id of the document (``catalog.ids.make_doc_id``); ``source_doc_id`` is the document's id
+    in its source (the JSONL/Parquet ``id_field``, the WARC record's target URI, the MediaWiki page id, the TREC
+    DOCNO, the crawled URL, the file name): the id that joins results back to the user's own corpus."""
 
     chunk_id: str
     doc_id: str
+    source_doc_id: str | None
     source: str
     url: str | None
     title: str | None

@@ -28,7 +28,7 @@ from indexing.diversify import mmr, near_duplicate_free, unit_scale
 from indexing.hits import Hit, HitReranker, rerank_order
 from indexing.vector_index import IDS_FILE, VectorIndex
 
-LOOKUP_COLUMNS = ("chunk_id", "doc_id", "source", "url", "title", "text", "char_start", "char_end")
+LOOKUP_COLUMNS = ("chunk_id", "doc_id", "source_doc_id", "source", "url", "title", "text", "char_start", "char_end")
 LOOKUP_BATCH_ROWS = 65_536
 
 
@@ -227,6 +227,7 @@ class Retriever:
                     Hit(
                         chunk_id=columns["chunk_id"][at],
                         doc_id=columns["doc_id"][at],
+                        source_doc_id=columns["source_doc_id"][at],
                         source=columns["source"][at],
                         url=columns["url"][at],
                         title=columns["title"][at],

@@ -24,12 +24,13 @@ from indexing.embed_reuse import ReusingEmbedder
 from indexing.index_update import apply_index_update, plan_index_update
 from indexing.vector_index import EmbeddingSet, build_index
 
-STAGE_VERSIONS = {"decontaminate": "1", "dedup": "1", "chunk": "1", "embed": "1", "index": "1"}
+# decontaminate, dedup 2 and chunk 2: documents and chunks carry source_doc_id; chunk 2: content-defined chunk ids
+STAGE_VERSIONS = {"decontaminate": "2", "dedup": "2", "chunk": "2", "embed": "1", "index": "1"}
 DOCS_PER_PART = 20_000  # dedup output parts: the unit of work of the chunk stage (one task per part)
 EMBEDDINGS_DIR = "embeddings"
 INDEX_DIR = "index"
 # What a document's chunks are made of: a document equal in these to an earlier one has the earlier one's chunks.
-_DOCUMENT_MAKES_CHUNKS = ["doc_id", "text", "source", "url", "title"]
+_DOCUMENT_MAKES_CHUNKS = ["doc_id", "text", "source_doc_id", "source", "url", "title"]
 _ROW, _CHUNK_ROW, _PART = "_row", "_chunk_row", "_part"  # scratch columns
 
 

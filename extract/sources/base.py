@@ -82,11 +82,16 @@ class Source:
         # input_ref names a file: as path_text, so a file name that is not UTF-8 cannot break writing it
         return Rejection(stage=STAGE, source=self.name, input_ref=path_text(input_ref), reason=reason, detail=detail)
 
-    def document(self, native_id: str, content: bytes | str, content_type: str, **fields) -> RawDocument:
+    def document(
+        self, native_id: str, content: bytes | str, content_type: str, source_doc_id: str | None = None, **fields
+    ) -> RawDocument:
+        """A RawDocument whose doc_id is made from ``native_id`` (unique per record of this source); its
+        ``source_doc_id`` is ``native_id`` unless the id the source itself gives is another (a URI, a page id)."""
         if "input_ref" in fields:
             fields["input_ref"] = path_text(fields["input_ref"])
         return RawDocument(
             doc_id=make_doc_id(self.name, native_id),
+            source_doc_id=native_id if source_doc_id is None else source_doc_id,
             source=self.name,
             content=content,
             content_type=content_type,

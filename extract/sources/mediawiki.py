@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
+from catalog.hashing import relative_name
 from catalog.records import Rejection
 from extract.records import RawDocument
 from extract.sources.base import FileSource, register_source
@@ -108,12 +109,17 @@ class MediaWikiSource(FileSource):
         if self.cfg.skip_redirects and (_children(page, "redirect") or text.lstrip()[:9].upper() == "#REDIRECT"):
             self.skip("redirect")
             return None
-        page_id = _child_text(page, "id") or ""
+        page_id = (_child_text(page, "id") or "").strip()
+        # One page (same id and title) can be in several dump files of a source in different revisions: the file
+        # (its name without a compression suffix: packing a dump changes no id) makes each its own record, and the
+        # id stays the same across revisions of a file refreshed under its name.
+        dump = relative_name(path, self.root).removesuffix(".bz2").removesuffix(".gz")
         return self.document(
-            title,
+            f"{dump}\x00{page_id or title}",
             text,
             "text/x-wiki",
+            source_doc_id=page_id or title,
             title=title,
             input_ref=f"{path}#{title}",
-            meta={"page_id": page_id.strip()},
+            meta={"page_id": page_id},
         )

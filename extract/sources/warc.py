@@ -117,6 +117,7 @@ class _WarcReader(Source):
             native_id,
             payload,
             mime,
+            source_doc_id=uri,
             url=uri,
             input_ref=input_ref,
             encoding=detect_charset(payload, charset_from_content_type(_payload_content_type(record))),

@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(b["benchmark"], str(b["items_checked"]), str(b["items_found"]), f"{b['rate']:.2%}")
         console.print(table)
         for r in report["removed"][:50]:
-            console.print(f"removed {r['kind']} {r['id']}: {', '.join(r['items'])}")
+            where = r["url"] or r["input_ref"] or r["id"]  # as the source names it; Reread's hash as a last resort
+            console.print(f"removed {r['kind']} {r['source']}: {where}: {', '.join(r['items'])}")
         if len(report["removed"]) > 50:
             console.print(f"... and {len(report['removed']) - 50} more (use --json)")

@@ -14,7 +14,15 @@ from flows.commands._common import DataDirOption, JsonOption, VariantArgument
 
 
 def _hit_json(hit) -> dict:
-    return {k: getattr(hit, k) for k in ("chunk_id", "doc_id", "source", "url", "title", "score", "text")}
+    keys = ("chunk_id", "doc_id", "source_doc_id", "source", "url", "title", "score", "text")
+    return {k: getattr(hit, k) for k in keys}
+
+
+def hit_origin(hit) -> str:
+    """Where a hit comes from, as its source names it: ``source:id`` (the id in the source, Reread's hashed doc_id
+    only when the source gives none), then the URL when it is not that id."""
+    ident = hit.source_doc_id or hit.doc_id
+    return f"{hit.source}:{ident}" + (f" {hit.url}" if hit.url and hit.url != ident else "")
 
 
 def register(app: typer.Typer) -> None:
@@ -60,6 +68,5 @@ def register(app: typer.Typer) -> None:
         for text, hits in zip(texts, results, strict=True):
             console.print(f"[bold]{text}[/bold]")
             for h in hits:
-                where = h.url or h.source
-                console.print(f"  {h.rank:>3}. {h.score:.4f}  {h.title or h.doc_id}  [dim]{where}[/dim]")
+                console.print(f"  {h.rank:>3}. {h.score:.4f}  {h.title or h.source_doc_id}  [dim]{hit_origin(h)}[/dim]")
                 console.print(f"       {h.text[:200].replace(chr(10), ' ')}")

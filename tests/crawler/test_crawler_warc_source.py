@@ -19,7 +19,7 @@ def test_crawl_source_reads_the_pages_back(site, local_config, tmp_path):
     site.page("/moved", "", status=301, headers={"Location": "/b.txt"})
     site.page("/b.txt", "plain text page", content_type="text/plain")
     result = crawl(local_config(), tmp_path)
-    assert result.outcomes() == {"fetched": 3, "not_found": 1}  # a first crawl's 404: nothing was there to be gone
+    assert result.outcomes() == {"fetched": 3, "gone": 1}
 
     source = open_source(CrawlSource(type="crawl", path=tmp_path, name="web"))
     items = list(source.iter_documents())
@@ -27,6 +27,7 @@ def test_crawl_source_reads_the_pages_back(site, local_config, tmp_path):
     docs = {d.url: d for d in items}
     # 2xx pages only: not robots.txt, not the 404, not the 301 hop (its target is a document under its own URL)
     assert set(docs) == {site.url("/"), site.url("/a.html"), site.url("/b.txt")}
+    assert all(d.source_doc_id == url for url, d in docs.items())  # a crawled page's id in its source: its URL
     assert docs[site.url("/a.html")].content == b"<html><body>page a</body></html>"
     assert docs[site.url("/b.txt")].content_type == "text/plain"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import shutil
 import gzip
 import io
 import json
@@ -70,7 +71,7 @@ def test_warc_skips_are_counted_and_charsets_come_from_headers(shared_data: Path
 
 def test_warc_chunked_payload_is_decoded(fixtures_dir: Path) -> None:
     (doc,), _, _ = read(type="warc", path=fixtures_dir / "extract/warc/warcio_example-iana.org-chunked.warc")
-    assert doc.url == "http://www.iana.org/"
+    assert doc.url == doc.source_doc_id == "http://www.iana.org/"  # the record's target URI is its id in the WARC
     assert doc.content.rstrip().endswith(b"</html>")
     assert doc.input_ref.endswith("#405")
 
@@ -200,6 +201,7 @@ def test_jsonl_field_mapping_and_bad_line(fixtures_dir: Path, tmp_path: Path) ->
     assert [d.content for d in docs] == [r["text"] for r in rows]
     assert [d.url for d in docs] == [r["metadata"]["url"] for r in rows]
     assert docs[0].doc_id == content_hash(f"test\x00{rows[0]['id']}")
+    assert [d.source_doc_id for d in docs] == [str(r["id"]) for r in rows]  # the id_field, as the user knows it
     assert [(r.reason, r.input_ref) for r in rejections] == [("bad_json", f"{path}:2"), ("missing_text", f"{path}:4")]
     assert stats == {"documents": 3, "rejected_bad_json": 1, "rejected_missing_text": 1}
 
@@ -245,7 +247,7 @@ def test_parquet_read_in_batches_with_mapping(tmp_path: Path) -> None:
         "https://example.org/1234",
         "T1234",
     )
-    assert docs[1234].doc_id == content_hash("test\x00k1234")
+    assert docs[1234].doc_id == content_hash("test\x00k1234") and docs[1234].source_doc_id == "k1234"
 
 
 def test_parquet_missing_text_column_rejects_rows(tmp_path: Path) -> None:
@@ -269,6 +271,20 @@ def test_mediawiki_schema_03_takes_latest_revision(fixtures_dir: Path) -> None:
     assert doc.title == "Pear"
     assert doc.meta["page_id"] == "24278"
     assert "{{Taxobox" in doc.content or "pear" in doc.content.lower()
+
+
+def test_same_page_in_two_dump_files_of_one_source_gets_two_doc_ids(fixtures_dir: Path, tmp_path: Path) -> None:
+    """Issue reproduction: page "Pear" (id 24278) in two dump files of one source, 865 vs 14,575 characters of
+    different revisions, got one doc_id, so their chunks were indistinguishable. Each file's page is its own record;
+    both keep the page id as their id in the source."""
+    for name in ("article-pear.xml", "article-pear-0.10.xml"):
+        shutil.copy(fixtures_dir / "extract/mediawiki" / name, tmp_path / name)
+    docs, rejections, _ = read(type="mediawiki", path=tmp_path)
+    assert rejections == [] and [d.title for d in docs] == ["Pear", "Pear"]
+    assert len({d.doc_id for d in docs}) == 2 and len({d.content for d in docs}) == 2
+    assert [d.source_doc_id for d in docs] == ["24278", "24278"]
+    again, _, _ = read(type="mediawiki", path=tmp_path)
+    assert [d.doc_id for d in again] == [d.doc_id for d in docs]  # stable across runs
 
 
 def test_mediawiki_redirects_skipped(fixtures_dir: Path) -> None:
@@ -325,6 +341,7 @@ def test_wikitext_folder_titles_and_redirects(shared_data: Path) -> None:
 def test_trec_fixture_and_real_vaswani(fixtures_dir: Path, shared_data: Path) -> None:
     docs, _, _ = read(type="trec", path=fixtures_dir / "extract/datasets/vaswani_3.trec")
     assert [d.doc_id for d in docs] == [content_hash(f"test\x00{i}") for i in ("1", "2", "3")]
+    assert [d.source_doc_id for d in docs] == ["1", "2", "3"]  # the DOCNO
     assert docs[1].content.startswith("an electronic analogue computer")
     all_docs, rejections, _ = read(type="trec", path=shared_data / "retrieval/vaswani_npl/doc-text.trec")
     assert len(all_docs) == 11429 and rejections == []

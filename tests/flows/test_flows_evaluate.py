@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from catalog.db import Catalog
+from catalog.ids import make_doc_id
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "sample_data"
@@ -149,7 +150,15 @@ def test_cli_search_runs_and_contamination(built):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(hits) == 3 and set(hits[0]) >= {"chunk_id", "doc_id", "url", "title", "score", "text"}
+    assert len(hits) == 3 and set(hits[0]) >= {"chunk_id", "doc_id", "source_doc_id", "url", "title", "score", "text"}
+    # each hit names its document as the collection does (the Vaswani DOCNO) beside Reread's hashed doc_id
+    assert all(h["source_doc_id"].isdigit() and h["doc_id"] == make_doc_id("npl", h["source_doc_id"]) for h in hits)
+    shown = runner.invoke(
+        app,
+        ["search", str(flat), "measurement of dielectric constant of liquids", "-k", "3", "--data-dir", str(data_dir)],
+    )
+    assert shown.exit_code == 0 and all(f"npl:{h['source_doc_id']}" in shown.stdout for h in hits)
+    assert hits[0]["doc_id"] not in shown.stdout  # the user's own ids, not Reread's hashes
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
     queries = root / "queries.txt"
     queries.write_text("microwave waveguide\ndigital computer memory\n")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from catalog.variant import load_variant
 
@@ -120,10 +121,20 @@ class _Site:
         sentences = self.texts[path].split(". ")
         self.texts[path] = ". ".join(sentences[len(sentences) // 2 :] + sentences[: len(sentences) // 2])
 
+    def insert_sentence(self, i: int) -> None:
+        """One sentence more, a third into page i's text, as a small edit to a long article."""
+        path = f"/p/{i}.html"
+        sentences = self.texts[path].split(". ")
+        third = len(sentences) // 3
+        self.texts[path] = ". ".join(
+            [*sentences[:third], "We add one sentence here for the refresh", *sentences[third:]]
+        )
+
 
 def test_refresh_of_a_crawled_site_costs_what_changed_and_searches_like_a_full_build(tmp_path, prefect_harness):
     from catalog.db import Catalog
     from flows.build import run_build
+    from flows.datastore import locate_datastore
     from flows.refresh import refresh
     from flows.runtime import run_flow_with_runner
 
@@ -160,65 +171,22 @@ def test_refresh_of_a_crawled_site_costs_what_changed_and_searches_like_a_full_b
         changes = sorted(r["change"] for r in records)
         assert changes == ["changed"] * 2 + ["unchanged"] * 19
 
+        # One sentence inserted into a long article (38 chunks): chunk ids are content-defined, so only the chunks
+        # whose text the insertion touched are new; the index is updated in place with O(1) vectors.
+        long_page = f"{site.url}/p/2.html"
+        chunks = pl.read_parquet(locate_datastore(load_variant(variant), tmp_path / "data").chunks)
+        assert chunks.filter(pl.col("url") == long_page).height >= 30
+        site.insert_sentence(2)
+        inserted = run_flow_with_runner(refresh, variant, tmp_path / "data")["changes"]
+        assert inserted["pages"] == {"site": {"changed": 1, "unchanged": 20, "skipped": 0}}
+        assert inserted["index"]["update"] == "incremental"
+        assert 0 < inserted["embed"]["new_work"] <= 3
+        assert 0 < inserted["index"]["vectors_added"] <= 3 and 0 < inserted["index"]["vectors_removed"] <= 3
+
         run_build(variant, tmp_path / "fresh")  # a full build of the same crawl folder
         refreshed, fresh = _search(variant, tmp_path / "data"), _search(variant, tmp_path / "fresh")
         assert [[c for c, _ in q] for q in refreshed] == [[c for c, _ in q] for q in fresh]
         assert np.allclose([[s for _, s in q] for q in refreshed], [[s for _, s in q] for q in fresh], atol=1e-4)
-    finally:
-        site.server.shutdown()
-        site.server.server_close()
-
-
-def test_a_refresh_that_failed_after_crawling_keeps_its_change_report_for_the_retry(
-    tmp_path, prefect_harness, monkeypatch
-):
-    import os
-    import subprocess
-    import sys
-
-    import pytest
-
-    from catalog.db import Catalog
-    from catalog.errors import CatalogLockedError
-    from flows.refresh import run_refresh
-
-    site = _Site()
-    try:
-        variant = tmp_path / "crawled.yaml"
-        variant.write_text(
-            f"name: crawled\nsources:\n  - name: site\n    type: crawl\n    path: crawl\n"
-            f"    seeds: ['{site.url}/']\n    allow_addresses: [127.0.0.1]\n    per_host_delay_s: 0\n"
-            "dedup: {exact: true, near: false}\nchunking: {size: 64, overlap: 8}\n"
-        )
-        run_refresh(variant, tmp_path / "data")
-        site.edit(3)
-        site.edit(14)
-        # Another process holds the catalog (an evaluation writing it): this refresh crawls, then cannot write.
-        holder = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from catalog.db import Catalog; "
-             f"c = Catalog.in_data_dir({str(tmp_path / 'data')!r}); print('held', flush=True); sys.stdin.read()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        )  # fmt: skip
-        try:
-            assert holder.stdout.readline().strip() == "held"
-            monkeypatch.setenv("REREAD_LOCK_TIMEOUT", "2")  # it waits for the lock, then gives up
-            with pytest.raises(CatalogLockedError):
-                run_refresh(variant, tmp_path / "data")
-            monkeypatch.delenv("REREAD_LOCK_TIMEOUT")
-        finally:
-            holder.stdin.close()
-            holder.wait(timeout=60)
-
-        retry = run_refresh(variant, tmp_path / "data")["changes"]
-        # the pages the failed run fetched are unchanged on the site since, but not yet in the datastore
-        assert retry["pages"] == {"site": {"changed": 2, "unchanged": 19, "skipped": 0}}
-        assert (retry["extract"]["new_work"], retry["extract"]["reused"]) == (2, 19)
-        with Catalog.in_data_dir(tmp_path / "data", read_only=True) as catalog:
-            changes = sorted(r["change"] for r in catalog.fetch_records("crawled", "site"))
-        assert changes == ["changed"] * 2 + ["unchanged"] * 19
-        after = run_refresh(variant, tmp_path / "data")["changes"]  # built: no longer pending
-        assert after["pages"] == {"site": {"unchanged": 21, "skipped": 0}} and after["executed"] == []
     finally:
         site.server.shutdown()
         site.server.server_close()

@@ -106,3 +106,16 @@ def test_refresh_decontaminates_and_chunks_only_changed_documents_like_a_fresh_b
     fresh_chunks = _rows(tmp_path / "fresh", "chunk", fresh_chunk["key"])
     assert chunks.equals(fresh_chunks)  # same chunk ids, texts, offsets, in the same order
     assert chunks.height == chunk["rows"] == fresh_chunk["rows"]
+
+    # The contamination report names each removed document as its source does (URL, file:line), not by hash alone.
+    from catalog.variant import load_variant
+    from flows.reports import contamination_report
+
+    report = contamination_report(load_variant(variant), tmp_path / "data")
+    removed = {r["url"]: (r["source"], r["input_ref"], r["id"], r["items"]) for r in report["removed"]}
+    source_file = tmp_path / "docs.jsonl"
+    assert removed == {
+        f"https://c4.test/{PLANTED}": ("c4", f"{source_file}:{PLANTED + 1}", planted, ["mmlu/astronomy/0"]),
+        f"https://c4.test/{NEWLY_CONTAMINATED}": ("c4", f"{source_file}:{NEWLY_CONTAMINATED + 1}", changed,
+                                                  ["mmlu/astronomy/1"]),
+    }  # fmt: skip

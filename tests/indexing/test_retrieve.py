@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 
 from catalog.errors import ArtifactError
+from catalog.ids import chunk_id
 from catalog.parquet import CHUNK_SCHEMA
 from catalog.variant import EmbedderConfig, IndexConfig, RetrievalConfig
 from indexing.bm25 import BM25Index, HybridRetriever, reciprocal_rank_fusion
-from indexing.chunk import chunk_id_for
 from indexing.diversify import bag, mmr, near_duplicate_free
 from indexing.embed import Embedder, embed_chunks
 from indexing.rerank import Reranker
@@ -40,8 +40,9 @@ def read_trec_queries(path: Path) -> list[str]:
 
 def chunk_row(doc_id: str, text: str) -> dict:
     return {
-        "chunk_id": chunk_id_for(doc_id, 0, len(text), text),
+        "chunk_id": chunk_id(doc_id, text),
         "doc_id": doc_id,
+        "source_doc_id": doc_id.removeprefix("vaswani-"),  # the collection's own DOCNO
         "source": "vaswani",
         "url": f"npl://{doc_id}",
         "title": None,
@@ -269,7 +270,8 @@ def test_reciprocal_rank_fusion_scores():
 def test_hit_is_a_plain_record(retriever, queries):
     hit = retriever.search(queries[:1], k=1)[0][0]
     assert replace(hit, rank=7).rank == 7
-    assert set(hit.as_dict()) >= {"chunk_id", "doc_id", "text", "score", "rank", "char_start", "char_end"}
+    assert set(hit.as_dict()) >= {"chunk_id", "doc_id", "source_doc_id", "text", "score", "rank", "char_start", "char_end"}
+    assert hit.doc_id == f"vaswani-{hit.source_doc_id}" and hit.source_doc_id.isdigit()
 
 
 def test_retriever_without_embedder_searches_vectors_only(datastore, embedder, queries):

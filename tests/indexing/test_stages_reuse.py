@@ -51,6 +51,7 @@ def _docs(texts: dict[str, str], urls: dict[str, str] | None = None) -> pl.DataF
     rows = [
         {
             "doc_id": doc_id,
+            "source_doc_id": f"c4-{doc_id}",
             "source": "c4",
             "url": urls.get(doc_id, f"https://c4.test/{doc_id}"),
             "title": None,
