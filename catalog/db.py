@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -32,6 +33,7 @@ import duckdb
 import polars as pl
 
 from catalog.errors import CatalogLockedError, CatalogSchemaError, RereadError
+from catalog.processes import process_alive
 from catalog.records import Rejection
 
 SCHEMA_VERSION = 1
@@ -44,6 +46,12 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS runs (
         run_id VARCHAR PRIMARY KEY, variant VARCHAR, command VARCHAR, status VARCHAR,
         started_at TIMESTAMP, finished_at TIMESTAMP, stats JSON)""",
+    # Run liveness (added columns keep the schema version: older catalogs gain them, NULL for their runs): the
+    # process that runs it, its last heartbeat, and the Prefect flow run it belongs to.
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS host VARCHAR",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid BIGINT",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS heartbeat_at TIMESTAMP",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS flow_run_id VARCHAR",
     """CREATE TABLE IF NOT EXISTS sources (
         variant VARCHAR, source VARCHAR, type VARCHAR, path VARCHAR, config_hash VARCHAR, fingerprint VARCHAR,
         registered_at TIMESTAMP, PRIMARY KEY (variant, source))""",
@@ -168,6 +176,22 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+HEARTBEAT_S = 30.0
+# A run whose heartbeat is this old is dead wherever it ran (another machine, or a pid since reused): ten missed beats.
+STALE_AFTER_S = 10 * HEARTBEAT_S
+
+
+def run_is_dead(run: dict[str, Any], now: datetime | None = None) -> bool:
+    """A ``running`` run whose process is gone: it ran on this machine and its pid is not alive, or its heartbeat
+    (or start, for runs recorded before heartbeats) is older than ``STALE_AFTER_S``."""
+    if run["status"] != "running":
+        return False
+    if run.get("pid") and run.get("host") == socket.gethostname() and not process_alive(int(run["pid"])):
+        return True
+    last_sign = run.get("heartbeat_at") or run["started_at"]
+    return ((now or _now()) - last_sign).total_seconds() > STALE_AFTER_S
+
+
 class Catalog:
     """A connection to the catalog file. Open read-write in exactly one process (the flow's), read-only elsewhere.
 
@@ -208,6 +232,7 @@ class Catalog:
             self._refs[0] += 1
         self._key = key
         self._closed = False
+        self._heartbeats: dict[str, tuple[threading.Event, threading.Thread]] = {}
         self._check_or_create_schema()
 
     def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -320,6 +345,8 @@ class Catalog:
             return _fetchone(self._con, sql, params or [])
 
     def close(self) -> None:
+        for run_id in list(self._heartbeats):
+            self._stop_heartbeat(run_id)
         with Catalog._open_lock:
             if self._closed:
                 return
@@ -335,23 +362,74 @@ class Catalog:
     def __enter__(self) -> Catalog:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and not self.read_only:
+            for run_id in list(self._heartbeats):  # runs the exception cut short
+                status = "failed" if isinstance(exc, Exception) else "interrupted"  # Ctrl-C, SystemExit
+                with suppress(duckdb.Error):
+                    self.finish_run(run_id, status, {"error": f"{type(exc).__name__}: {exc}"})
         self.close()
 
     # ---------------------------------------------------------------- runs
-    def start_run(self, variant: str, command: str) -> str:
+    def start_run(self, variant: str, command: str, flow_run_id: str | None = None) -> str:
+        """Record a run of this process, with a heartbeat every ``HEARTBEAT_S`` until ``finish_run``. A run this
+        Catalog object leaves unfinished is recorded failed when an exception leaves its ``with`` block."""
         run_id = uuid.uuid4().hex[:12]
-        self.execute("INSERT INTO runs VALUES (?, ?, ?, 'running', ?, NULL, NULL)", [run_id, variant, command, _now()])
+        now = _now()
+        self.execute(
+            "INSERT INTO runs (run_id, variant, command, status, started_at, host, pid, heartbeat_at, flow_run_id)"
+            " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+            [run_id, variant, command, now, socket.gethostname(), os.getpid(), now, flow_run_id],
+        )
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(run_id, stop), name=f"heartbeat-{run_id}", daemon=True)
+        self._heartbeats[run_id] = (stop, beat)
+        beat.start()
         return run_id
 
+    def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with suppress(duckdb.Error):  # a missed beat is harmless; the next one (or finish_run) follows
+                self.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", [_now(), run_id])
+
+    def _stop_heartbeat(self, run_id: str) -> None:
+        stop, beat = self._heartbeats.pop(run_id, (None, None))
+        if stop is not None:
+            stop.set()
+            beat.join()
+
     def finish_run(self, run_id: str, status: str, stats: dict[str, Any] | None = None) -> None:
+        self._stop_heartbeat(run_id)
         self.execute(
             "UPDATE runs SET status = ?, finished_at = ?, stats = ? WHERE run_id = ?",
             [status, _now(), json.dumps(stats or {}, default=str), run_id],
         )
 
     def recent_runs(self, limit: int = 20) -> pl.DataFrame:
-        return self.query("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", [limit])
+        """The latest runs; a ``running`` run whose process is gone (see ``run_is_dead``) shows as ``interrupted``."""
+        runs = self.query("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", [limit])
+        if runs.height == 0:
+            return runs
+        dead = [run_is_dead(row) for row in runs.iter_rows(named=True)]
+        return runs.with_columns(
+            status=pl.when(pl.Series(dead, dtype=pl.Boolean)).then(pl.lit("interrupted")).otherwise(pl.col("status"))
+        )
+
+    def interrupt_dead_runs(self) -> list[dict[str, Any]]:
+        """Record every ``running`` run whose process is gone as ``interrupted`` (ended at its last heartbeat);
+        returns those runs (with their ``flow_run_id``, for the orchestrator to mark crashed too)."""
+        running = self.query("SELECT * FROM runs WHERE status = 'running'")
+        dead = [row for row in running.iter_rows(named=True) if run_is_dead(row)]
+        for row in dead:
+            self.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = ?, stats = ? WHERE run_id = ?",
+                [
+                    row.get("heartbeat_at") or row["started_at"],
+                    json.dumps({"error": f"the process ({row.get('host')} pid {row.get('pid')}) ended mid-run"}),
+                    row["run_id"],
+                ],
+            )
+        return dead
 
     # ---------------------------------------------------------------- sources
     def register_source(self, variant: str, source: str, type_: str, path: str, config_hash: str, fingerprint: str):

@@ -1,10 +1,9 @@
 """Run an extractor over a stream of RawDocuments in worker processes, with a hard per-document timeout.
 
-Some pages hang or blow up HTML parsers, so no document is parsed in the calling process: a small pool of ``spawn``
-workers (DuckDB and torch are not fork-safe) receives documents in small batches (fewer IPC round trips) and answers
-one message per document, so the timeout still applies to each document. A worker that overruns is killed and
-replaced; the rest of its batch is sent again. Output order equals input order, and memory stays bounded because
-only a fixed number of documents is in flight or waiting to be emitted.
+Some pages hang or blow up HTML parsers, so no document is parsed in the calling process: a
+``catalog.workers.TimeoutPool`` of ``spawn`` workers receives documents in small batches and answers one message per
+document, so the timeout applies to each document. A worker that overruns is killed and replaced. Output order
+equals input order, and memory stays bounded.
 
     runner = ExtractionRunner("trafilatura", {"favor_precision": True}, ExtractionConfig(timeout_s=10))
     for item in runner.run(source.iter_documents()):   # ExtractedDocument or Rejection
@@ -15,12 +14,8 @@ only a fixed number of documents is in flight or waiting to be emitted.
 from __future__ import annotations
 
 import itertools
-import multiprocessing
-import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +25,7 @@ from catalog.errors import RereadError
 from catalog.hashing import content_hash
 from catalog.records import Rejection, StageStats
 from catalog.variant import ExtractionConfig
+from catalog.workers import TaskFailed, TimeoutPool, WorkerStartError
 from extract.extractors import DEFAULT_FOR_CONTENT_TYPE, Extractor, get_extractor
 from extract.records import ExtractedDocument, RawDocument
 from extract.sources import open_source, source_config_for_path
@@ -37,8 +33,6 @@ from extract.sources import open_source, source_config_for_path
 STAGE = "extract"
 BATCH_SIZE = 8  # documents per message to a worker
 WORKER_STARTUP_S = 120.0  # spawn + imports; generous because a cold start on a busy machine is slow
-_SHUTDOWN_JOIN_S = 5.0
-_READY = "ready"
 
 
 class ExtractionWorkerError(RereadError):
@@ -74,37 +68,17 @@ def _extract_one(extractor: Extractor, raw: RawDocument) -> tuple[str, str, str 
     return title or "", text or "", None
 
 
-def _worker_main(conn: Connection, extractor_name: str, extractor_options: dict[str, Any]) -> None:
-    """Worker process loop: receive batches of (index, extractor name, raw), answer one message per document."""
+def extraction_handler(
+    extractor_name: str, extractor_options: dict[str, Any]
+) -> Callable[[tuple[str, RawDocument]], tuple[str, str, str | None]]:
+    """Built once in each worker process: answers (extractor name, raw document) with (title, text, error)."""
     choice = ExtractorChoice(extractor_name, extractor_options)
-    conn.send(_READY)
-    while True:
-        batch = conn.recv()
-        if batch is None:
-            return
-        for index, name, raw in batch:
-            conn.send((index, *_extract_one(choice.get(name), raw)))
+    return lambda task: _extract_one(choice.get(task[0]), task[1])
 
 
 # ------------------------------------------------------------------ parent side
-@dataclass
-class _Worker:
-    process: Any  # multiprocessing SpawnProcess
-    conn: Connection
-    started: float
-    ready: bool = False
-    in_flight: deque[int] = field(default_factory=deque)  # indices sent, answered in this order
-    deadline: float = float("inf")  # when the first document in flight must be answered
-
-    def stop(self) -> None:
-        """Kill without waiting for the current document (it may be hung)."""
-        self.process.kill()
-        self.process.join(_SHUTDOWN_JOIN_S)
-        self.conn.close()
-
-
 @dataclass(slots=True)
-class _Pending:
+class _Admitted:
     raw: RawDocument
     extractor: str
     raw_hash: str
@@ -134,8 +108,16 @@ class ExtractionRunner:
         self.stats = StageStats(stage=STAGE)
         self._choice = ExtractorChoice(extractor_name, self.extractor_options)  # fails early on a bad name/option
         self._versions: dict[str, str] = {}
-        self._context = multiprocessing.get_context("spawn")
-        self._workers: list[_Worker | None] = [None] * self.cfg.workers
+        self._pool = TimeoutPool(
+            extraction_handler,
+            (extractor_name, self.extractor_options),
+            workers=self.cfg.workers,
+            timeout_s=self.cfg.timeout_s,
+            batch_size=batch_size,
+            startup_s=WORKER_STARTUP_S,
+            name=f"extract-{extractor_name}",
+            stats=self.stats,
+        )
         self._in_context = False
 
     # -------------------------------------------------------------- public API
@@ -149,17 +131,7 @@ class ExtractionRunner:
 
     def close(self) -> None:
         """Stop every worker process."""
-        for slot, worker in enumerate(self._workers):
-            if worker is None:
-                continue
-            if worker.ready and not worker.in_flight and worker.process.is_alive():
-                try:
-                    worker.conn.send(None)
-                    worker.process.join(_SHUTDOWN_JOIN_S)
-                except (OSError, EOFError):
-                    pass
-            worker.stop()  # kills one that did not exit on its own (a no-op for one that did)
-            self._workers[slot] = None
+        self._pool.close()
 
     def version_of(self, extractor_name: str) -> str:
         if extractor_name not in self._versions:
@@ -168,38 +140,17 @@ class ExtractionRunner:
 
     def run(self, docs: Iterable[RawDocument | Rejection]) -> Iterator[ExtractedDocument | Rejection]:
         """Extract every document; yields results (and passed-through rejections) in input order."""
-        inputs = iter(docs)
-        capacity = max(4 * self.batch_size * self.cfg.workers, 16)
-        pending: dict[int, _Pending] = {}
-        queue: deque[int] = deque()  # pending indices not yet sent to a worker
-        done: dict[int, ExtractedDocument | Rejection] = {}
-        read = emitted = 0
-        exhausted = False
+        admitted = (self._admit(item) for item in docs)
         try:
             with tqdm(desc=f"extract ({self.extractor_name})", unit="doc", disable=None) as bar:
-                while True:
-                    while not exhausted and len(pending) + len(done) < capacity:
-                        item = next(inputs, None)
-                        if item is None:
-                            exhausted = True
-                            break
-                        self.stats.add("documents_in")
-                        early = self._admit(read, item, pending, queue)
-                        if early is not None:
-                            done[read] = early
-                        read += 1
-                    while emitted in done:
-                        result = done.pop(emitted)
-                        self._count(result)
-                        bar.update(1)
-                        yield result
-                        emitted += 1
-                    if exhausted and emitted == read:
-                        return
-                    self._dispatch(queue, pending)
-                    self._collect(queue, pending, done)
+                for job, answer in self._pool.map(admitted, _task_of):
+                    result = self._result(job, answer)
+                    self._count(result)
+                    bar.update(1)
+                    yield result
+        except WorkerStartError as exc:
+            raise ExtractionWorkerError(f"{exc}; check the extractor name and options") from None
         finally:
-            self._abandon_in_flight()
             if not self._in_context:
                 self.close()
 
@@ -209,10 +160,9 @@ class ExtractionRunner:
             stage=STAGE, source=raw.source, input_ref=raw.input_ref or raw.doc_id, reason=reason, detail=detail
         )
 
-    def _admit(
-        self, index: int, item: RawDocument | Rejection, pending: dict[int, _Pending], queue: deque[int]
-    ) -> Rejection | None:
-        """Queue a document for a worker, or return the Rejection it gets without being parsed."""
+    def _admit(self, item: RawDocument | Rejection) -> _Admitted | Rejection:
+        """A document for a worker, or the Rejection it gets without being parsed."""
+        self.stats.add("documents_in")
         if isinstance(item, Rejection):
             return item
         data = item.content_bytes()
@@ -221,11 +171,14 @@ class ExtractionRunner:
         extractor = self._choice.name_for(item.content_type)
         if extractor is None:
             return self._reject(item, "unsupported_content_type", f"no extractor for {item.content_type!r}")
-        pending[index] = _Pending(raw=item, extractor=extractor, raw_hash=content_hash(data))
-        queue.append(index)
-        return None
+        return _Admitted(raw=item, extractor=extractor, raw_hash=content_hash(data))
 
-    def _result(self, job: _Pending, title: str, text: str, error: str | None) -> ExtractedDocument | Rejection:
+    def _result(self, job: _Admitted | Rejection, answer: Any) -> ExtractedDocument | Rejection:
+        if isinstance(job, Rejection):
+            return job
+        if isinstance(answer, TaskFailed):  # timeout or worker_crashed
+            return self._reject(job.raw, answer.reason, f"{job.extractor}: {answer.detail}")
+        title, text, error = answer
         if error is not None:
             return self._reject(job.raw, "extractor_error", f"{job.extractor}: {error}")
         text = text.strip()
@@ -251,109 +204,10 @@ class ExtractionRunner:
         else:
             self.stats.add("documents_out")
 
-    # -------------------------------------------------------------- worker pool
-    def _start_worker(self, slot: int) -> _Worker:
-        parent_conn, child_conn = self._context.Pipe()
-        process = self._context.Process(
-            target=_worker_main,
-            args=(child_conn, self.extractor_name, self.extractor_options),
-            name=f"reread-extract-{slot}",
-            daemon=True,
-        )
-        process.start()
-        child_conn.close()
-        worker = _Worker(process=process, conn=parent_conn, started=time.monotonic())
-        self._workers[slot] = worker
-        self.stats.add("workers_started")
-        return worker
 
-    def _dispatch(self, queue: deque[int], pending: dict[int, _Pending]) -> None:
-        for slot in range(len(self._workers)):
-            if not queue:
-                return
-            worker = self._workers[slot] or self._start_worker(slot)
-            if not worker.ready or worker.in_flight:
-                continue
-            batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
-            worker.conn.send([(i, pending[i].extractor, pending[i].raw) for i in batch])
-            worker.in_flight.extend(batch)
-            worker.deadline = time.monotonic() + self.cfg.timeout_s
-
-    def _collect(self, queue: deque[int], pending: dict[int, _Pending], done: dict) -> None:
-        """Wait for answers (or the nearest deadline) and handle them; kill workers that overran."""
-        workers = [w for w in self._workers if w is not None]
-        if not workers:
-            return
-        deadlines = [w.deadline for w in workers if w.in_flight]
-        deadlines += [w.started + WORKER_STARTUP_S for w in workers if not w.ready]
-        if not deadlines:  # nothing in flight and nobody starting: nothing to wait for
-            return
-        timeout = max(0.0, min(deadlines) - time.monotonic())
-        for conn in wait([w.conn for w in workers], timeout=timeout):
-            worker = next(w for w in workers if w.conn is conn)
-            self._receive(worker, queue, pending, done)
-        now = time.monotonic()
-        for slot, worker in enumerate(self._workers):
-            if worker is None:
-                continue
-            if not worker.ready and now > worker.started + WORKER_STARTUP_S:
-                worker.stop()
-                raise ExtractionWorkerError(
-                    f"extractor {self.extractor_name!r}: worker did not start within {WORKER_STARTUP_S:.0f} s"
-                )
-            if worker.in_flight and now > worker.deadline:
-                index = worker.in_flight.popleft()
-                job = pending.pop(index)
-                done[index] = self._reject(job.raw, "timeout", f"{job.extractor}: over {self.cfg.timeout_s} s")
-                self._replace(slot, queue)
-
-    def _receive(self, worker: _Worker, queue: deque[int], pending: dict[int, _Pending], done: dict) -> None:
-        slot = self._workers.index(worker)
-        try:
-            while worker.conn.poll():
-                message = worker.conn.recv()
-                if message == _READY:
-                    worker.ready = True
-                    continue
-                index, title, text, error = message
-                expected = worker.in_flight.popleft()
-                assert index == expected, f"worker answered {index}, expected {expected}"
-                done[index] = self._result(pending.pop(index), title, text, error)
-                worker.deadline = time.monotonic() + self.cfg.timeout_s
-        except (EOFError, OSError):
-            worker.process.join(_SHUTDOWN_JOIN_S)  # the pipe closed because the process is exiting: get its code
-            if not worker.ready:
-                worker.stop()
-                raise ExtractionWorkerError(
-                    f"extractor {self.extractor_name!r}: worker exited during start-up "
-                    f"(exit code {worker.process.exitcode}); check the extractor name and options"
-                ) from None
-            if worker.in_flight:  # the document it was working on killed it (segfault, out of memory)
-                index = worker.in_flight.popleft()
-                job = pending.pop(index)
-                done[index] = self._reject(
-                    job.raw, "worker_crashed", f"{job.extractor}: exit code {worker.process.exitcode}"
-                )
-            self._replace(slot, queue)
-
-    def _replace(self, slot: int, queue: deque[int]) -> None:
-        """Kill the worker in ``slot`` and put the unanswered rest of its batch back at the front of the queue."""
-        worker = self._workers[slot]
-        if worker is None:
-            return
-        queue.extendleft(reversed(worker.in_flight))
-        worker.in_flight.clear()
-        worker.stop()
-        self._workers[slot] = None
-        self.stats.add("workers_replaced")
-
-    def _abandon_in_flight(self) -> None:
-        """A run that ends early (consumer stopped, error) leaves answers in flight: those workers are stale."""
-        for slot, worker in enumerate(self._workers):
-            if worker is not None and worker.in_flight:
-                worker.in_flight.clear()
-                worker.stop()
-                self._workers[slot] = None
+def _task_of(job: _Admitted | Rejection) -> tuple[str, RawDocument] | None:
+    """What a worker gets for an admitted document; None for a rejection (passed through in place)."""
+    return None if isinstance(job, Rejection) else (job.extractor, job.raw)
 
 
 def extract_paths(

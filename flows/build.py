@@ -21,7 +21,7 @@ from catalog.db import Catalog
 from catalog.stage_runner import StageSpec, execute_stage, register_artifact, rejection_counts
 from catalog.variant import Variant, load_variant
 from extract.stage import EXTRACT_STAGE_VERSION, run_extract, source_fingerprint
-from flows.runtime import artifact_key_name, run_flow_with_runner
+from flows.runtime import artifact_key_name, current_flow_run_id, record_interrupted_runs, run_flow_with_runner
 from indexing import stages
 
 INDEX_BUILT_EVENT = "reread.index.built"
@@ -292,7 +292,8 @@ def build_datastore(variant_path: str, data_dir: str) -> dict:
     """Build (or bring up to date) the datastore of one corpus variant."""
     variant = load_variant(variant_path)
     with Catalog.in_data_dir(data_dir) as catalog:
-        run_id = catalog.start_run(variant.name, "build")
+        record_interrupted_runs(catalog)
+        run_id = catalog.start_run(variant.name, "build", flow_run_id=current_flow_run_id())
         try:
             summary = build_stages(variant, data_dir, catalog, run_id)
         except BaseException as exc:
@@ -302,7 +303,11 @@ def build_datastore(variant_path: str, data_dir: str) -> dict:
     if summary.executed:
         emit_event(
             event=INDEX_BUILT_EVENT,
-            resource={"prefect.resource.id": f"reread.variant.{variant.name}", "reread.variant-path": variant_path},
+            resource={
+                "prefect.resource.id": f"reread.variant.{variant.name}",
+                "reread.variant-path": str(Path(variant_path).resolve()),
+                "reread.data-dir": str(Path(data_dir).resolve()),  # served triggers match their own data dir
+            },
             payload={"index_key": summary.index_key, "data_dir": data_dir},
         )
     return summary.as_dict()
@@ -317,7 +322,8 @@ def ingest(variant_path: str, data_dir: str) -> dict:
     """Read every source of a variant and extract its documents into the catalog (the first stage of a build)."""
     variant = load_variant(variant_path)
     with Catalog.in_data_dir(data_dir) as catalog:
-        run_id = catalog.start_run(variant.name, "ingest")
+        record_interrupted_runs(catalog)
+        run_id = catalog.start_run(variant.name, "ingest", flow_run_id=current_flow_run_id())
         log: list[StageRun] = []
         manifests = _extract_sources(variant, data_dir, catalog, run_id, log)
         sources = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from catalog.db import Catalog
@@ -13,8 +14,10 @@ from catalog.variant import Variant
 def recent_runs(data_dir: str | Path, limit: int = 10) -> list[dict]:
     with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
         runs = catalog.recent_runs(limit).to_dicts()
+        now = datetime.now(UTC).replace(tzinfo=None)
         for run in runs:
-            end = run["finished_at"] or run["started_at"]
+            # a run in flight: so far; one found dead: until its last heartbeat
+            end = run["finished_at"] or (run.get("heartbeat_at") if run["status"] == "interrupted" else now)
             run["seconds"] = (end - run["started_at"]).total_seconds()
             run["stats"] = json.loads(run["stats"] or "{}")
             stages = catalog.query(

@@ -54,6 +54,71 @@ def make_task_runner(name: str, workers: int | None = None) -> TaskRunner:
     return TASK_RUNNERS[name](workers or min(4, os.cpu_count() or 1))
 
 
+def tie_temporary_server_to_this_process() -> None:
+    """Make Prefect's temporary API server (started on first use when no ``PREFECT_API_URL`` is set) a child that
+    dies with this process: a build killed with SIGKILL otherwise leaves its uvicorn server running forever.
+
+    Prefect keeps one server object per port and reuses the one registered first, so registering ours before any
+    flow runs makes Prefect start ours. Call from the main thread (see ``catalog.processes``)."""
+    import subprocess
+    import sys
+
+    import prefect
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    from catalog.processes import preexec_dying_with_parent
+
+    class TemporaryServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen:
+            # Prefect 3.8's command and environment, plus the parent-death signal.
+            args = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent)]
+            args += ["--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1"]
+            args += ["--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
+            return subprocess.Popen(
+                args=args,
+                env={
+                    **os.environ,
+                    "PREFECT_UI_ENABLED": "0",
+                    "PREFECT__SERVER_EPHEMERAL": "1",
+                    "PREFECT__SERVER_FINAL": "1",
+                    **get_current_settings().to_environment_variables(exclude_unset=True),
+                },
+                preexec_fn=preexec_dying_with_parent(),
+            )
+
+    TemporaryServer()  # a no-op when a server object exists already
+
+
+def current_flow_run_id() -> str | None:
+    """The Prefect flow run this code runs in (recorded with a catalog run, to mark it crashed if it dies)."""
+    from prefect.runtime import flow_run
+
+    return flow_run.get_id()
+
+
+def record_interrupted_runs(catalog) -> list[dict]:
+    """Record the catalog's runs whose process died mid-run as ``interrupted`` and set their Prefect flow runs, where
+    this API knows them and they still look alive, to Crashed. Call from a writer before starting a run."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Crashed
+
+    dead = catalog.interrupt_dead_runs()
+    flow_run_ids = [run["flow_run_id"] for run in dead if run.get("flow_run_id")]
+    if flow_run_ids:
+        with get_client(sync_client=True) as client:
+            for flow_run_id in flow_run_ids:
+                try:
+                    state = client.read_flow_run(flow_run_id).state
+                except ObjectNotFound:  # recorded by another Prefect server
+                    continue
+                if state is None or not state.is_final():
+                    message = "its process died (recorded by Reread: no heartbeat, process gone)"
+                    client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
+    return dead
+
+
 def artifact_key_name(text: str) -> str:
     """A Prefect artifact key from free text: lowercase letters, digits and dashes only (Prefect's rule)."""
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:100]
@@ -64,5 +129,6 @@ def run_flow_with_runner(flow, variant_path, data_dir, runner: str = "threads", 
     chosen task runner, paths made absolute so task workers in other processes find them."""
     from pathlib import Path
 
+    tie_temporary_server_to_this_process()
     flow_with_runner = flow.with_options(task_runner=make_task_runner(runner, workers))
     return flow_with_runner(str(Path(variant_path).resolve()), str(Path(data_dir).resolve()))

@@ -1,5 +1,10 @@
-"""Deployments with cron schedules (a refresh and a nightly evaluation by default), and an event trigger that
-evaluates a variant when its index is built. Schedules need a Prefect server (``prefect server start``)."""
+"""Deployments with cron schedules (a refresh and a nightly evaluation by default), and event triggers that
+evaluate a variant on its own tasks when its index is built in the served data dir. Schedules need a Prefect server
+(``prefect server start``).
+
+Deployments point at the installed package by module path (``flows.refresh.refresh``), not at a file relative to the
+directory ``reread serve`` started in, and every path in the schedule config is made absolute (relative to the config
+file) when it is loaded: a served run finds the same flows and files whatever its working directory."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import os
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from catalog.errors import ConfigError, RereadError
 
@@ -28,24 +33,60 @@ class EvaluationSchedule(BaseModel):
         ]
     )
     tasks: list[str] = Field(default_factory=lambda: ["vaswani"])
-    on_index_built: bool = True  # also evaluate a variant whenever its index is (re)built
-    on_index_built_tasks: list[str] = Field(default_factory=lambda: ["vaswani"])
+    # Variant name -> the tasks to evaluate it on whenever its index is (re)built in the served data dir. A variant
+    # not named here triggers nothing: a corpus is scored only on tasks that fit it.
+    on_index_built: dict[str, list[str]] = Field(
+        default_factory=lambda: {"vaswani": ["vaswani"], "vaswani-hnsw": ["vaswani"]}
+    )
 
 
 class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     data_dir: str = "reread-data"
     timezone: str = "UTC"
+    # The task runner of the served refreshes' builds (see flows/runtime.py), as `reread build --runner` takes it.
+    runner: str = "threads"
+    workers: int | None = None
+    # Served runs at a time. One by default: they all write the data dir's catalog, which has one writer at a time
+    # (a second run would only wait for the lock), and a cron that fires while a long refresh runs must not stack up.
+    concurrent_runs: int = Field(default=1, ge=1)
     refresh: RefreshSchedule = RefreshSchedule()
     evaluation: EvaluationSchedule = EvaluationSchedule()
 
+    @field_validator("runner")
+    @classmethod
+    def _known_runner(cls, name: str) -> str:
+        from flows.runtime import TASK_RUNNERS
+
+        if name not in TASK_RUNNERS:
+            raise ValueError(f"unknown task runner {name!r}; choose one of: {', '.join(TASK_RUNNERS)}")
+        return name
+
+    def resolved(self, base: Path) -> ServeConfig:
+        """This config with its data dir and variant paths made absolute against ``base``."""
+
+        def absolute(path: str) -> str:
+            return str((base / path).resolve())
+
+        return self.model_copy(
+            update={
+                "data_dir": absolute(self.data_dir),
+                "refresh": self.refresh.model_copy(update={"variants": [absolute(v) for v in self.refresh.variants]}),
+                "evaluation": self.evaluation.model_copy(
+                    update={"variants": [absolute(v) for v in self.evaluation.variants]}
+                ),
+            }
+        )
+
 
 def load_serve_config(path: Path | None) -> ServeConfig:
+    """The schedule config of ``path`` (its relative paths taken relative to the file), or the defaults (relative
+    to the working directory)."""
     if path is None:
-        return ServeConfig()
+        return ServeConfig().resolved(Path.cwd())
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
-        return ServeConfig.model_validate(raw)
+        return ServeConfig.model_validate(raw).resolved(Path(path).resolve().parent)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read schedule config ({exc})") from None
     except (yaml.YAMLError, ValidationError) as exc:
@@ -53,7 +94,9 @@ def load_serve_config(path: Path | None) -> ServeConfig:
 
 
 def make_deployments(config: ServeConfig) -> list:
-    """The Prefect deployments ``reread serve`` serves (built, not yet served: testable without a server)."""
+    """The Prefect deployments ``reread serve`` serves (built, not yet served: testable without a server). The
+    config's paths must be absolute (``load_serve_config`` makes them so)."""
+    from prefect.deployments.runner import EntrypointType
     from prefect.events import DeploymentEventTrigger
     from prefect.schedules import Cron
 
@@ -61,12 +104,14 @@ def make_deployments(config: ServeConfig) -> list:
     from flows.evaluate import compare_variants, evaluate
     from flows.refresh import refresh
 
-    data_dir = str(Path(config.data_dir).resolve())
+    installed = {"entrypoint_type": EntrypointType.MODULE_PATH}  # cwd-independent: the flow's import path
+    data_dir = config.data_dir
     deployments = [
         refresh.to_deployment(
             name=f"refresh-{Path(v).stem}",
             schedules=[Cron(config.refresh.cron, timezone=config.timezone)],
-            parameters={"variant_path": str(Path(v).resolve()), "data_dir": data_dir},
+            parameters={"variant_path": v, "data_dir": data_dir, "runner": config.runner, "workers": config.workers},
+            **installed,
         )
         for v in config.refresh.variants
     ]
@@ -75,31 +120,30 @@ def make_deployments(config: ServeConfig) -> list:
         compare_variants.to_deployment(
             name=f"nightly-{task}",
             schedules=[Cron(ev.cron, timezone=config.timezone)],
-            parameters={
-                "variant_paths": [str(Path(v).resolve()) for v in ev.variants],
-                "data_dir": data_dir,
-                "task_ref": task,
-            },
-        )  # fmt: skip
+            parameters={"variant_paths": ev.variants, "data_dir": data_dir, "task_ref": task},
+            **installed,
+        )
         for task in ev.tasks
     ]
-    if ev.on_index_built:
-        deployments.append(
-            evaluate.to_deployment(
-                name="evaluate-on-index-built",
-                triggers=[
-                    DeploymentEventTrigger(
-                        expect={INDEX_BUILT_EVENT},
-                        match={"prefect.resource.id": "reread.variant.*"},
-                        parameters={
-                            "variant_path": "{{ event.resource['reread.variant-path'] }}",
-                            "data_dir": "{{ event.payload.data_dir }}",
-                            "tasks": ev.on_index_built_tasks,
-                        },
-                    )
-                ],
-            )
+    deployments += [
+        evaluate.to_deployment(
+            name=f"evaluate-{variant}-on-index-built",
+            triggers=[
+                DeploymentEventTrigger(
+                    expect={INDEX_BUILT_EVENT},
+                    # this variant's index, built into the data dir this server serves (not any build anywhere)
+                    match={"prefect.resource.id": f"reread.variant.{variant}", "reread.data-dir": data_dir},
+                    parameters={
+                        "variant_path": "{{ event.resource['reread.variant-path'] }}",
+                        "data_dir": data_dir,
+                        "tasks": tasks,
+                    },
+                )
+            ],
+            **installed,
         )
+        for variant, tasks in ev.on_index_built.items()
+    ]
     return deployments
 
 
@@ -111,4 +155,5 @@ def serve(config: ServeConfig) -> None:
         )
     from prefect import serve as prefect_serve
 
-    prefect_serve(*make_deployments(config), pause_on_shutdown=False)  # else schedules stay paused after a restart
+    # pause_on_shutdown=False: else the schedules stay paused after a restart
+    prefect_serve(*make_deployments(config), pause_on_shutdown=False, limit=config.concurrent_runs)

@@ -4,21 +4,20 @@ Safety: model text is never evaluated. Math-Verify's default extraction includes
 ``extract_expr`` calls sympy's ``parse_expr`` (which runs ``eval``) on the raw string; we pass only
 ``LatexExtractionConfig``, which parses LaTeX with latex2sympy's own grammar and builds sympy objects directly.
 Even a grammar parser can make sympy compute something enormous (``2^{2^{2^{2^{100}}}}``), and Math-Verify's SIGALRM
-timeouts cannot interrupt C code and break in threads, so grading runs in a separate process (spawn context, address
-space capped) that is killed and restarted when one comparison runs past ``timeout_s``.
+timeouts cannot interrupt C code and break in threads, so grading runs in separate processes (``catalog.workers``:
+spawn context, address space capped, several in parallel), one killed and replaced when a comparison runs past
+``timeout_s``.
 """
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
-from multiprocessing.connection import Connection
 
 from tqdm import tqdm
 
+from catalog.workers import TaskFailed, TimeoutPool
 from eval.graders.base import CORRECT, INCORRECT, TIMEOUT, UNPARSED, Grade, check_lengths, register_grader
 
 # ---------------------------------------------------------------- cheap pre-check (no worker)
@@ -82,8 +81,9 @@ def precheck(predicted: str, gold: str) -> Grade | None:
 
 
 # ---------------------------------------------------------------- worker process
-def _worker_main(conn: Connection, internal_timeout_s: int, max_memory_mb: int | None) -> None:
-    """Loop: receive a JSON [gold, predicted], reply with a JSON [outcome, detail]. Runs in its own process."""
+def math_verify_handler(internal_timeout_s: int, max_memory_mb: int | None) -> Callable[[list[str]], list[str]]:
+    """Built once in each grading process (address space capped first): answers [gold, predicted] with
+    [outcome, detail]. Warmed up here, so sympy's first-use cost stays out of the per-item timeout."""
     if max_memory_mb:
         import resource
 
@@ -95,62 +95,33 @@ def _worker_main(conn: Connection, internal_timeout_s: int, max_memory_mb: int |
     from math_verify import LatexExtractionConfig, parse, verify
 
     latex_only = [LatexExtractionConfig()]  # never ExprExtractionConfig: it calls sympy parse_expr (eval)
-    while True:
-        try:
-            gold, predicted = json.loads(conn.recv_bytes())
-        except EOFError:
-            return
+
+    def grade(pair: list[str]) -> list[str]:
+        gold, predicted = pair
         try:
             gold_parsed = parse(f"${gold}$", extraction_config=latex_only, parsing_timeout=internal_timeout_s)
             pred_parsed = parse(f"${predicted}$", extraction_config=latex_only, parsing_timeout=internal_timeout_s)
             if not pred_parsed:
-                reply = [UNPARSED, "math parser found no expression in the prediction"]
-            elif not gold_parsed:
-                reply = [INCORRECT, "gold answer could not be parsed"]
-            elif verify(gold_parsed, pred_parsed, timeout_seconds=internal_timeout_s):
-                reply = [CORRECT, "math-verify"]
-            else:
-                reply = [INCORRECT, "math-verify"]
-        except Exception as exc:  # RecursionError, MemoryError included: a hostile input must not end the loop
-            reply = [UNPARSED, f"math parser failed: {type(exc).__name__}"]
-        conn.send_bytes(json.dumps(reply).encode("utf-8"))
+                return [UNPARSED, "math parser found no expression in the prediction"]
+            if not gold_parsed:
+                return [INCORRECT, "gold answer could not be parsed"]
+            if verify(gold_parsed, pred_parsed, timeout_seconds=internal_timeout_s):
+                return [CORRECT, "math-verify"]
+            return [INCORRECT, "math-verify"]
+        except Exception as exc:  # RecursionError, MemoryError included: a hostile input must not end the worker
+            return [UNPARSED, f"math parser failed: {type(exc).__name__}"]
 
-
-class _Worker:
-    """One long-lived grading process; killed and replaced when it runs past the timeout."""
-
-    def __init__(self, internal_timeout_s: int, max_memory_mb: int | None) -> None:
-        context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads, DuckDB, torch
-        self.conn, child_conn = context.Pipe()
-        self.process = context.Process(
-            target=_worker_main, args=(child_conn, internal_timeout_s, max_memory_mb), daemon=True
-        )
-        self.process.start()
-        child_conn.close()
-
-    def ask(self, gold: str, predicted: str, timeout_s: float) -> tuple[str, str] | None:
-        """The worker's [outcome, detail], or None when it did not answer in time or died."""
-        try:
-            self.conn.send_bytes(json.dumps([gold, predicted]).encode("utf-8"))
-            if not self.conn.poll(timeout_s):
-                return None
-            outcome, detail = json.loads(self.conn.recv_bytes())
-            return outcome, detail
-        except (EOFError, BrokenPipeError, ConnectionResetError):
-            return None
-
-    def stop(self) -> None:
-        self.conn.close()
-        self.process.kill()
-        self.process.join(timeout=5)
+    grade(["1", "1"])
+    return grade
 
 
 @register_grader("math")
 class MathGrader:
-    """Grades MATH answers; use as a context manager (or call ``close()``) to stop the worker process.
+    """Grades MATH answers; use as a context manager (or call ``close()``) to stop the worker processes.
 
-    ``timeout_s`` bounds one comparison's wall time (the first call also pays the worker's start, a few seconds,
-    outside the bound). Predictions longer than ``max_chars`` are ``unparsed`` without reaching the parser.
+    Answers the pre-check cannot decide go to ``workers`` grading processes in parallel (a
+    ``catalog.workers.TimeoutPool``); ``timeout_s`` bounds one comparison's wall time (the workers' start, a few
+    seconds, is outside the bound). Predictions longer than ``max_chars`` are ``unparsed`` without reaching the parser.
     """
 
     name: str
@@ -161,15 +132,25 @@ class MathGrader:
         max_chars: int = 2000,
         max_memory_mb: int | None = 2048,
         parser_timeout_s: int | None = None,
+        workers: int = 2,
     ) -> None:
         self.timeout_s = timeout_s
         self.max_chars = max_chars
-        self.max_memory_mb = max_memory_mb
         # Math-Verify's own SIGALRM timeouts (whole seconds, per parse and per verify) stop most slow sympy work
         # without losing the worker; the hard timeout catches what they cannot interrupt (C code, a stuck parser).
-        self._internal_timeout_s = parser_timeout_s or max(1, int(timeout_s / 4))
-        self._worker: _Worker | None = None
-        self.restarts = 0
+        internal_timeout_s = parser_timeout_s or max(1, int(timeout_s / 4))
+        self._pool: TimeoutPool = TimeoutPool(
+            math_verify_handler,
+            (internal_timeout_s, max_memory_mb),
+            workers=workers,
+            timeout_s=timeout_s,
+            name="math-grading",
+        )
+
+    @property
+    def restarts(self) -> int:
+        """Grading processes killed (timeout) or lost (crash) and replaced so far."""
+        return self._pool.stats.counters.get("workers_replaced", 0)
 
     def __enter__(self) -> MathGrader:
         return self
@@ -178,42 +159,25 @@ class MathGrader:
         self.close()
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
+        self._pool.close()
 
-    def _ensure_worker(self) -> _Worker:
-        if self._worker is None or not self._worker.process.is_alive():
-            if self._worker is not None:
-                self._worker.stop()
-            self._worker = _Worker(self._internal_timeout_s, self.max_memory_mb)
-            self._warm_up(self._worker)
-        return self._worker
-
-    def _warm_up(self, worker: _Worker) -> None:
-        # The first request imports sympy and Math-Verify; keep that start-up cost out of the per-item timeout.
-        if worker.ask("1", "1", timeout_s=120.0) is None:
-            raise RuntimeError("math grading worker failed to start")
-
-    def grade_one(self, predicted: str | None, gold: str) -> Grade:
+    def _without_parser(self, predicted: str | None, gold: str) -> Grade | None:
+        """The grade when the parser is not needed: nothing extracted, too long, or a sure pre-check."""
         if predicted is None or not predicted.strip():
             return Grade(UNPARSED, "no answer extracted")
         if len(predicted) > self.max_chars:
             return Grade(UNPARSED, f"answer longer than {self.max_chars} characters")
-        sure = precheck(predicted, gold)
-        if sure is not None:
-            return sure
-        worker = self._ensure_worker()
-        reply = worker.ask(gold, predicted, self.timeout_s)
-        if reply is None:
-            alive = worker.process.is_alive()
-            worker.stop()
-            self._worker = None
-            self.restarts += 1
-            if alive:
-                return Grade(TIMEOUT, f"no verdict within {self.timeout_s:g}s; worker killed")
-            return Grade(UNPARSED, f"math worker died (exit code {worker.process.exitcode})")
-        return Grade(*reply)
+        return precheck(predicted, gold)
+
+    def _from_worker(self, answer: list[str] | TaskFailed) -> Grade:
+        if not isinstance(answer, TaskFailed):
+            return Grade(*answer)
+        if answer.reason == "timeout":
+            return Grade(TIMEOUT, f"no verdict within {self.timeout_s:g}s; worker killed")
+        return Grade(UNPARSED, f"math worker died ({answer.detail})")
+
+    def grade_one(self, predicted: str | None, gold: str) -> Grade:
+        return self.grade([predicted], [gold])[0]
 
     def equivalent(self, a: str, b: str) -> bool:
         """Whether two extracted answers are the same mathematical answer (``b`` plays the gold's role, but both come
@@ -224,5 +188,9 @@ class MathGrader:
         self, predictions: Sequence[str | None], golds: Sequence[str], questions: Sequence[str] | None = None
     ) -> list[Grade]:
         check_lengths(predictions, golds, questions)
-        pairs = zip(predictions, golds, strict=True)
-        return [self.grade_one(p, g) for p, g in tqdm(pairs, total=len(golds), desc="math grading", disable=None)]
+        pairs = [(p, g, self._without_parser(p, g)) for p, g in zip(predictions, golds, strict=True)]
+        graded = self._pool.map(pairs, lambda pair: None if pair[2] is not None else [pair[1], pair[0]])
+        return [
+            sure if sure is not None else self._from_worker(answer)
+            for (_, _, sure), answer in tqdm(graded, total=len(pairs), desc="math grading", disable=None)
+        ]

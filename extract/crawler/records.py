@@ -11,7 +11,8 @@ from catalog.records import Rejection, StageStats
 
 STAGE = "crawl"
 
-Outcome = Literal["fetched", "not_modified", "unchanged", "gone", "skipped"]
+# gone: a 404/410 for a page that had content before (its documents are tombstoned); not_found: one that never had.
+Outcome = Literal["fetched", "not_modified", "unchanged", "gone", "not_found", "skipped"]
 # Relative to a previous crawl: what the refresh flow does with the page (re-extract new/changed, tombstone gone).
 Change = Literal["new", "changed", "unchanged", "gone", ""]
 

@@ -150,6 +150,8 @@ class PageVisitor:
             )
             return record, links
         if exchange.status in GONE_STATUSES:
-            return FetchRecord(**common, outcome="gone", change="gone" if was_live else ""), []
+            if was_live or (previous is not None and previous.outcome == "gone"):
+                return FetchRecord(**common, outcome="gone", change="gone" if was_live else ""), []
+            return FetchRecord(**common, outcome="not_found"), []  # never had content here: nothing is gone
         reason = "rate_limited" if exchange.status == 429 else "http_error"
         return FetchRecord(**common, outcome="skipped", reason=reason, detail=f"HTTP {exchange.status}"), []

@@ -77,17 +77,17 @@ def register(app: typer.Typer) -> None:
     def refresh(
         variant: VariantArgument,
         data_dir: DataDirOption,
+        runner: RunnerOption = "threads",
+        workers: WorkersOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Bring a variant's datastore up to date: re-crawl its crawl sources (conditional requests), then rebuild
         only what changed. Prints what changed: pages, and per stage the rows of new work and the rows reused."""
         from rich.markdown import Markdown
 
-        from flows.refresh import refresh as refresh_flow
-        from flows.refresh import report_markdown
-        from flows.runtime import run_flow_with_runner
+        from flows.refresh import report_markdown, run_refresh
 
-        result = run_flow_with_runner(refresh_flow, variant, data_dir)
+        result = run_refresh(variant, data_dir, runner=runner, workers=workers)
         if as_json:
             typer.echo(json.dumps(result, default=str))
         else:

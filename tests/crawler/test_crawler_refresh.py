@@ -140,3 +140,20 @@ def test_robots_txt_sitemaps_of_a_refused_seed_are_not_read(site, local_config, 
     result = crawl(local_config(allow_addresses=()), tmp_path)
     assert [(r.outcome, r.reason) for r in result.records] == [("skipped", "non_public_address")]
     assert site.hits == []
+
+
+def test_a_first_crawl_labels_404s_not_found_and_only_a_page_that_was_live_becomes_gone(site, local_config, tmp_path):
+    site.page("/", '<html><body><a href="/broken.html">b</a><a href="/later.html">l</a></body></html>')
+    first = crawl(local_config(), tmp_path / "first")
+    by_path = {r.url.removeprefix(site.url("")): (r.outcome, r.change) for r in first.records}
+    # nothing was ever at these URLs: not "gone", and nothing to tombstone
+    assert by_path["/broken.html"] == ("not_found", "") and by_path["/later.html"] == ("not_found", "")
+    assert first.gone() == []
+
+    site.page("/later.html", "<p>now it exists</p>")
+    second = crawl(local_config(), tmp_path / "second", previous={r.url: r for r in first.records})
+    del site.routes["/later.html"]
+    third = crawl(local_config(), tmp_path / "third", previous={r.url: r for r in second.records})
+    by_path = {r.url.removeprefix(site.url("")): (r.outcome, r.change) for r in third.records}
+    assert by_path["/later.html"] == ("gone", "gone")  # it had content in the last crawl
+    assert by_path["/broken.html"] == ("not_found", "")  # still never found

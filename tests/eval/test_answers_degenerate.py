@@ -106,4 +106,4 @@ def test_math_grader_precheck_is_fast_on_degenerate_text(case):
     if len(text) > grader.max_chars:  # too long for either side of a majority vote: no worker starts
         verdict, seconds = _timed(grader.equivalent, "42", text)
         assert (verdict, seconds < BOUND_S) == (False, True)
-        assert grader._worker is None
+        assert "workers_started" not in grader._pool.stats.counters

@@ -190,3 +190,58 @@ def test_refresh_of_a_crawled_site_costs_what_changed_and_searches_like_a_full_b
     finally:
         site.server.shutdown()
         site.server.server_close()
+
+
+def test_a_refresh_that_failed_after_crawling_keeps_its_change_report_for_the_retry(
+    tmp_path, prefect_harness, monkeypatch
+):
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    from catalog.db import Catalog
+    from catalog.errors import CatalogLockedError
+    from flows.refresh import run_refresh
+
+    site = _Site()
+    try:
+        variant = tmp_path / "crawled.yaml"
+        variant.write_text(
+            f"name: crawled\nsources:\n  - name: site\n    type: crawl\n    path: crawl\n"
+            f"    seeds: ['{site.url}/']\n    allow_addresses: [127.0.0.1]\n    per_host_delay_s: 0\n"
+            "dedup: {exact: true, near: false}\nchunking: {size: 64, overlap: 8}\n"
+        )
+        run_refresh(variant, tmp_path / "data")
+        site.edit(3)
+        site.edit(14)
+        # Another process holds the catalog (an evaluation writing it): this refresh crawls, then cannot write.
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from catalog.db import Catalog; "
+             f"c = Catalog.in_data_dir({str(tmp_path / 'data')!r}); print('held', flush=True); sys.stdin.read()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        )  # fmt: skip
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            monkeypatch.setenv("REREAD_LOCK_TIMEOUT", "2")  # it waits for the lock, then gives up
+            with pytest.raises(CatalogLockedError):
+                run_refresh(variant, tmp_path / "data")
+            monkeypatch.delenv("REREAD_LOCK_TIMEOUT")
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=60)
+
+        retry = run_refresh(variant, tmp_path / "data")["changes"]
+        # the pages the failed run fetched are unchanged on the site since, but not yet in the datastore
+        assert retry["pages"] == {"site": {"changed": 2, "unchanged": 19, "skipped": 0}}
+        assert (retry["extract"]["new_work"], retry["extract"]["reused"]) == (2, 19)
+        with Catalog.in_data_dir(tmp_path / "data", read_only=True) as catalog:
+            changes = sorted(r["change"] for r in catalog.fetch_records("crawled", "site"))
+        assert changes == ["changed"] * 2 + ["unchanged"] * 19
+        after = run_refresh(variant, tmp_path / "data")["changes"]  # built: no longer pending
+        assert after["pages"] == {"site": {"unchanged": 21, "skipped": 0}} and after["executed"] == []
+    finally:
+        site.server.shutdown()
+        site.server.server_close()

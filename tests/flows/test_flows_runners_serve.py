@@ -47,26 +47,46 @@ def test_unknown_runner_is_a_clear_error():
         make_task_runner("spark")
 
 
-def test_deployments_from_schedule_config(tmp_path):
+def test_deployments_from_schedule_config(tmp_path, monkeypatch):
+    from prefect.deployments.runner import EntrypointType
     from prefect.events import DeploymentEventTrigger
 
     from flows.serve import load_serve_config, make_deployments
 
-    config_file = tmp_path / "schedules.yaml"
+    config_file = tmp_path / "conf" / "schedules.yaml"
+    config_file.parent.mkdir()
     config_file.write_text(
-        "data_dir: data\nrefresh: {cron: '30 2 * * *', variants: [a.yaml, b.yaml]}\n"
-        "evaluation: {cron: '0 5 * * 1', tasks: [vaswani, simpleqa]}\n"
+        "data_dir: data\nrunner: processes\nworkers: 2\n"
+        "refresh: {cron: '30 2 * * *', variants: [a.yaml, ../b.yaml]}\n"
+        "evaluation: {cron: '0 5 * * 1', tasks: [vaswani, simpleqa], on_index_built: {a: [simpleqa, mmlu]}}\n"
     )
-    deployments = {d.name: d for d in make_deployments(load_serve_config(config_file))}
+    monkeypatch.chdir(tmp_path)  # paths resolve against the config file, not the working directory
+    deployments = {d.name: d for d in make_deployments(load_serve_config(Path("conf/schedules.yaml")))}
     assert set(deployments) == {
-        "refresh-a", "refresh-b", "nightly-vaswani", "nightly-simpleqa", "evaluate-on-index-built",
+        "refresh-a", "refresh-b", "nightly-vaswani", "nightly-simpleqa", "evaluate-a-on-index-built",
     }  # fmt: skip
-    assert deployments["refresh-a"].schedules[0].schedule.cron == "30 2 * * *"
+    refresh = deployments["refresh-a"]
+    assert refresh.schedules[0].schedule.cron == "30 2 * * *"
+    data_dir = str(tmp_path / "conf" / "data")
+    assert refresh.parameters == {
+        "variant_path": str(tmp_path / "conf" / "a.yaml"), "data_dir": data_dir, "runner": "processes", "workers": 2,
+    }  # fmt: skip
+    assert deployments["refresh-b"].parameters["variant_path"] == str(tmp_path / "b.yaml")
+    # installed-package entrypoints: importable from any working directory
+    assert refresh.entrypoint == "flows.refresh.refresh"
+    assert all(d.entrypoint_type == EntrypointType.MODULE_PATH for d in deployments.values())
     assert deployments["nightly-simpleqa"].parameters["task_ref"] == "simpleqa"
-    (trigger,) = deployments["evaluate-on-index-built"].triggers
+    # the trigger: this variant's index, built into this data dir, evaluated on this variant's tasks
+    (trigger,) = deployments["evaluate-a-on-index-built"].triggers
     assert isinstance(trigger, DeploymentEventTrigger) and trigger.expect == {"reread.index.built"}
+    assert dict(trigger.match.items()) == {
+        "prefect.resource.id": ["reread.variant.a"], "reread.data-dir": [data_dir],
+    }  # fmt: skip
+    assert trigger.parameters["tasks"] == ["simpleqa", "mmlu"] and trigger.parameters["data_dir"] == data_dir
     defaults = {d.name for d in make_deployments(load_serve_config(None))}
-    assert defaults == {"refresh-sample", "nightly-vaswani", "evaluate-on-index-built"}
+    assert defaults == {
+        "refresh-sample", "nightly-vaswani", "evaluate-vaswani-on-index-built", "evaluate-vaswani-hnsw-on-index-built",
+    }  # fmt: skip
 
 
 def test_serve_config_errors_and_serve_needs_a_server(tmp_path, monkeypatch):
@@ -75,6 +95,9 @@ def test_serve_config_errors_and_serve_needs_a_server(tmp_path, monkeypatch):
     bad = tmp_path / "bad.yaml"
     bad.write_text("refresh: {crn: '* * * * *'}\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
+        load_serve_config(bad)
+    bad.write_text("runner: spark\n")
+    with pytest.raises(ConfigError, match="unknown task runner 'spark'"):
         load_serve_config(bad)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with pytest.raises(RereadError, match="prefect server start"):
