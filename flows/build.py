@@ -21,6 +21,7 @@ from catalog.db import Catalog
 from catalog.stage_runner import StageSpec, execute_stage, register_artifact, rejection_counts
 from catalog.variant import Variant, load_variant
 from extract.stage import EXTRACT_STAGE_VERSION, run_extract, source_fingerprint
+from flows.reports import stage_table_rows
 from flows.runtime import artifact_key_name, current_flow_run_id, record_interrupted_runs, run_flow_with_runner
 from indexing import stages
 
@@ -60,12 +61,9 @@ class BuildSummary:
 
 
 def _publish_stage_table(manifest: ArtifactManifest, variant: str, cached: bool) -> None:
-    rows = [{"metric": k, "value": str(v)} for k, v in sorted(manifest.stats.items())]
-    rows += [{"metric": "rows_out", "value": str(manifest.rows)}, {"metric": "cached", "value": str(cached)}]
-    rows += [{"metric": f"rejected: {reason}", "value": str(n)} for reason, n in rejection_counts(manifest).items()]
     create_table_artifact(
         key=artifact_key_name(f"{variant}-{manifest.stage}-{manifest.shard or 'all'}"),
-        table=rows,
+        table=stage_table_rows(manifest, cached),
         description=f"{manifest.stage} {manifest.shard} of {variant} (artifact {manifest.key})",
     )
 

@@ -82,3 +82,51 @@ def contamination_report(variant: Variant, data_dir: str | Path) -> dict:
         "benchmarks": benchmarks,
         "removed": [{"kind": k, "id": i, **origin[k, i], "items": sorted(v)} for (k, i), v in sorted(removed.items())],
     }
+
+
+# ---------------------------------------------------------------- dashboard tables
+def readable(name: str, value: object) -> str:
+    """A stat value as a person reads it: epoch times (``*_at``) as UTC dates, durations (``seconds``, ``*_s``) in
+    s/min/h, counts with thousands separators, ratios to 4 significant digits, lists joined."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float) and name.endswith("_at"):
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, int | float) and (name == "seconds" or name.endswith(("_s", "_seconds"))):
+        return _duration(float(value))
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        text = ", ".join(readable(name, v) for v in value)
+        return text if len(text) <= 200 else text[:197] + "..."
+    return str(value)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def stat_rows(stats: dict, prefix: str = "") -> list[dict[str, str]]:
+    """``{"metric", "value"}`` rows of a stats dict, nested dicts flattened (``timing: started_at``), readable."""
+    rows = []
+    for name, value in sorted(stats.items()):
+        if isinstance(value, dict):
+            rows += stat_rows(value, f"{prefix}{name}: ")
+        else:
+            rows.append({"metric": f"{prefix}{name}", "value": readable(name, value)})
+    return rows
+
+
+def stage_table_rows(manifest, cached: bool) -> list[dict[str, str]]:
+    """The dashboard table of one stage output: its stats, rows out, cached or not, rejections by reason."""
+    from catalog.stage_runner import rejection_counts
+
+    rows = stat_rows(manifest.stats)
+    rows += [{"metric": "rows out", "value": f"{manifest.rows:,}"}, {"metric": "cached", "value": readable("", cached)}]
+    rows += [{"metric": f"rejected: {r}", "value": f"{n:,}"} for r, n in sorted(rejection_counts(manifest).items())]
+    return rows
