@@ -49,28 +49,31 @@ class Damage:
         return f"{self.error}; {where} to {self.resumed_at} skipped, reading resumed at the next gzip member"
 
 
-def _plausible_member_at(data: bytes, i: int) -> bool:
-    return data.startswith(_GZIP_MAGIC, i) and (i + 3 >= len(data) or not data[i + 3] & _GZIP_RESERVED_FLAGS)
-
-
-def _next_member(f: BinaryIO, start: int) -> int | None:
-    """Offset of the next plausible gzip member header at or after ``start``, or None."""
+def find_next(f: BinaryIO, start: int, marker: bytes, lookahead: int = 0, plausible=None) -> int | None:
+    """Offset of the next ``marker`` at or after ``start`` in the file (read in chunks), or None. ``plausible(data, i)``,
+    when given, vets a hit with ``lookahead`` bytes after the marker in view (a cheap check against chance matches)."""
     f.seek(start)
     carry = b""
     base = start
     while block := f.read(_CHUNK):
         data = carry + block
-        i = data.find(_GZIP_MAGIC)
-        while i != -1:
-            if i + 3 < len(data) or not block:
-                if _plausible_member_at(data, i):
-                    return base + i
-            else:
-                break  # the flags byte is in the next block: look again with it
-            i = data.find(_GZIP_MAGIC, i + 1)
-        keep = min(len(data), len(_GZIP_MAGIC))  # a header may straddle two blocks
+        i = data.find(marker)
+        while i != -1 and i + len(marker) + lookahead <= len(data):
+            if plausible is None or plausible(data, i):
+                return base + i
+            i = data.find(marker, i + 1)
+        keep = min(len(data), len(marker) + lookahead)  # a marker may straddle two blocks
         carry, base = data[-keep:], base + len(data) - keep
-    return None
+    return None  # (a marker closer than ``lookahead`` to the end cannot start anything whole)
+
+
+def _plausible_member_at(data: bytes, i: int) -> bool:
+    return not data[i + len(_GZIP_MAGIC)] & _GZIP_RESERVED_FLAGS
+
+
+def next_gzip_member(f: BinaryIO, start: int) -> int | None:
+    """Offset of the next plausible gzip member header at or after ``start``, or None."""
+    return find_next(f, start, _GZIP_MAGIC, lookahead=1, plausible=_plausible_member_at)
 
 
 def _iter_gzip(f: BinaryIO) -> Iterator[bytes | Damage]:
@@ -95,7 +98,7 @@ def _iter_gzip(f: BinaryIO) -> Iterator[bytes | Damage]:
         try:
             out = decompressor.decompress(pending, _MAX_OUT)
         except zlib.error as exc:
-            resume = _next_member(f, member_start + 1)
+            resume = next_gzip_member(f, member_start + 1)
             start = broken.offset if broken is not None else member_start
             broken = Damage(start, resume, f"{type(exc).__name__}: {exc}")
             if resume is None:

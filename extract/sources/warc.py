@@ -8,13 +8,11 @@ after every good record before it has been yielded.
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from warcio.archiveiterator import ArchiveIterator
-from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
 
 from catalog.hashing import combine_hashes, content_hash
@@ -23,12 +21,14 @@ from catalog.variant import WarcSource as WarcConfig
 from extract.records import RawDocument
 from extract.sources.base import Source, register_source
 from extract.sources.charset import charset_from_content_type, detect_charset
+from extract.sources.compressed import find_next, next_gzip_member
 
 if TYPE_CHECKING:
     from extract.crawler.records import FetchRecord
 
 _DOCUMENT_RECORDS = ("response", "resource")
 _DRAIN_BYTES = 1 << 16
+_RECORD_BREAK = b"\r\n\r\nWARC/1."  # the end of one uncompressed record and the version line of the next
 
 
 def _mime(content_type: str | None) -> str:
@@ -40,6 +40,13 @@ def _payload_content_type(record: ArcWarcRecord) -> str | None:
     if record.http_headers is not None and record.rec_type == "response":
         return record.http_headers.get_header("Content-Type")
     return record.rec_headers.get_header("Content-Type")
+
+
+def _past_separator(f: BinaryIO, offset: int) -> int:
+    """``offset`` moved past the blank lines (and gzip's zero padding) that may follow a record."""
+    f.seek(offset)
+    head = f.read(_DRAIN_BYTES)
+    return offset + len(head) - len(head.lstrip(b"\r\n\x00"))
 
 
 def _record_is_complete(record: ArcWarcRecord) -> bool:
@@ -69,26 +76,85 @@ class _WarcReader(Source):
         return f"{uri}\x00{record.rec_headers.get_header('WARC-Record-ID')}" if repeated else uri
 
     def _iter_file(self, path: Path, wanted: set[str]) -> Iterator[RawDocument | Rejection]:
-        next_offset = 0  # where the record after the last complete one starts: the place to look when it breaks
-        try:
+        """Every record of the file; a damaged one is a Rejection and reading resumes at the next record header
+        (the next gzip member in a ``.gz``, the next ``WARC/1.`` line otherwise). Damage from which no record
+        follows (a cut file) is a ``truncated_warc``; one after which reading resumed, a ``corrupt_warc_record``."""
+        start = 0
+        damage: tuple[int, str, int | None] | None = None  # (offset, error, resumed at), reported once
+        while True:
+            segment = self._read_records(path, wanted, start)
+            while True:
+                try:
+                    item = next(segment)
+                except StopIteration as stop:
+                    failure, records_read = stop.value
+                    break
+                if damage is not None:
+                    yield self._damage_rejection(path, *damage)
+                    damage = None
+                yield item
+            if failure is None:
+                break
+            if damage is not None and not records_read:  # a false start: still the same damaged span
+                at, error = damage[0], damage[1]
+            else:
+                if damage is not None:
+                    yield self._damage_rejection(path, *damage)
+                at, error = failure
             with open(path, "rb") as f:
-                records = ArchiveIterator(f)
+                resume = self._next_record(f, path, failure[0] + 1)
+            if resume is not None and resume <= failure[0]:  # never read the same spot twice
+                resume = None
+            damage = (at, error, resume)
+            if resume is None:
+                break
+            start = resume
+        if damage is not None:
+            yield self._damage_rejection(path, *damage)
+
+    def _damage_rejection(self, path: Path, at: int, error: str, resumed_at: int | None) -> Rejection:
+        if resumed_at is None:
+            return self.reject(f"{path}#{at}", "truncated_warc", f"{error}; the rest of the file is unreadable")
+        detail = f"{error}; bytes {at} to {resumed_at} skipped, reading resumed at the next record"
+        return self.reject(f"{path}#{at}", "corrupt_warc_record", detail)
+
+    @staticmethod
+    def _next_record(f: BinaryIO, path: Path, start: int) -> int | None:
+        if path.name.endswith(".gz"):
+            return next_gzip_member(f, start)
+        blank = len(_RECORD_BREAK) - len(b"WARC/1.")  # the blank line before a record's version line
+        found = find_next(f, max(0, start - blank), _RECORD_BREAK)
+        return None if found is None else found + blank
+
+    def _read_records(
+        self, path: Path, wanted: set[str], start: int
+    ) -> Generator[RawDocument, None, tuple[tuple[int, str] | None, int]]:
+        """The documents of the records from byte ``start``; returns ((offset, error) of the record that broke, or
+        None at the end of the file; how many records were read whole)."""
+        next_offset = start  # where the record after the last complete one starts: the place to look when it breaks
+        read = 0
+        with open(path, "rb") as f:
+            f.seek(start)
+            records = ArchiveIterator(f)
+            try:
                 for record in records:
                     mime = self._wanted_mime(record, wanted)
                     payload = record.content_stream().read() if mime else b""
                     complete = _record_is_complete(record)
                     offset = records.get_record_offset()  # warcio knows it only once the record is read
                     if not complete:
-                        detail = f"record shorter than its {record.length} declared bytes"
-                        yield self.reject(f"{path}#{offset}", "truncated_warc", detail)
-                        return
+                        return (offset, f"record shorter than its {record.length} declared bytes"), read
+                    read += 1
                     next_offset = offset + records.get_record_length()
                     if mime and self._accept(path, record, payload):
                         yield self._document(record, mime, payload, f"{path}#{offset}")
-        except (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError) as exc:
-            yield self.reject(f"{path}#{next_offset}", "truncated_warc", f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # warcio meets malformed headers with AttributeError, TypeError, ...: the file ends
-            yield self.reject(f"{path}#{next_offset}", "malformed_warc", f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # warcio meets damage with zlib.error, ArchiveLoadFailed, AttributeError, ...
+                return (_past_separator(f, next_offset), f"{type(exc).__name__}: {exc}"), read
+            # warcio ends quietly when a file is cut inside a record's headers: what is left must be blank
+            end = _past_separator(f, next_offset)
+            if f.seek(0, 2) > end:
+                return (end, "bytes after the last complete record are no record (cut or damaged file)"), read
+        return None, read
 
     def _accept(self, path: Path, record: ArcWarcRecord, payload: bytes) -> bool:
         """Whether a wanted record (read from ``path``) becomes a document; a hook for checks that need the payload."""

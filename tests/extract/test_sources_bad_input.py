@@ -230,3 +230,56 @@ def test_meta_charset_that_cannot_apply_falls_back_to_detection(tmp_path: Path, 
         assert decode_bytes(page.encode("cp1252"), label) == page  # a label that is no charset is never applied
     title, text = get_extractor("trafilatura").extract(doc)
     assert "crème brûlée" in text
+
+
+# ------------------------------------------------------------------ WARC: resync at the next record
+def warc_records(count: int, compress: bool) -> list[bytes]:
+    """``count`` HTML response records, each written on its own (one gzip member each when compressed)."""
+    import io as _io
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    out = []
+    for i in range(count):
+        buffer = _io.BytesIO()
+        writer = WARCWriter(buffer, gzip=compress)
+        headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+        body = f"<html><body><p>page {i} " + "text " * 200 + "</p></body></html>"
+        record = writer.create_warc_record(
+            f"https://site.test/{i}", "response", payload=_io.BytesIO(body.encode()), http_headers=headers
+        )
+        writer.write_record(record)
+        out.append(buffer.getvalue())
+    return out
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_damaged_warc_record_mid_file_resyncs_at_the_next_record(tmp_path: Path, compress: bool) -> None:
+    records = warc_records(5, compress)
+    if compress:
+        damaged = corrupt(records[2])
+    else:
+        damaged = records[2].replace(b"WARC/1.", b"WXRC/1.", 1)  # its header line is garbage
+    path = tmp_path / ("d.warc.gz" if compress else "d.warc")
+    path.write_bytes(records[0] + records[1] + damaged + records[3] + records[4])
+    docs, rejections, stats = read(type="warc", path=path)
+
+    assert [d.url for d in docs] == [f"https://site.test/{i}" for i in (0, 1, 3, 4)]
+    [rejection] = rejections
+    start, resume = len(records[0]) + len(records[1]), sum(len(r) for r in records[:3])
+    assert (rejection.input_ref, rejection.reason) == (f"{path}#{start}", "corrupt_warc_record")
+    assert f"bytes {start} to {resume} skipped, reading resumed at the next record" in rejection.detail
+    assert stats == {"documents": 4, "rejected_corrupt_warc_record": 1}
+
+
+def test_a_cut_warc_still_ends_as_one_truncated_warc(tmp_path: Path) -> None:
+    records = warc_records(3, True)
+    path = tmp_path / "cut.warc.gz"
+    path.write_bytes(records[0] + records[1] + records[2][: len(records[2]) // 2])
+    docs, rejections, stats = read(type="warc", path=path)
+    assert [d.url for d in docs] == ["https://site.test/0", "https://site.test/1"]
+    assert [(r.input_ref, r.reason) for r in rejections] == [
+        (f"{path}#{len(records[0]) + len(records[1])}", "truncated_warc")
+    ]
+    assert "the rest of the file is unreadable" in rejections[0].detail
