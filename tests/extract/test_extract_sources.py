@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import bz2
-import shutil
 import gzip
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow as pa

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog.errors import ArtifactError, ConfigError
+from catalog.ids import chunk_id
 from catalog.parquet import CHUNK_SCHEMA as CATALOG_CHUNK_SCHEMA
 from catalog.variant import DEFAULT_EMBEDDER, ChunkingConfig
-from catalog.ids import chunk_id
 from indexing.chunk import CHUNK_COLUMNS, Chunker, chunk_documents, load_tokenizer
 
 SIZE, OVERLAP = 64, 16

@@ -270,7 +270,8 @@ def test_reciprocal_rank_fusion_scores():
 def test_hit_is_a_plain_record(retriever, queries):
     hit = retriever.search(queries[:1], k=1)[0][0]
     assert replace(hit, rank=7).rank == 7
-    assert set(hit.as_dict()) >= {"chunk_id", "doc_id", "source_doc_id", "text", "score", "rank", "char_start", "char_end"}
+    fields = {"chunk_id", "doc_id", "source_doc_id", "text", "score", "rank", "char_start", "char_end"}
+    assert set(hit.as_dict()) >= fields
     assert hit.doc_id == f"vaswani-{hit.source_doc_id}" and hit.source_doc_id.isdigit()
 
 
