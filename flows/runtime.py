@@ -32,12 +32,18 @@ def _dask(workers: int) -> TaskRunner:
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
 
 
+def local_ray_init_kwargs(workers: int) -> dict:
+    """``ray.init`` arguments of the Ray instance Reread starts itself: bound to 127.0.0.1 (by default Ray binds to
+    the machine's network interface and serves its GCS and object store there), no dashboard."""
+    return {"num_cpus": workers, "_node_ip_address": "127.0.0.1", "include_dashboard": False}
+
+
 def _ray(workers: int) -> TaskRunner:
     try:
         from prefect_ray import RayTaskRunner
     except ImportError as exc:
         raise ConfigError("--runner ray needs the scale extra: pip install 'reread[scale]'") from exc
-    return RayTaskRunner(init_kwargs={"num_cpus": workers})
+    return RayTaskRunner(init_kwargs=local_ray_init_kwargs(workers))
 
 
 TASK_RUNNERS: dict[str, Callable[[int], TaskRunner]] = {

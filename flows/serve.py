@@ -79,14 +79,20 @@ class ServeConfig(BaseModel):
         )
 
 
-def load_serve_config(path: Path | None) -> ServeConfig:
+def load_serve_config(path: Path | None, **overrides) -> ServeConfig:
     """The schedule config of ``path`` (its relative paths taken relative to the file), or the defaults (relative
-    to the working directory)."""
+    to the working directory); ``overrides`` (``runner=``, ``workers=``: the command line's) replace its values."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     if path is None:
-        return ServeConfig().resolved(Path.cwd())
+        try:
+            return ServeConfig.model_validate(overrides).resolved(Path.cwd())
+        except ValidationError as exc:
+            raise ConfigError(f"invalid serve options: {exc}") from None
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
-        return ServeConfig.model_validate(raw).resolved(Path(path).resolve().parent)
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a schedule config is a mapping, not {type(raw).__name__}")
+        return ServeConfig.model_validate(raw | overrides).resolved(Path(path).resolve().parent)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read schedule config ({exc})") from None
     except (yaml.YAMLError, ValidationError) as exc:

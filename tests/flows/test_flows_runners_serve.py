@@ -40,6 +40,14 @@ dedup: {{exact: true, near: true}}
     assert _outputs(tmp_path / "dask") == _outputs(tmp_path / "threads")
 
 
+def test_ray_started_by_reread_binds_to_loopback():
+    from flows.runtime import local_ray_init_kwargs
+
+    kwargs = local_ray_init_kwargs(3)
+    assert kwargs["_node_ip_address"] == "127.0.0.1" and kwargs["num_cpus"] == 3
+    assert kwargs["include_dashboard"] is False
+
+
 def test_unknown_runner_is_a_clear_error():
     from flows.runtime import make_task_runner
 
@@ -98,6 +106,12 @@ def test_serve_config_errors_and_serve_needs_a_server(tmp_path, monkeypatch):
         load_serve_config(bad)
     bad.write_text("runner: spark\n")
     with pytest.raises(ConfigError, match="unknown task runner 'spark'"):
+        load_serve_config(bad)
+    assert load_serve_config(bad, runner="processes", workers=3).runner == "processes"  # the command line wins
+    with pytest.raises(ConfigError, match="unknown task runner 'spark'"):
+        load_serve_config(None, runner="spark")
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="a mapping"):
         load_serve_config(bad)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with pytest.raises(RereadError, match="prefect server start"):
