@@ -1,10 +1,19 @@
-"""Chunking and embedding throughput on real pre-training text (20 arXiv LaTeX papers, 99 C4 pages), on this machine.
+"""Chunking and embedding throughput on real pre-training text (20 arXiv LaTeX papers, 99 C4 pages), on this machine,
+and how close embedding comes to the machine's fp32 matmul peak.
 
 Chunking: documents, tokens and chunks per second with the all-MiniLM-L6-v2 tokenizer, chunk sizes, overlaps, and
-where chunks end (paragraph break, sentence end, word boundary, inside a word). Embedding: all-MiniLM-L6-v2 chunks
-per second on CPU (torch, fp32) by batch size, then ``embed_chunks`` end to end and its re-run (every shard skipped).
+where chunks end (paragraph break, sentence end, word boundary, inside a word).
 
-    .venv/bin/python benchmarks/embed.py [--data PATH] [--n-embed 512]
+Embedding efficiency: the machine's fp32 matmul peak is measured in the same run (a torch GEMM, best of several
+square sizes), and each embedding setting reports its achieved FLOP/s, counted as 2 x non-embedding parameters x real
+(non-padding) tokens, as a fraction of that peak, plus chunks/s. On a shared machine the peak moves with the load, so
+a GEMM probe also runs between every two batches and each setting reports a second fraction against the probes' rate
+(same load as the batches around them). Settings (levers): batch size with length-sorted batches (what
+``Embedder.encode_documents`` does), the same batches in the input's order (padding cost), one torch thread, and two
+processes of one thread each on halves of the input (parallel shards). Then ``embed_chunks`` end to end and its re-run
+(every shard skipped).
+
+    .venv/bin/python benchmarks/embed.py [--data PATH] [--n-embed 256]
 
 Prints tables; writes ``benchmarks/results/embed.json``. Numbers depend on the machine's load (recorded).
 """
@@ -13,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import tempfile
@@ -32,6 +42,7 @@ DEFAULT_DATA = REPO.parent / "shared/data/pretraining_samples"
 RESULTS = REPO / "benchmarks/results/embed.json"
 CHUNKINGS = (ChunkingConfig(size=254, overlap=32), ChunkingConfig(size=128, overlap=16))
 BATCH_SIZES = (16, 64, 128)
+GOAL_OF_PEAK = 0.7
 
 
 def read_documents(data: Path) -> pl.DataFrame:
@@ -99,18 +110,141 @@ def bench_chunking(docs: pl.DataFrame, tokenizer) -> tuple[list[dict], pl.DataFr
     return rows, first
 
 
-def bench_encode(embedder: Embedder, texts: list[str]) -> list[dict]:
+class GemmProbe:
+    """fp32 ``torch.mm`` of two ``n x n`` matrices, timed: the machine's matmul rate at the moment it runs."""
+
+    def __init__(self, n: int = 1024):
+        generator = torch.Generator().manual_seed(0)
+        self.n = n
+        self.a, self.b = (torch.randn(n, n, generator=generator) for _ in range(2))
+        self.out = torch.empty(n, n)
+        self.seconds = 0.0
+        self.flops = 0.0
+        torch.mm(self.a, self.b, out=self.out)  # warm-up
+
+    def __call__(self, *_: object) -> float:
+        start = time.perf_counter()
+        torch.mm(self.a, self.b, out=self.out)
+        seconds = time.perf_counter() - start
+        self.seconds += seconds
+        self.flops += 2 * self.n**3
+        return seconds
+
+    @property
+    def rate(self) -> float:
+        return self.flops / self.seconds
+
+
+def matmul_peak(repeats: int = 5) -> dict:
+    """Best fp32 GEMM rate over square sizes (the largest is usually the best; a loaded machine can disagree)."""
+    rates = {}
+    for n in (512, 1024, 2048):
+        probe = GemmProbe(n)
+        rates[n] = 2 * n**3 / min(probe() for _ in range(repeats))
+    return {
+        "peak_gflops": round(max(rates.values()) / 1e9, 2),
+        **{f"gemm{n}_gflops": round(r / 1e9, 2) for n, r in rates.items()},
+    }
+
+
+def non_embedding_parameters(embedder: Embedder) -> int:
+    """Parameters of the transformer without its embedding tables (lookups, not matmuls)."""
+    model = embedder.model[0].auto_model
+    return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
+
+
+def token_lengths(embedder: Embedder, texts: list[str]) -> list[int]:
+    """Tokens the model reads per text (special tokens included, truncated at max_seq_length)."""
+    encoded = embedder.tokenizer(texts, truncation=True, max_length=embedder.max_seq_length)
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+def padded_tokens(lengths: list[int], order: list[int], batch_size: int) -> int:
+    """Tokens computed when batches are taken in ``order``: every text is padded to its batch's longest."""
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
+
+
+def encode_in_given_order(embedder: Embedder, texts: list[str], on_batch) -> None:
+    """Batches in the input's order (no sorting by length): what padding costs."""
+    size = embedder.cfg.batch_size
+    for start in range(0, len(texts), size):
+        batch = texts[start : start + size]
+        embedder.model.encode(batch, batch_size=len(batch), prompt="", show_progress_bar=False)
+        on_batch(len(batch))
+
+
+def efficiency_row(setting: str, texts: list[str], lengths: list[int], seconds: float, probe_rate: float | None,
+                   peak: float, params: int, **extra) -> dict:  # fmt: skip
+    flops = 2 * params * sum(lengths)
+    row = {"setting": setting, **extra, "chunks": len(texts), "seconds": round(seconds, 1),
+           "chunks_per_s": round(len(texts) / seconds, 2), "gflops": round(flops / seconds / 1e9, 2),
+           "of_peak": round(flops / seconds / peak, 3),
+           "of_probes": round(flops / seconds / probe_rate, 3) if probe_rate else None}  # fmt: skip
+    print(row, flush=True)
+    return row
+
+
+def _embed_half(texts: list[str], barrier, results) -> None:
+    """One of the parallel-shard processes: one torch thread, its half of the texts, timed from a common start."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    embedder = Embedder(EmbedderConfig(model=DEFAULT_EMBEDDER))
+    embedder.encode_documents(texts[:4])  # warm-up
+    barrier.wait()
+    start = time.perf_counter()
+    embedder.encode_documents(texts)
+    results.put(time.perf_counter() - start)
+
+
+def parallel_processes(texts: list[str], processes: int) -> float:
+    """Wall seconds for ``processes`` spawned processes (one thread each) to embed equal parts of ``texts``."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    workers = [
+        context.Process(target=_embed_half, args=(texts[i::processes], barrier, results)) for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    seconds = max(results.get() for _ in workers)
+    for worker in workers:
+        worker.join()
+    return seconds
+
+
+def bench_efficiency(embedder: Embedder, texts: list[str], threads: int) -> tuple[dict, list[dict]]:
+    peak = matmul_peak()
+    params = non_embedding_parameters(embedder)
+    lengths = token_lengths(embedder, texts)
+    print(f"matmul peak: {peak}; non-embedding parameters: {params}; tokens: {sum(lengths)}", flush=True)
+    peak_rate = peak["peak_gflops"] * 1e9
+    sorted_order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     rows = []
     embedder.encode_documents(texts[:8])  # warm-up: first call allocates
-    for batch_size in BATCH_SIZES:
-        cfg = embedder.cfg.model_copy(update={"batch_size": batch_size})
-        embedder.cfg = cfg
+
+    def measure(setting: str, encode, batch_size: int, n_threads: int, order: list[int]) -> None:
+        torch.set_num_threads(n_threads)
+        embedder.cfg = embedder.cfg.model_copy(update={"batch_size": batch_size})
+        probe = GemmProbe()
         start = time.perf_counter()
-        embedder.encode_documents(texts)
-        seconds = time.perf_counter() - start
-        rows.append({"batch_size": batch_size, "chunks": len(texts), "seconds": round(seconds, 2),
-                     "chunks_per_s": round(len(texts) / seconds, 1)})  # fmt: skip
-    return rows
+        encode(probe)
+        seconds = time.perf_counter() - start - probe.seconds
+        padding = padded_tokens(lengths, order, batch_size) / sum(lengths) - 1
+        rows.append(efficiency_row(setting, texts, lengths, seconds, probe.rate, peak_rate, params,
+                                   batch_size=batch_size, threads=n_threads, processes=1,
+                                   padding_pct=round(100 * padding, 1)))  # fmt: skip
+
+    for batch_size in BATCH_SIZES:
+        measure("sorted", lambda p: embedder.encode_documents(texts, on_batch=p), batch_size, threads, sorted_order)
+    measure("input order", lambda p: encode_in_given_order(embedder, texts, p), 64, threads, list(range(len(texts))))
+    if threads > 1:
+        measure("sorted", lambda p: embedder.encode_documents(texts, on_batch=p), 64, 1, sorted_order)
+        seconds = parallel_processes(texts, threads)
+        rows.append(efficiency_row(f"{threads} processes", texts, lengths, seconds, None, peak_rate, params,
+                                   batch_size=embedder.cfg.batch_size, threads=1, processes=threads,
+                                   padding_pct=None))  # fmt: skip
+    torch.set_num_threads(threads)
+    embedder.cfg = embedder.cfg.model_copy(update={"batch_size": EmbedderConfig().batch_size})
+    return {**peak, "non_embedding_parameters": params, "tokens": sum(lengths)}, rows
 
 
 def bench_embed_chunks(embedder: Embedder, chunks: pl.DataFrame) -> dict:
@@ -147,25 +281,36 @@ def print_table(title: str, rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with the two sample JSONL files")
-    parser.add_argument("--n-embed", type=int, default=512, help="chunks to embed in the throughput runs")
+    parser.add_argument("--n-embed", type=int, default=256, help="chunks to embed in each efficiency setting")
     args = parser.parse_args()
 
-    machine = {"cpu_threads": torch.get_num_threads(), "load_average_1m": round(os.getloadavg()[0], 2)}
+    machine = {
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "note": "shared machine: other processes compete for the same cores; peak and embedding measured in one run",
+    }
     embedder = Embedder(EmbedderConfig(model=DEFAULT_EMBEDDER))
-    machine.update(device=embedder.device, precision=embedder.precision, torch_threads=torch.get_num_threads())
+    threads = torch.get_num_threads()
+    machine.update(device=embedder.device, precision=embedder.precision, torch_threads=threads)
     docs = read_documents(args.data)
     chunking, chunks = bench_chunking(docs, embedder.tokenizer)
     sample = chunks.sample(n=min(args.n_embed, chunks.height), seed=0)
-    encoding = bench_encode(embedder, sample["text"].to_list())
+    peak, efficiency = bench_efficiency(embedder, sample["text"].to_list(), threads)
     end_to_end = bench_embed_chunks(embedder, sample)
     machine["load_average_1m_after"] = round(os.getloadavg()[0], 2)
 
     print(f"machine: {machine}")
     print_table("chunking (all-MiniLM-L6-v2 tokenizer)", chunking)
-    print_table(f"encode_documents, {embedder.model_id}, chunks of <= 254 tokens", encoding)
+    print(f"\nfp32 matmul peak (torch GEMM, this run): {peak}")
+    print_table(
+        f"embedding efficiency, {embedder.model_id}, chunks of <= 254 tokens; FLOPs = 2 x "
+        f"{peak['non_embedding_parameters']:,} x real tokens; goal >= {GOAL_OF_PEAK} of peak",
+        efficiency,
+    )
     print_table("embed_chunks (4 shards), then re-run", [end_to_end])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    result = {"machine": machine, "chunking": chunking, "encode": encoding, "embed_chunks": end_to_end}
+    result = {"machine": machine, "chunking": chunking, "matmul_peak": peak, "efficiency": efficiency,
+              "embed_chunks": end_to_end}  # fmt: skip
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {RESULTS}")
 

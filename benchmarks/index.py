@@ -5,9 +5,13 @@
 1. Embedding throughput of all-MiniLM-L6-v2 on CPU (chunks/s) with the torch backend and, when its dependencies are
    installed, the ONNX backend (else reported unavailable), on real Vaswani abstracts.
 2. For each size: vectors of dim 384 sampled around those real MiniLM embeddings (a real embedding plus a random share
-   of another plus Gaussian noise, renormalized: the corpus stays in the region real text occupies), written as an embedding folder and indexed with
-   ``build_index`` as Flat, IVF and HNSW: build time, bytes per vector (index file size), queries/s of batched
-   search (k=10) at two settings of nprobe / efSearch, and recall@10 against Flat.
+   of another plus Gaussian noise, renormalized: the corpus stays in the region real text occupies), written as an
+   embedding folder and indexed with ``build_index`` as Flat, IVF, IVF-PQ and HNSW: build time, bytes per vector
+   (index file size), queries/s of batched search (k=10) at two settings of nprobe / efSearch, recall@10 against Flat,
+   and the peak RSS of the build and of a search process (index loaded into RAM, and for IVF types also with the
+   lists on disk: ``VectorIndex.load(mmap=True)``). Each build and each search runs in a fresh process so its peak RSS
+   (``VmHWM``, file pages it mapped included) is its own; ``anon_mb`` is the anonymous (heap) RSS at the end of the
+   search, what mapped lists do not add; ``baseline_mb`` is such a process before it does anything.
 3. On the Flat index: ``faiss`` ``index.search`` vs ``VectorIndex.search`` vs ``Retriever.search_vectors`` (search plus
    text and provenance of every hit) on the same loaded index, batched; the overhead is the extra time in percent,
    end to end and (steadier on a loaded machine) as the time of the added hit hydration alone.
@@ -19,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import re
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import faiss
@@ -121,6 +127,41 @@ def timed(fn, repeats: int = REPEATS) -> float:
     return min(times)
 
 
+def _rss_mb() -> dict[str, float]:
+    """This process's peak RSS (VmHWM) and current anonymous RSS (RssAnon), in MiB (Linux /proc)."""
+    fields = {}
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "RssAnon"):
+                fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return {"peak_rss_mb": fields["VmHWM"], "anon_mb": fields["RssAnon"]}
+
+
+def _child_baseline() -> dict:
+    return _rss_mb()
+
+
+def _child_build(emb_dir: str, out: str, cfg_json: str) -> dict:
+    start = time.perf_counter()
+    manifest = build_index(emb_dir, out, IndexConfig.model_validate_json(cfg_json))
+    return {"build_s": time.perf_counter() - start, "bytes": sum(s.bytes for s in manifest.shards), **_rss_mb()}
+
+
+def _child_search(index_dir: str, mmap: bool, param: str | None, value: int | None, queries: np.ndarray) -> dict:
+    index = VectorIndex.load(index_dir, mmap=mmap)
+    if param is not None:
+        index.set_search_params(**{param: value})
+    seconds = timed(lambda: index.search(queries, K), repeats=3)
+    return {"seconds": seconds, "rows": index.search(queries, K).rows, **_rss_mb()}
+
+
+def in_fresh_process(fn, *args) -> dict:
+    """``fn(*args)`` in a new spawned interpreter: its peak RSS is that of this one step alone."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def bench_indexes(work: Path, n: int, base: np.ndarray, queries: np.ndarray, rng) -> tuple[list[dict], Path, list]:
     vectors = sample_around(base, n, rng)
     ids = write_embedding_folder(work / f"emb-{n}", vectors)
@@ -129,35 +170,36 @@ def bench_indexes(work: Path, n: int, base: np.ndarray, queries: np.ndarray, rng
     specs = [
         ("Flat", IndexConfig(), None, [None]),
         (f"IVF{nlist},Flat", IndexConfig(factory=f"IVF{nlist},Flat", nprobe=16), "nprobe", [16, 64]),
+        (f"IVF{nlist},PQ48", IndexConfig(factory=f"IVF{nlist},PQ48", nprobe=16), "nprobe", [16, 64]),
         ("HNSW32", IndexConfig(factory="HNSW32", ef_search=64), "efSearch", [32, 128]),
     ]
+    baseline = in_fresh_process(_child_baseline)["peak_rss_mb"]
     rows, exact = [], None
     for name, cfg, param, values in specs:
         out = work / f"index-{n}-{name.replace(',', '_')}"
-        start = time.perf_counter()
-        manifest = build_index(work / f"emb-{n}", out, cfg)
-        build_s = time.perf_counter() - start
-        index = VectorIndex.load(out)
-        bytes_per_vector = sum(s.bytes for s in manifest.shards) / n
-        for value in values:
-            if param is not None:
-                index.set_search_params(**{param: value})
-            seconds = timed(lambda index=index: index.search(queries, K), repeats=3)
-            found = index.search(queries, K).rows
-            if exact is None:
-                exact = found
-            rows.append(
-                {
-                    "n": n,
-                    "index": name,
-                    "param": f"{param}={value}" if param else "-",
-                    "build_s": round(build_s, 1),
-                    "bytes_per_vector": round(bytes_per_vector, 1),
-                    "qps": round(len(queries) / seconds, 1),
-                    "recall@10": round(neighbor_recall(found, exact, K), 4),
-                }
-            )
-            print(rows[-1], flush=True)
+        built = in_fresh_process(_child_build, str(work / f"emb-{n}"), str(out), cfg.model_dump_json())
+        for mmap in (False, True) if param == "nprobe" else (False,):
+            for value in values:
+                searched = in_fresh_process(_child_search, str(out), mmap, param, value, queries)
+                if exact is None:
+                    exact = searched["rows"]
+                rows.append(
+                    {
+                        "n": n,
+                        "index": name,
+                        "param": f"{param}={value}" if param else "-",
+                        "lists": "disk" if mmap else "ram",
+                        "build_s": round(built["build_s"], 1),
+                        "bytes_per_vector": round(built["bytes"] / n, 1),
+                        "build_peak_mb": built["peak_rss_mb"],
+                        "qps": round(len(queries) / searched["seconds"], 1),
+                        "recall@10": round(neighbor_recall(searched["rows"], exact, K), 4),
+                        "search_peak_mb": searched["peak_rss_mb"],
+                        "anon_mb": searched["anon_mb"],
+                        "baseline_mb": baseline,
+                    }
+                )
+                print(rows[-1], flush=True)
     return rows, work / f"index-{n}-Flat", ids
 
 
