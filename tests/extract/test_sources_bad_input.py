@@ -9,6 +9,7 @@ import os
 import zlib
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -283,3 +284,42 @@ def test_a_cut_warc_still_ends_as_one_truncated_warc(tmp_path: Path) -> None:
         (f"{path}#{len(records[0]) + len(records[1])}", "truncated_warc")
     ]
     assert "the rest of the file is unreadable" in rejections[0].detail
+
+
+# ------------------------------------------------------------------ the extract stage over all of it
+def test_the_extract_stage_survives_every_bad_input_and_writes_its_rejections(tmp_path: Path) -> None:
+    """What ``reread build`` runs for a source: the damaged gzip member, the deep JSON line and the file name that is
+    not UTF-8 cost only themselves; documents and rejections are written (Parquet, catalog rows) and counted."""
+    from catalog.artifacts import ArtifactStore
+    from catalog.stage_runner import StageSpec, execute_stage
+    from catalog.variant import load_variant
+    from extract.stage import EXTRACT_STAGE_VERSION, run_extract, source_fingerprint
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    body = "a sentence long enough to be kept by the extractor as a real document. " * 3
+    members = [
+        gzip.compress(b"".join(json.dumps({"text": f"{m}-{i} {body}"}).encode() + b"\n" for i in range(10)))
+        for m in range(3)
+    ]
+    (corpus / "a.jsonl.gz").write_bytes(members[0] + corrupt(members[1]) + members[2])
+    (corpus / "b.jsonl").write_text("\n".join([json.dumps({"text": f"b-0 {body}"}), "[" * 100_000]) + "\n")
+    with open(os.path.join(os.fsencode(corpus), b"c-\xff.jsonl"), "wb") as f:
+        f.write(json.dumps({"text": f"c-0 {body}"}).encode() + b"\n")
+    variant_path = tmp_path / "variant.yaml"
+    variant_path.write_text("name: bad\nsources:\n  - {name: corpus, type: jsonl, path: corpus}\n")
+    variant = load_variant(variant_path)
+    [source] = variant.sources
+    spec = StageSpec(
+        "extract", EXTRACT_STAGE_VERSION, variant.stage_hash("extract"), source_fingerprint(source), "corpus"
+    )
+    manifest, _ = execute_stage(ArtifactStore(tmp_path / "data"), spec, lambda out: run_extract(variant, "corpus", out))
+
+    texts = pl.read_parquet(manifest.file_paths())["text"].to_list() if manifest.file_paths() else []
+    firsts = sorted(t.split()[0] for t in texts)
+    assert [t for t in firsts if t.startswith("0-")] == [f"0-{i}" for i in range(10)]  # before the damage
+    assert [t for t in firsts if t.startswith("2-")] == sorted(f"2-{i}" for i in range(10))  # after it
+    assert "b-0" in firsts and "c-0" in firsts
+    rejected = pl.read_parquet(manifest.folder / "rejections.parquet")
+    assert sorted(rejected["reason"].to_list()) == ["bad_json", "corrupt_compressed_stream"]
+    assert manifest.stats["rejected_corrupt_compressed_stream"] == 1 and manifest.stats["rejected_bad_json"] == 1
