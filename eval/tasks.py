@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from catalog.errors import ConfigError
 from eval.config_files import invalid_fields
-
-DEFAULT_TASKS_DIR = Path("sample_data") / "tasks"
+from sample_data import TASKS_DIR as BUNDLED_TASKS_DIR
 
 
 class _Task(BaseModel):
@@ -65,7 +64,9 @@ class _TaskFile(BaseModel):
 
 
 def tasks_dir() -> Path:
-    return Path(os.environ.get("REREAD_TASKS_DIR", DEFAULT_TASKS_DIR))
+    """Where task names are looked up: ``REREAD_TASKS_DIR`` when set, else the bundled tasks (package data, so the
+    same from any working directory)."""
+    return Path(os.environ.get("REREAD_TASKS_DIR") or BUNDLED_TASKS_DIR)
 
 
 def load_task(path: str | Path) -> QrelsTask | QATask:
@@ -88,7 +89,7 @@ def load_task(path: str | Path) -> QrelsTask | QATask:
 
 
 def resolve_task(name_or_path: str) -> QrelsTask | QATask:
-    """A task file path, or the name of a task in the tasks folder (``REREAD_TASKS_DIR``, default sample_data/tasks)."""
+    """A task file path, or the name of a task in the tasks folder (``REREAD_TASKS_DIR``, default the bundled tasks)."""
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         return load_task(candidate)

@@ -1,6 +1,4 @@
-"""Prefect flows, deployments and the ``reread`` CLI: orchestration only; the work is in the library packages."""
+"""Prefect flows, deployments and the ``reread`` CLI: orchestration only; the work is in the library packages.
 
-from flows.runtime import offline_defaults
-
-# Before any flow starts Prefect's in-process server: no hub downloads, no telemetry, bounded OpenMP pools.
-offline_defaults()
+Importing this package changes no environment variable and imports no Prefect: the CLI sets its process environment
+(``flows.runtime.offline_defaults``) before a command runs, and each command imports what it needs."""

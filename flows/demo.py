@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from prefect import flow
@@ -15,14 +14,15 @@ from flows.reports import contamination_report
 
 @flow(name="demo", log_prints=True)
 def demo(sample_dir: str, data_dir: str) -> dict:
-    variants = Path(sample_dir) / "variants"
-    os.environ.setdefault("REREAD_TASKS_DIR", str(Path(sample_dir) / "tasks"))
+    variants, tasks = Path(sample_dir) / "variants", Path(sample_dir) / "tasks"
     builds = [
         build_datastore(str(variants / f"{name}.yaml"), data_dir) for name in ("sample", "vaswani", "vaswani-hnsw")
     ]
-    sample_eval = evaluate(str(variants / "sample.yaml"), data_dir, ["simpleqa", "mmlu"])
+    sample_eval = evaluate(
+        str(variants / "sample.yaml"), data_dir, [str(tasks / f"{t}.yaml") for t in ("simpleqa", "mmlu")]
+    )
     comparison = compare_variants(
-        [str(variants / "vaswani.yaml"), str(variants / "vaswani-hnsw.yaml")], data_dir, "vaswani"
+        [str(variants / "vaswani.yaml"), str(variants / "vaswani-hnsw.yaml")], data_dir, str(tasks / "vaswani.yaml")
     )
     return {
         "builds": builds,

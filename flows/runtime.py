@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-
-from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from typing import TYPE_CHECKING
 
 from catalog.errors import ConfigError
 
+if TYPE_CHECKING:  # Prefect is imported when a runner is made, not when the CLI starts
+    from prefect.task_runners import TaskRunner
+
 
 def offline_defaults() -> None:
-    """Nothing may reach a model hub at run time; FAISS/torch OpenMP pools must not oversubscribe small machines."""
+    """The process environment of a ``reread`` command, set by the CLI before any command imports its libraries
+    (importing ``flows`` changes nothing): nothing may reach a model hub at run time, no telemetry, and idle
+    FAISS/torch OpenMP threads sleep instead of spinning (faiss #2731; read once, when the OpenMP runtime starts).
+    Values already in the environment win."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client telemetry and its notice
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -46,9 +52,21 @@ def _ray(workers: int) -> TaskRunner:
     return RayTaskRunner(init_kwargs=local_ray_init_kwargs(workers))
 
 
+def _threads(workers: int) -> TaskRunner:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=workers)  # bounded: Prefect's default is not
+
+
+def _processes(workers: int) -> TaskRunner:
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    return ProcessPoolTaskRunner(max_workers=workers)
+
+
 TASK_RUNNERS: dict[str, Callable[[int], TaskRunner]] = {
-    "threads": lambda workers: ThreadPoolTaskRunner(max_workers=workers),  # bounded: Prefect's default is not
-    "processes": lambda workers: ProcessPoolTaskRunner(max_workers=workers),
+    "threads": _threads,
+    "processes": _processes,
     "dask": _dask,
     "ray": _ray,
 }

@@ -15,22 +15,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from catalog.errors import ConfigError, RereadError
+from sample_data import VARIANTS_DIR
 
 
 class RefreshSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cron: str = "0 3 * * *"  # 03:00 daily
-    variants: list[str] = Field(default_factory=lambda: ["sample_data/variants/sample.yaml"])
+    variants: list[str] = Field(default_factory=lambda: [str(VARIANTS_DIR / "sample.yaml")])
 
 
 class EvaluationSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cron: str = "0 4 * * *"  # 04:00 nightly, after the refresh
     variants: list[str] = Field(
-        default_factory=lambda: [
-            "sample_data/variants/vaswani.yaml",
-            "sample_data/variants/vaswani-hnsw.yaml",
-        ]
+        default_factory=lambda: [str(VARIANTS_DIR / "vaswani.yaml"), str(VARIANTS_DIR / "vaswani-hnsw.yaml")]
     )
     tasks: list[str] = Field(default_factory=lambda: ["vaswani"])
     # Variant name -> the tasks to evaluate it on whenever its index is (re)built in the served data dir. A variant
@@ -42,7 +40,7 @@ class EvaluationSchedule(BaseModel):
 
 class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    data_dir: str = "reread-data"
+    data_dir: str = Field(default_factory=lambda: os.environ.get("REREAD_DATA_DIR", "reread-data"))
     timezone: str = "UTC"
     # The task runner of the served refreshes' builds (see flows/runtime.py), as `reread build --runner` takes it.
     runner: str = "threads"

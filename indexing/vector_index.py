@@ -19,10 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-# Idle OpenMP threads sleep instead of spinning (faiss #2731); only effective if set before the runtime starts.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import faiss  # noqa: E402
+import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq

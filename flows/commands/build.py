@@ -6,10 +6,8 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from flows.commands._common import DataDirOption, JsonOption, VariantArgument
+from flows.commands._common import DataDirOption, JsonOption, VariantArgument, print_table
 
 RunnerOption = Annotated[
     str, typer.Option("--runner", help="Task runner: threads (default), processes, dask, ray (scale extra).")
@@ -17,14 +15,16 @@ RunnerOption = Annotated[
 WorkersOption = Annotated[int | None, typer.Option("--workers", help="Workers of the task runner.")]
 
 
-def _print_stages(summary: dict, console: Console) -> None:
+def _print_stages(summary: dict) -> None:
+    from rich.table import Table
+
     table = Table(title=f"build of {summary['variant']} (run {summary['run_id']})")
     for column in ("stage", "shard", "status", "rows", "details"):
         table.add_column(column)
     for s in summary["stages"]:
         details = ", ".join(f"{k}={v}" for k, v in sorted(s["stats"].items()) if not isinstance(v, dict))
-        table.add_row(s["stage"], s["shard"], "cached" if s["cached"] else "built", str(s["rows"]), details[:120])
-    console.print(table)
+        table.add_row(s["stage"], s["shard"], "cached" if s["cached"] else "built", str(s["rows"]), details)
+    print_table(table)
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(summary, default=str))
         else:
-            _print_stages(summary, Console())
+            _print_stages(summary)
 
     @app.command()
     def ingest(
@@ -61,7 +61,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(summary, default=str))
             return
-        console = Console()
+        from rich.table import Table
+
         table = Table(title=f"ingest of {summary['variant']}")
         for column in ("source", "status", "read", "extracted", "rejected", "rejections by reason"):
             table.add_column(column)
@@ -71,7 +72,7 @@ def register(app: typer.Typer) -> None:
                 s["source"], "cached" if s["cached"] else "extracted", str(s["read"]), str(s["extracted"]),
                 str(s["rejected"]), reasons,
             )  # fmt: skip
-        console.print(table)
+        print_table(table)
 
     @app.command()
     def refresh(
@@ -85,10 +86,11 @@ def register(app: typer.Typer) -> None:
         only what changed. Prints what changed: pages, and per stage the rows of new work and the rows reused."""
         from rich.markdown import Markdown
 
+        from flows.commands._common import console
         from flows.refresh import report_markdown, run_refresh
 
         result = run_refresh(variant, data_dir, runner=runner, workers=workers)
         if as_json:
             typer.echo(json.dumps(result, default=str))
         else:
-            Console().print(Markdown(report_markdown(result["changes"])))
+            console().print(Markdown(report_markdown(result["changes"])))

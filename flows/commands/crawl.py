@@ -9,17 +9,15 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
 from catalog.errors import ConfigError
-from catalog.variant import CrawlSource, load_variant
-from flows.commands._common import DataDirOption, JsonOption
+from flows.commands._common import DataDirOption, JsonOption, console, print_table
 
 
-def _variant_source(variant_path: Path, name: str | None) -> tuple[str, CrawlSource]:
+def _variant_source(variant_path: Path, name: str | None) -> tuple[str, Any]:
     """The variant's name and its crawl source ``name`` (its first crawl source when no name is given)."""
+    from catalog.variant import CrawlSource, load_variant
+
     variant = load_variant(variant_path)
     sources = [s for s in variant.sources if isinstance(s, CrawlSource) and (name is None or s.name == name)]
     if not sources:
@@ -32,7 +30,9 @@ def _folder_name(seed: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", urlsplit(seed).netloc) or "crawl"
 
 
-def _print_summary(summary: dict, folder: Path, console: Console) -> None:
+def _print_summary(summary: dict, folder: Path) -> None:
+    from rich.table import Table
+
     table = Table(title=f"crawl into {folder}")
     table.add_column("outcome")
     table.add_column("pages", justify="right")
@@ -42,8 +42,8 @@ def _print_summary(summary: dict, folder: Path, console: Console) -> None:
         table.add_row(f"  skipped: {reason}", str(n))
     for change, n in summary["changes"].items():
         table.add_row(f"  change: {change}", str(n))
-    console.print(table)
-    console.print(f"{len(summary['warc_files'])} WARC file(s), {summary['elapsed_s']} s")
+    print_table(table)
+    console().print(f"{len(summary['warc_files'])} WARC file(s), {summary['elapsed_s']} s")
 
 
 def register(app: typer.Typer) -> None:
@@ -75,6 +75,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Crawl SEEDS (or a variant's crawl source) politely into WARC files, incrementally when the folder was
         crawled before. Prints pages fetched and skipped by reason; --json prints every fetch record."""
+        from pydantic import ValidationError
+
         from extract.crawler import CrawlConfig, config_for_source, crawl_into
 
         overrides: dict[str, Any] = {
@@ -113,4 +115,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps({"summary": summary, "records": [r.as_row() for r in result.records]}))
         else:
-            _print_summary(summary, folder, Console())
+            _print_summary(summary, folder)

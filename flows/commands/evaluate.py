@@ -7,15 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markdown import Markdown
 
-from flows.commands._common import DataDirOption, JsonOption
+from flows.commands._common import DataDirOption, JsonOption, VariantArgument, VariantsArgument, console
 
-VariantArg = Annotated[Path, typer.Argument(help="Variant YAML file.", exists=True, dir_okay=False)]
 TaskOption = Annotated[
     list[str],
-    typer.Option("--benchmark", "--task", "-b", help="Evaluation task: a name in sample_data/tasks or a task YAML."),
+    typer.Option(
+        "--benchmark",
+        "--task",
+        "-b",
+        help="Evaluation task: a task YAML, or a name in REREAD_TASKS_DIR (default: the bundled tasks).",
+    ),
 ]
 
 ReaderConfigOption = Annotated[
@@ -30,15 +32,17 @@ ReaderConfigOption = Annotated[
 ]
 
 
-def _markdown_text(markdown: str) -> Markdown:
+def _markdown_text(markdown: str):
     """A report's markdown up to its first image (plots do not render in a terminal)."""
+    from rich.markdown import Markdown
+
     return Markdown(markdown.split("![")[0])
 
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
-        variant: VariantArg,
+        variant: VariantArgument,
         data_dir: DataDirOption,
         tasks: TaskOption = ["vaswani"],  # noqa: B006 (typer needs a literal default)
         reader_config: ReaderConfigOption = None,
@@ -60,16 +64,16 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report, default=str))
             return
-        console = Console()
+        out = console()
         for name, metrics in report["tasks"].items():
             values = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-            console.print(f"[bold]{report['variant']}[/bold] on {name} (n={metrics['n']}): {values}")
+            out.print(f"[bold]{report['variant']}[/bold] on {name} (n={metrics['n']}): {values}")
         for reader_report in report.get("reader", {}).values():
-            console.print(_markdown_text(reader_report["markdown"]))
+            out.print(_markdown_text(reader_report["markdown"]))
 
     @app.command()
     def compare(
-        variants: Annotated[list[Path], typer.Argument(help="Two or more variant YAML files.", exists=True)],
+        variants: VariantsArgument,
         data_dir: DataDirOption,
         task: Annotated[str, typer.Option("--benchmark", "--task", "-b", help="Evaluation task.")] = "vaswani",
         out: Annotated[Path | None, typer.Option("--out", help="Folder for the HTML report and plots.")] = None,
@@ -89,31 +93,34 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report, default=str))
             return
-        console = Console()
-        console.print(_markdown_text(Path(report["html"]).with_name("compare.md").read_text()))
-        console.print(f"HTML report: {report['html']}")
+        out = console()
+        out.print(_markdown_text(Path(report["html"]).with_name("compare.md").read_text()))
+        out.print(f"HTML report: {report['html']}")
 
     @app.command()
     def demo(
         data_dir: DataDirOption,
-        sample_dir: Annotated[Path, typer.Option(help="The bundled sample data folder.")] = Path("sample_data"),
+        sample_dir: Annotated[
+            Path | None, typer.Option(help="A sample data folder laid out like the bundled one (default: bundled).")
+        ] = None,
         as_json: JsonOption = False,
     ) -> None:
         """The quick-start job: build the bundled sample datastores and report their retrieval quality."""
         from flows.demo import demo as demo_flow
+        from sample_data import SAMPLE_DATA
 
-        report = demo_flow(str(sample_dir.resolve()), str(data_dir.resolve()))
+        report = demo_flow(str((sample_dir or SAMPLE_DATA).resolve()), str(data_dir.resolve()))
         if as_json:
             typer.echo(json.dumps(report, default=str))
             return
-        console = Console()
+        out = console()
         for build in report["builds"]:
             built = [s for s in build["stages"] if not s["cached"]]
-            console.print(
+            out.print(
                 f"built [bold]{build['variant']}[/bold]: {len(build['stages'])} stage outputs, {len(built)} computed now"
             )
         for name, metrics in report["sample_eval"]["tasks"].items():
             values = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
-            console.print(f"sample on {name}: {values}")
-        console.print(Markdown(report["comparison_markdown"]))
-        console.print(f"HTML report: {report['comparison']['html']}")
+            out.print(f"sample on {name}: {values}")
+        out.print(_markdown_text(report["comparison_markdown"]))
+        out.print(f"HTML report: {report['comparison']['html']}")

@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from catalog.errors import RereadError
-from flows.commands._common import JsonOption
+from flows.commands._common import JsonOption, console, print_table
 
 
 def _parse_fixed_curve(text: str | None) -> tuple[float, float, float, float] | None:
@@ -36,7 +34,9 @@ def _label(row) -> tuple[str, str]:
 
 
 def _print_multipliers(report) -> None:
-    console = Console()
+    from rich.table import Table
+
+    out = console()
     table = Table(title="Compute multipliers")
     for column in ("group", "model method", "FLOPs", "base", "method", "matched", "multiplier", "CI", "status"):
         table.add_column(column, justify="left" if column in ("group", "model method", "status") else "right")
@@ -52,16 +52,16 @@ def _print_multipliers(report) -> None:
             f"{_fmt(r.ci_low)}-{_fmt(r.ci_high)}",
             r.status,
         )
-    console.print(table)
+    print_table(table, out)
     forms = sorted({name for r in report.rows for name in r.by_form})
     by_form = Table(title="Multiplier by curve form (point estimates)")
     for column in ("group", "model method", *forms, "max/min"):
         by_form.add_column(column, justify="left" if column in ("group", "model method") else "right")
     for r in report.rows:
         by_form.add_row(*_label(r), *[_fmt(r.by_form.get(f)) for f in forms], f"{r.form_spread:.3g}")
-    console.print(by_form)
+    print_table(by_form, out)
     for rejection in report.rejections:
-        console.print(f"[yellow]skipped {rejection.input_ref}: {rejection.reason} ({rejection.detail})[/yellow]")
+        out.print(f"[yellow]skipped {rejection.input_ref}: {rejection.reason} ({rejection.detail})[/yellow]")
 
 
 def register(app: typer.Typer) -> None:

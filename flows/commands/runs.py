@@ -6,10 +6,8 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from flows.commands._common import DataDirOption, JsonOption, VariantArgument
+from flows.commands._common import DataDirOption, JsonOption, VariantArgument, console, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +24,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report, default=str))
             return
-        console = Console()
+        from rich.table import Table
+
         for run in report:
             table = Table(
                 title=f"{run['run_id']}  {run['command']} {run['variant']}  {run['status']}  "
@@ -36,8 +35,8 @@ def register(app: typer.Typer) -> None:
                 table.add_column(column)
             for s in run["stages"]:
                 stats = ", ".join(f"{k}={v}" for k, v in sorted(s["stats"].items()))
-                table.add_row(s["stage"], s["shard"], str(s["row_count"]), stats[:140])
-            console.print(table)
+                table.add_row(s["stage"], s["shard"], str(s["row_count"]), stats)
+            print_table(table)
 
     @app.command()
     def contamination(
@@ -54,15 +53,17 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report, default=str))
             return
-        console = Console()
+        from rich.table import Table
+
+        out = console()
         table = Table(title=f"contamination of {report['variant']} ({report['action']})")
         for column in ("benchmark", "items checked", "items found", "rate"):
             table.add_column(column)
         for b in report["benchmarks"]:
             table.add_row(b["benchmark"], str(b["items_checked"]), str(b["items_found"]), f"{b['rate']:.2%}")
-        console.print(table)
+        print_table(table, out)
         for r in report["removed"][:50]:
             where = r["url"] or r["input_ref"] or r["id"]  # as the source names it; Reread's hash as a last resort
-            console.print(f"removed {r['kind']} {r['source']}: {where}: {', '.join(r['items'])}")
+            out.print(f"removed {r['kind']} {r['source']}: {where}: {', '.join(r['items'])}")
         if len(report["removed"]) > 50:
-            console.print(f"... and {len(report['removed']) - 50} more (use --json)")
+            out.print(f"... and {len(report['removed']) - 50} more (use --json)")

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from catalog.errors import RereadError
-from flows.commands._common import DataDirOption, JsonOption, VariantArgument
+from flows.commands._common import DataDirOption, JsonOption, VariantArgument, console
 
 
 def _hit_json(hit) -> dict:
@@ -64,9 +63,9 @@ def register(app: typer.Typer) -> None:
                 for text, hits in zip(texts, results, strict=True):
                     typer.echo(json.dumps({"query": text, "hits": [_hit_json(h) for h in hits]}, ensure_ascii=False))
             return
-        console = Console()
+        out = console()
         for text, hits in zip(texts, results, strict=True):
-            console.print(f"[bold]{text}[/bold]")
+            out.print(f"[bold]{text}[/bold]")
             for h in hits:
-                console.print(f"  {h.rank:>3}. {h.score:.4f}  {h.title or h.source_doc_id}  [dim]{hit_origin(h)}[/dim]")
-                console.print(f"       {h.text[:200].replace(chr(10), ' ')}")
+                out.print(f"  {h.rank:>3}. {h.score:.4f}  {h.title or h.source_doc_id}  [dim]{hit_origin(h)}[/dim]")
+                out.print(f"       {h.text[:200].replace(chr(10), ' ')}")

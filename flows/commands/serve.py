@@ -18,9 +18,19 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--runner", help="Task runner of the served builds (overrides the config's).")
         ] = None,
         workers: Annotated[int | None, typer.Option("--workers", help="Workers of that task runner.")] = None,
+        data_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--data-dir",
+                help="Data directory the deployments build into and evaluate (default: the config's data_dir, "
+                "else env REREAD_DATA_DIR, else ./reread-data).",
+            ),
+        ] = None,
     ) -> None:
         """Serve the deployments: scheduled refresh, nightly evaluation, evaluation when an index is built."""
         from flows.serve import load_serve_config
         from flows.serve import serve as serve_deployments
 
-        serve_deployments(load_serve_config(config, runner=runner, workers=workers))
+        # --data-dir is relative to the working directory, not to the config file
+        absolute_data_dir = str(data_dir.resolve()) if data_dir is not None else None
+        serve_deployments(load_serve_config(config, runner=runner, workers=workers, data_dir=absolute_data_dir))

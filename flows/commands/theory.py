@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
 from catalog.errors import ConfigError
-from flows.commands._common import DataDirOption, JsonOption, parse_key_values
+from flows.commands._common import DataDirOption, JsonOption, console, parse_key_values, print_table
 
 SetOption = Annotated[
     list[str] | None,
@@ -50,7 +49,9 @@ def _fmt(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.3g}"
 
 
-def print_mixture_report(report: Any, console: Console) -> None:
+def print_mixture_report(report: Any, out: Any) -> None:
+    from rich.table import Table
+
     sources = Table(title=f"sources vs the target's top {report.rank} directions ({report.questions} questions)")
     for column in ("source", "chunks", "hardness (tr/lambda_r)", "effective rank", "relevance", "covered", "note"):
         sources.add_column(column)
@@ -60,7 +61,7 @@ def print_mixture_report(report: Any, console: Console) -> None:
             p.name, str(p.chunks), _fmt(p.hardness), _fmt(p.effective_rank), _fmt(p.relevance),
             f"{p.covered_fraction:.0%}", note,
         )  # fmt: skip
-    console.print(sources)
+    print_table(sources, out)
     weights = Table(title="mixture weights (qp = recommended)")
     weights.add_column("weighting")
     for p in report.sources:
@@ -72,24 +73,47 @@ def print_mixture_report(report: Any, console: Console) -> None:
             w.name, *(f"{w.weights[p.name]:.3f}" for p in report.sources), _fmt(w.objective), _fmt(w.max_mu),
             "yes" if w.overthinking else "no", str(w.k_star or "-"),
         )  # fmt: skip
-    console.print(weights)
+    print_table(weights, out)
     if report.coverage_margin_held is None:
-        console.print("[yellow]no mixture covers every target direction: the weights are the unconstrained QP[/]")
+        out.print("[yellow]no mixture covers every target direction: the weights are the unconstrained QP[/]")
     if report.uncoverable_directions:
-        console.print(f"target directions no source covers: {report.uncoverable_directions}")
+        out.print(f"target directions no source covers: {report.uncoverable_directions}")
     for r in report.rejections:
-        console.print(f"skipped source {r.source}: {r.reason} ({r.detail})")
-    console.print("\n[bold]Caveats (spec section 11)[/]")
+        out.print(f"skipped source {r.source}: {r.reason} ({r.detail})")
+    out.print("\n[bold]Caveats (spec section 11)[/]")
     for i, caveat in enumerate(report.caveats, 1):
-        console.print(f"{i}. {caveat}")
+        out.print(f"{i}. {caveat}")
+
+
+class _ExperimentGroup(TyperGroup):
+    """``reread theory``: one command per registered experiment, made when the group is used (the experiments'
+    module imports numpy, scipy and torch, which ``reread --help`` must not pay for)."""
+
+    def _load_experiments(self) -> None:
+        if self.commands:
+            return
+        from eval.theory.experiments import EXPERIMENTS
+
+        experiments = typer.Typer()
+        for name, experiment in EXPERIMENTS.items():
+            _experiment_command(experiments, name, experiment.summary)
+        self.commands.update(typer.main.get_group(experiments).commands)
+
+    def list_commands(self, ctx):
+        self._load_experiments()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, cmd_name):
+        self._load_experiments()
+        return super().get_command(ctx, cmd_name)
 
 
 def register(app: typer.Typer) -> None:
-    from eval.theory.experiments import EXPERIMENTS
-
-    theory_app = typer.Typer(help="Figures of the training-data theory of test-time scaling (PNG + JSON).")
-    for name, experiment in EXPERIMENTS.items():
-        _experiment_command(theory_app, name, experiment.summary)
+    theory_app = typer.Typer(
+        cls=_ExperimentGroup,
+        no_args_is_help=True,
+        help="Figures of the training-data theory of test-time scaling (PNG + JSON).",
+    )
     app.add_typer(theory_app, name="theory")
 
     @app.command()
@@ -131,4 +155,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report.as_dict(), default=str))
         else:
-            print_mixture_report(report, Console())
+            print_mixture_report(report, console())
