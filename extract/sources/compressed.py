@@ -166,15 +166,17 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes] | Damage]:
             parts = []
             yield piece
             continue
-        start = 0
-        while (end := piece.find(b"\n", start)) != -1:
-            parts.append(piece[start:end])
+        lines = piece.split(b"\n")
+        if len(lines) > 1:
+            parts.append(lines[0])
             number += 1
             yield number, b"".join(parts)
+            for line in lines[1:-1]:
+                number += 1
+                yield number, line
             parts = []
-            start = end + 1
-        if start < len(piece):
-            parts.append(piece[start:])
+        if lines[-1]:
+            parts.append(lines[-1])
     if parts:
         yield number + 1, b"".join(parts)
 
