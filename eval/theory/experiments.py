@@ -32,7 +32,6 @@ from eval.theory.mixture import (
     size_proportional_weights,
     uniform_weights,
 )
-from eval.theory.training import TrainConfig, train_lsa
 
 
 @dataclass(frozen=True)
@@ -249,6 +248,8 @@ class TrainingConfig:
 
 @experiment("training", TrainingConfig, "LSA trained by gradient descent (torch) vs the closed form, and its CoT")
 def training_experiment(config: TrainingConfig) -> dict:
+    from eval.theory.training import TrainConfig, train_lsa  # torch: loaded by this experiment only
+
     lam = np.diag(power_law_spectrum(config.d, config.alpha))
     target = np.linalg.inv(gamma(lam, config.n))
     blocks = Blocks(config.d)
