@@ -11,6 +11,7 @@ spawn context, address space capped, several in parallel), one killed and replac
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from fractions import Fraction
@@ -81,6 +82,18 @@ def precheck(predicted: str, gold: str) -> Grade | None:
 
 
 # ---------------------------------------------------------------- worker process
+class _GaveUp(logging.Handler):
+    """Counts Math-Verify's "Timeout during parsing/comparison" log records."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Timeout during"):
+            self.count += 1
+
+
 def math_verify_handler(internal_timeout_s: int, max_memory_mb: int | None) -> Callable[[list[str]], list[str]]:
     """Built once in each grading process (address space capped first): answers [gold, predicted] with
     [outcome, detail]. Warmed up here, so sympy's first-use cost stays out of the per-item timeout."""
@@ -89,15 +102,25 @@ def math_verify_handler(internal_timeout_s: int, max_memory_mb: int | None) -> C
 
         limit = max_memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    import logging
-
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    gave_up = _GaveUp()  # Math-Verify's own timeouts only log and answer False/[]: count them to tell them apart
+    for name in ("math_verify.grader", "math_verify.parser"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+        logger.addHandler(gave_up)
     from math_verify import LatexExtractionConfig, parse, verify
 
     latex_only = [LatexExtractionConfig()]  # never ExprExtractionConfig: it calls sympy parse_expr (eval)
 
     def grade(pair: list[str]) -> list[str]:
-        gold, predicted = pair
+        gave_up.count = 0
+        outcome, detail = verdict(*pair)
+        if gave_up.count and outcome != CORRECT:  # slow, not wrong: a loaded machine must not turn it into INCORRECT
+            return [TIMEOUT, f"math-verify gave up after {internal_timeout_s}s ({gave_up.count} timeouts)"]
+        return [outcome, detail]
+
+    def verdict(gold: str, predicted: str) -> list[str]:
         try:
             gold_parsed = parse(f"${gold}$", extraction_config=latex_only, parsing_timeout=internal_timeout_s)
             pred_parsed = parse(f"${predicted}$", extraction_config=latex_only, parsing_timeout=internal_timeout_s)

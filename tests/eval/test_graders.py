@@ -202,3 +202,13 @@ def test_simpleqa_template_is_the_reference_one():
     assert GRADER_TEMPLATE.count("{question}") == GRADER_TEMPLATE.count("{target}") == 1
     assert "A: CORRECT\nB: INCORRECT\nC: NOT_ATTEMPTED" in GRADER_TEMPLATE
     assert len(GRADER_TEMPLATE) == 5964  # guards against accidental edits of the copied text
+
+
+def test_math_verify_giving_up_is_a_timeout_not_incorrect():
+    # Math-Verify's own (SIGALRM) timeout answers False: without telling it apart, a slow comparison on a loaded
+    # machine would be graded INCORRECT. The hard timeout is far away, so only Math-Verify's own one can fire.
+    with MathGrader(timeout_s=60, parser_timeout_s=1, workers=1) as grader:
+        [grade] = grader.grade([r"\sin(x)^{40}+\cos(x)^{40}"], [r"\cos(x)^{40}+\sin(x)^{41}"])
+        assert (grade.outcome, grade.detail.split(" (")[0]) == (TIMEOUT, "math-verify gave up after 1s")
+        assert grader.restarts == 0  # the worker lives on
+        assert grader.grade([r"\sqrt{16}"], ["4"])[0].outcome == CORRECT
