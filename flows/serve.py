@@ -61,17 +61,29 @@ class ServeConfig(BaseModel):
         return name
 
     def resolved(self, base: Path) -> ServeConfig:
-        """This config with its data dir and variant paths made absolute against ``base``."""
+        """This config with its data dir and variant files made absolute against ``base`` (a variant may also be a
+        bundled variant's name, as on the command line); a variant that is neither is a ``ConfigError`` now, not
+        when its schedule fires."""
+        from sample_data import bundled_variant, bundled_variant_names
 
-        def absolute(path: str) -> str:
-            return str((base / path).resolve())
+        def variant_file(value: str) -> str:
+            path = base / value
+            if path.is_file():
+                return str(path.resolve())
+            bundled = bundled_variant(value) if Path(value).suffix == "" and len(Path(value).parts) == 1 else None
+            if bundled is None:
+                known = ", ".join(bundled_variant_names())
+                raise ConfigError(f"variant {value!r}: no file {path}, and not a bundled variant ({known})")
+            return str(bundled)
 
         return self.model_copy(
             update={
-                "data_dir": absolute(self.data_dir),
-                "refresh": self.refresh.model_copy(update={"variants": [absolute(v) for v in self.refresh.variants]}),
+                "data_dir": str((base / self.data_dir).resolve()),
+                "refresh": self.refresh.model_copy(
+                    update={"variants": [variant_file(v) for v in self.refresh.variants]}
+                ),
                 "evaluation": self.evaluation.model_copy(
-                    update={"variants": [absolute(v) for v in self.evaluation.variants]}
+                    update={"variants": [variant_file(v) for v in self.evaluation.variants]}
                 ),
             }
         )

@@ -63,10 +63,13 @@ def test_deployments_from_schedule_config(tmp_path, monkeypatch):
 
     config_file = tmp_path / "conf" / "schedules.yaml"
     config_file.parent.mkdir()
+    for variant in (tmp_path / "conf" / "a.yaml", tmp_path / "b.yaml"):
+        variant.write_text(f"name: {variant.stem}\nsources: []\n")
     config_file.write_text(
         "data_dir: data\nrunner: processes\nworkers: 2\n"
         "refresh: {cron: '30 2 * * *', variants: [a.yaml, ../b.yaml]}\n"
-        "evaluation: {cron: '0 5 * * 1', tasks: [vaswani, simpleqa], on_index_built: {a: [simpleqa, mmlu]}}\n"
+        "evaluation: {cron: '0 5 * * 1', variants: [a.yaml, vaswani], tasks: [vaswani, simpleqa],\n"
+        "             on_index_built: {a: [simpleqa, mmlu]}}\n"
     )
     monkeypatch.chdir(tmp_path)  # paths resolve against the config file, not the working directory
     deployments = {d.name: d for d in make_deployments(load_serve_config(Path("conf/schedules.yaml")))}
@@ -84,6 +87,12 @@ def test_deployments_from_schedule_config(tmp_path, monkeypatch):
     assert refresh.entrypoint == "flows.refresh.refresh"
     assert all(d.entrypoint_type == EntrypointType.MODULE_PATH for d in deployments.values())
     assert deployments["nightly-simpleqa"].parameters["task_ref"] == "simpleqa"
+    from sample_data import bundled_variant
+
+    # a bundled variant by name, as on the command line
+    assert deployments["nightly-simpleqa"].parameters["variant_paths"] == [
+        str(tmp_path / "conf" / "a.yaml"), str(bundled_variant("vaswani")),
+    ]  # fmt: skip
     # the trigger: this variant's index, built into this data dir, evaluated on this variant's tasks
     (trigger,) = deployments["evaluate-a-on-index-built"].triggers
     assert isinstance(trigger, DeploymentEventTrigger) and trigger.expect == {"reread.index.built"}
@@ -110,6 +119,9 @@ def test_serve_config_errors_and_serve_needs_a_server(tmp_path, monkeypatch):
     assert load_serve_config(bad, runner="processes", workers=3).runner == "processes"  # the command line wins
     with pytest.raises(ConfigError, match="unknown task runner 'spark'"):
         load_serve_config(None, runner="spark")
+    bad.write_text("refresh: {variants: [nowhere.yaml]}\n")  # found out when served, not when the cron fires
+    with pytest.raises(ConfigError, match="variant 'nowhere.yaml': no file"):
+        load_serve_config(bad)
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="a mapping"):
         load_serve_config(bad)
