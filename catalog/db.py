@@ -32,7 +32,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from catalog.errors import CatalogLockedError, CatalogSchemaError, RereadError
+from catalog.errors import CatalogLockedError, CatalogSchemaError, RereadError, StorageError, is_disk_full
 from catalog.processes import process_alive
 from catalog.records import Rejection
 
@@ -321,18 +321,32 @@ class Catalog:
 
     # ---------------------------------------------------------------- plumbing
     @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A full disk is an error naming the catalog, not a DuckDB traceback."""
+        try:
+            yield
+        except duckdb.Error as exc:
+            if is_disk_full(exc):
+                raise StorageError(
+                    f"{self.path}: no space left on the data dir's filesystem to write the catalog; free space "
+                    "and run again (the last committed state is kept)"
+                ) from None
+            raise
+
+    @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._lock:
+        with self._lock, self._writing():
             _exec(self._con, "BEGIN TRANSACTION")
             try:
                 yield self._con
             except BaseException:
-                _exec(self._con, "ROLLBACK")
+                with suppress(duckdb.Error):  # a connection that failed mid-write may refuse even the rollback
+                    _exec(self._con, "ROLLBACK")
                 raise
             _exec(self._con, "COMMIT")
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
-        with self._lock:
+        with self._lock, self._writing():
             _exec(self._con, sql, params)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:

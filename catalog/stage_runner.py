@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from catalog.artifacts import ArtifactManifest, ArtifactStore, StageResult, artifact_key
 from catalog.db import Catalog, StageOutput
+from catalog.errors import StorageError, is_disk_full
 from catalog.records import Rejection
 
 REJECTIONS_FILE = "rejections.parquet"
@@ -48,6 +49,20 @@ def execute_stage(
     if found is not None:
         return found, True
     partial = store.partial_folder(spec.stage, spec.key)
+    try:
+        return _execute(store, spec, fn, partial), False
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise StorageError(
+                f"{partial}: no space left on the data dir's filesystem while the {spec.stage} stage wrote its "
+                f"output ({exc}); free space and run again: finished stages are kept"
+            ) from None
+        raise
+
+
+def _execute(
+    store: ArtifactStore, spec: StageSpec, fn: Callable[[Path], StageResult], partial: Path
+) -> ArtifactManifest:
     started = time.time()
     result = fn(partial)
     # wall-clock interval of the stage's own work: the pipeline benchmark separates it from orchestration overhead
@@ -68,7 +83,7 @@ def execute_stage(
         shard=spec.shard,
         detail_files=result.detail_files,
     )
-    return store.commit(manifest), False
+    return store.commit(manifest)
 
 
 def read_rejections(manifest: ArtifactManifest) -> list[Rejection]:

@@ -22,7 +22,13 @@ from catalog.stage_runner import StageSpec, execute_stage, register_artifact, re
 from catalog.variant import Variant, load_variant
 from extract.stage import EXTRACT_STAGE_VERSION, run_extract, source_fingerprint
 from flows.reports import stage_table_rows
-from flows.runtime import artifact_key_name, current_flow_run_id, record_interrupted_runs, run_flow_with_runner
+from flows.runtime import (
+    artifact_key_name,
+    current_flow_run_id,
+    record_interrupted_runs,
+    retry_condition,
+    run_flow_with_runner,
+)
 from indexing import stages
 
 INDEX_BUILT_EVENT = "reread.index.built"
@@ -83,7 +89,7 @@ def _spec(variant: Variant, stage: str, inputs: list[ArtifactManifest], shard: s
 
 
 # ---------------------------------------------------------------- tasks (module-level: picklable for Dask/processes)
-@task(name="extract", retries=2, retry_delay_seconds=[2, 10])
+@task(name="extract", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_condition)
 def extract_task(
     variant: Variant, source: str, data_dir: str, previous: ArtifactManifest | None = None
 ) -> tuple[ArtifactManifest, bool]:
@@ -108,7 +114,7 @@ def _previous_outputs(
     return (m for m in (store.find(stage, key) for key in keys) if m is not None)
 
 
-@task(name="decontaminate", retries=1, retry_delay_seconds=5)
+@task(name="decontaminate", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
 def decontaminate_task(
     variant: Variant, docs: ArtifactManifest, data_dir: str, previous: ArtifactManifest | None = None
 ) -> tuple[ArtifactManifest, bool]:
@@ -118,13 +124,13 @@ def decontaminate_task(
     return _run(data_dir, variant, spec, lambda out: stages.run_decontaminate(variant, docs, out, previous))
 
 
-@task(name="dedup", retries=1, retry_delay_seconds=5)
+@task(name="dedup", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
 def dedup_task(variant: Variant, docs: list[ArtifactManifest], data_dir: str) -> tuple[ArtifactManifest, bool]:
     spec = _spec(variant, "dedup", docs)
     return _run(data_dir, variant, spec, lambda out: stages.run_dedup(variant, docs, out))
 
 
-@task(name="chunk", retries=1, retry_delay_seconds=5)
+@task(name="chunk", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
 def chunk_task(
     variant: Variant,
     docs: ArtifactManifest,
@@ -138,7 +144,7 @@ def chunk_task(
     return _run(data_dir, variant, spec, lambda out: stages.run_chunk(variant, docs, part, out, previous))
 
 
-@task(name="embed", retries=1, retry_delay_seconds=5)
+@task(name="embed", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
 def embed_task(
     variant: Variant, chunks: list[ArtifactManifest], data_dir: str, previous=None
 ) -> tuple[ArtifactManifest, bool]:
@@ -163,7 +169,7 @@ def embed_task(
     return _run(data_dir, variant, spec, embed)
 
 
-@task(name="index", retries=1, retry_delay_seconds=5)
+@task(name="index", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
 def index_task(
     variant: Variant, embeddings: ArtifactManifest, data_dir: str, previous: ArtifactManifest | None = None
 ) -> tuple[ArtifactManifest, bool]:
@@ -289,6 +295,7 @@ def build_stages(variant: Variant, data_dir: str, catalog: Catalog, run_id: str)
 def build_datastore(variant_path: str, data_dir: str) -> dict:
     """Build (or bring up to date) the datastore of one corpus variant."""
     variant = load_variant(variant_path)
+    stages.check_build_config(variant)  # before any extraction: a bad factory or embedder fails in seconds
     with Catalog.in_data_dir(data_dir) as catalog:
         record_interrupted_runs(catalog)
         run_id = catalog.start_run(variant.name, "build", flow_run_id=current_flow_run_id())

@@ -28,7 +28,7 @@ from eval.compare import (
 )
 from eval.tasks import QATask, QrelsTask, resolve_task
 from flows.datastore import locate_datastore, open_retriever
-from flows.runtime import artifact_key_name
+from flows.runtime import artifact_key_name, retry_condition
 from indexing.ir_metrics import load_trec_qrels
 
 RETRIEVAL_EVAL_VERSION = "1"
@@ -64,7 +64,7 @@ def retrieval_eval_run(retriever, eval_task: QrelsTask | QATask, out: Path, cont
     return StageResult(files=["per_item.parquet"], rows=per_item.height, content_hash=stable_hash(means), stats=means)
 
 
-@task(name="retrieval-eval", retries=1, retry_delay_seconds=5)
+@task(name="retrieval-eval", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
 def retrieval_eval_task(variant: Variant, eval_task_ref: str, data_dir: str) -> tuple[ArtifactManifest, bool]:
     eval_task = resolve_task(eval_task_ref)
     paths = locate_datastore(variant, data_dir)
@@ -259,7 +259,7 @@ def reader_eval_run(variant, data_dir, eval_task: QATask, cfg, strategy, out: Pa
     )  # fmt: skip
 
 
-@task(name="reader-eval", retries=1, retry_delay_seconds=5)
+@task(name="reader-eval", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
 def reader_eval_task(variant, eval_task_ref: str, cfg, strategy, data_dir: str) -> tuple[ArtifactManifest, bool]:
     eval_task = resolve_task(eval_task_ref)
     if not isinstance(eval_task, QATask):

@@ -24,11 +24,18 @@ from flows.runtime import (
     artifact_key_name,
     current_flow_run_id,
     make_task_runner,
-    tie_temporary_server_to_this_process,
+    prepare_flow_process,
+    retry_condition,
 )
 
 
-@task(name="crawl", task_run_name="crawl-{source.name}", retries=1, retry_delay_seconds=30)
+@task(
+    name="crawl",
+    task_run_name="crawl-{source.name}",
+    retries=1,
+    retry_delay_seconds=30,
+    retry_condition_fn=retry_condition,
+)
 def crawl_task(source: CrawlSource) -> tuple[dict, list[dict], list[str]]:
     """Re-crawl one crawl source into its folder: (summary, fetch records as rows, URLs this crawl visited)."""
     from extract.crawler import crawl_source
@@ -170,5 +177,5 @@ def refresh(variant_path: str, data_dir: str, runner: str = "threads", workers: 
 
 def run_refresh(variant_path, data_dir, runner: str = "threads", workers: int | None = None) -> dict:
     """``refresh`` in this process (against ``PREFECT_API_URL`` when set), paths made absolute."""
-    tie_temporary_server_to_this_process()
+    prepare_flow_process()
     return refresh(str(Path(variant_path).resolve()), str(Path(data_dir).resolve()), runner, workers)

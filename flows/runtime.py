@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from catalog.errors import ConfigError
+from catalog.errors import ConfigError, RereadError, StorageError
+
+# Prefect's temporary API server gets this long to start (Prefect's default, 20 s, is not enough on a busy machine).
+SERVER_STARTUP_TIMEOUT_S = 300
+# Failures that come back identical on a retry: a task fails at once instead of retrying them.
+NOT_RETRIED: tuple[type[BaseException], ...] = (ConfigError, StorageError)
 
 if TYPE_CHECKING:  # Prefect is imported when a runner is made, not when the CLI starts
     from prefect.task_runners import TaskRunner
@@ -148,11 +155,61 @@ def artifact_key_name(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:100]
 
 
+def retry_condition(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn`` for every Reread task: retry unless the failure is one of ``NOT_RETRIED``."""
+    return not isinstance(state.data, NOT_RETRIED)
+
+
+class _ReportedErrorFilter(logging.Filter):
+    """Prefect logs a failing flow or task run with its traceback; a RereadError's message already names the input
+    and the reason (the CLI prints it), so its traceback is dropped from Prefect's log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], RereadError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_reported_errors() -> None:
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ReportedErrorFilter) for f in logger.filters):
+            logger.addFilter(_ReportedErrorFilter())
+
+
+def start_temporary_server() -> None:
+    """Without ``PREFECT_API_URL``, start Prefect's temporary API server now, with a start-up timeout a busy machine
+    meets, and one process at a time: commands started at the same moment would otherwise migrate Prefect's
+    database together and time out ("Timed out while attempting to connect to ephemeral Prefect API server")."""
+    import fcntl
+
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME
+
+    if PREFECT_API_URL.value():
+        return
+    server = SubprocessASGIServer()
+    if server.running:
+        return
+    home = Path(PREFECT_HOME.value())
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "reread-server-start.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when this process dies
+        server.start(timeout=SERVER_STARTUP_TIMEOUT_S)
+
+
+def prepare_flow_process() -> None:
+    """Before running flows in this process: Prefect's temporary server tied to it and started, and RereadErrors
+    logged without their tracebacks."""
+    quiet_reported_errors()
+    tie_temporary_server_to_this_process()
+    start_temporary_server()
+
+
 def run_flow_with_runner(flow, variant_path, data_dir, runner: str = "threads", workers: int | None = None):
     """Run a ``(variant_path, data_dir)`` flow in-process (or against ``PREFECT_API_URL`` when set) with the
     chosen task runner, paths made absolute so task workers in other processes find them."""
-    from pathlib import Path
-
-    tie_temporary_server_to_this_process()
+    prepare_flow_process()
     flow_with_runner = flow.with_options(task_runner=make_task_runner(runner, workers))
     return flow_with_runner(str(Path(variant_path).resolve()), str(Path(data_dir).resolve()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.util import find_spec
@@ -92,6 +93,24 @@ def offline_hub() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def model_dimension(model_path: str | Path) -> int | None:
+    """The embedding size a sentence-transformers folder declares without loading it (its last Dense layer's
+    out_features, else the transformer's hidden size); None when its config says neither."""
+    path = Path(model_path)
+    dense = sorted(path.glob("*_Dense/config.json"))
+    candidates = [(dense[-1], ("out_features",))] if dense else []
+    candidates.append((path / "config.json", ("hidden_size", "d_model", "dim")))
+    for config, keys in candidates:
+        try:
+            data = json.loads(config.read_text())
+        except (OSError, ValueError):
+            continue
+        for key in keys:
+            if isinstance(data.get(key), int):
+                return data[key]
+    return None
 
 
 def model_fingerprint(model_path: str | Path) -> str:

@@ -19,10 +19,10 @@ from catalog.variant import Variant
 from indexing.chunk import CHUNK_COLUMNS, CHUNK_SCHEMA, Chunker, chunk_documents, load_tokenizer
 from indexing.decontaminate import DecontaminationFilter
 from indexing.dedup import Deduplicator
-from indexing.embed import Embedder, ShardInfo, embed_chunks
+from indexing.embed import Embedder, ShardInfo, embed_chunks, model_dimension, resolve_model_path
 from indexing.embed_reuse import ReusingEmbedder
 from indexing.index_update import apply_index_update, plan_index_update
-from indexing.vector_index import EmbeddingSet, build_index
+from indexing.vector_index import EmbeddingSet, build_index, new_index
 
 # decontaminate, dedup 2 and chunk 2: documents and chunks carry source_doc_id; chunk 2: content-defined chunk ids
 STAGE_VERSIONS = {"decontaminate": "2", "dedup": "2", "chunk": "2", "embed": "1", "index": "1"}
@@ -32,6 +32,18 @@ INDEX_DIR = "index"
 # What a document's chunks are made of: a document equal in these to an earlier one has the earlier one's chunks.
 _DOCUMENT_MAKES_CHUNKS = ["doc_id", "text", "source_doc_id", "source", "url", "title"]
 _ROW, _CHUNK_ROW, _PART = "_row", "_chunk_row", "_part"  # scratch columns
+
+
+def check_build_config(variant: Variant) -> None:
+    """What a build would otherwise find out only after extraction and embedding: the embedder exists here, and
+    faiss can build the index factory for its vectors. Raises ConfigError naming the variant file."""
+    try:
+        model_path = resolve_model_path(variant.embedder.model)
+        dim = model_dimension(model_path)
+        if variant.index.factory != "auto" and dim is not None:
+            new_index(variant.index.factory, dim, variant.index.metric)
+    except ConfigError as exc:
+        raise ConfigError(f"{variant.path}: {exc}") from None
 
 
 def read_parts(manifests: list[ArtifactManifest]) -> pl.DataFrame:

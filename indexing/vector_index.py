@@ -454,6 +454,17 @@ def _tune(
     return best
 
 
+def new_index(factory: str, dim: int, metric: str) -> faiss.Index:
+    """An empty index of a faiss ``index_factory`` string; ConfigError when faiss cannot make it for ``dim``."""
+    try:
+        return faiss.index_factory(dim, factory, METRICS[metric])
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        raise ConfigError(
+            f"index.factory {factory!r}: faiss cannot build it for {dim}-dimensional vectors ({reason})"
+        ) from None
+
+
 def build_index(
     embeddings_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path,
@@ -483,10 +494,7 @@ def build_index(
         if cfg.factory == "auto"
         else cfg.factory
     )
-    try:
-        template = faiss.index_factory(embeddings.dim, factory, METRICS[cfg.metric])
-    except RuntimeError as exc:
-        raise ConfigError(f"index.factory {factory!r}: not a valid faiss index_factory string ({exc})") from None
+    template = new_index(factory, embeddings.dim, cfg.metric)
     use_gpu = cfg.use_gpu
     if use_gpu and (reason := gpu_unavailable_reason()) is not None:
         log.warning("use_gpu: %s; building on CPU", reason)

@@ -66,6 +66,23 @@ DataDirOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+LockTimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--lock-timeout",
+        help="Seconds to wait for another process writing the catalog (env REREAD_LOCK_TIMEOUT).",
+        min=0,
+        show_default="600",
+    ),
+]
+
+
+def use_lock_timeout(seconds: float | None) -> None:
+    """Make ``--lock-timeout`` the catalog's lock timeout for this command (and processes it starts)."""
+    from catalog.db import LOCK_TIMEOUT_ENV
+
+    if seconds is not None:
+        os.environ[LOCK_TIMEOUT_ENV] = str(seconds)
 
 
 def resolve_variant(value: Path) -> Path:

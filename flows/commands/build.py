@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from flows.commands._common import DataDirOption, JsonOption, VariantArgument, print_table
+from flows.commands._common import (
+    DataDirOption,
+    JsonOption,
+    LockTimeoutOption,
+    VariantArgument,
+    print_table,
+    use_lock_timeout,
+)
 
 RunnerOption = Annotated[
     str, typer.Option("--runner", help="Task runner: threads (default), processes, dask, ray (scale extra).")
@@ -34,12 +41,16 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDirOption,
         runner: RunnerOption = "threads",
         workers: WorkersOption = None,
+        lock_timeout: LockTimeoutOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Build a variant's datastore: ingest -> extract -> decontaminate -> dedup -> chunk -> embed -> index.
         Stages whose inputs and config are unchanged are skipped."""
         from flows.build import run_build
+        from flows.preflight import check_build
 
+        check_build(variant)
+        use_lock_timeout(lock_timeout)
         summary = run_build(variant, data_dir, runner=runner, workers=workers)
         if as_json:
             typer.echo(json.dumps(summary, default=str))
@@ -52,11 +63,15 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDirOption,
         runner: RunnerOption = "threads",
         workers: WorkersOption = None,
+        lock_timeout: LockTimeoutOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Read a variant's sources and extract their text into the catalog (documents read, extracted, rejected)."""
+        from catalog.variant import load_variant
         from flows.build import run_ingest
 
+        load_variant(variant)
+        use_lock_timeout(lock_timeout)
         summary = run_ingest(variant, data_dir, runner=runner, workers=workers)
         if as_json:
             typer.echo(json.dumps(summary, default=str))
@@ -80,6 +95,7 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDirOption,
         runner: RunnerOption = "threads",
         workers: WorkersOption = None,
+        lock_timeout: LockTimeoutOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Bring a variant's datastore up to date: re-crawl its crawl sources (conditional requests), then rebuild
@@ -87,8 +103,11 @@ def register(app: typer.Typer) -> None:
         from rich.markdown import Markdown
 
         from flows.commands._common import console
+        from flows.preflight import check_build
         from flows.refresh import report_markdown, run_refresh
 
+        check_build(variant)
+        use_lock_timeout(lock_timeout)
         result = run_refresh(variant, data_dir, runner=runner, workers=workers)
         if as_json:
             typer.echo(json.dumps(result, default=str))

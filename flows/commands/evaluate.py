@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from flows.commands._common import DataDirOption, JsonOption, VariantArgument, VariantsArgument, console
+from flows.commands._common import (
+    DataDirOption,
+    JsonOption,
+    LockTimeoutOption,
+    VariantArgument,
+    VariantsArgument,
+    console,
+    use_lock_timeout,
+)
 
 TaskOption = Annotated[
     list[str],
@@ -46,11 +54,16 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDirOption,
         tasks: TaskOption = ["vaswani"],  # noqa: B006 (typer needs a literal default)
         reader_config: ReaderConfigOption = None,
+        lock_timeout: LockTimeoutOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Retrieval quality of a built variant on evaluation tasks (cached per index and task); with
         --reader-config, also reader accuracy per strategy (pass@k, maj@k with CIs, FLOPs)."""
         from flows.evaluate import evaluate, evaluate_reader
+        from flows.preflight import check_eval
+
+        check_eval(variant, tasks, reader_config)
+        use_lock_timeout(lock_timeout)
 
         report = evaluate(str(variant.resolve()), str(data_dir.resolve()), tasks)
         if reader_config is not None:
