@@ -11,6 +11,7 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from catalog import queries
 from catalog.artifacts import ArtifactManifest, ArtifactStore, StageResult
 from catalog.db import Catalog
 from catalog.hashing import canonical_json, stable_hash
@@ -36,12 +37,7 @@ RETRIEVAL_EVAL_VERSION = "1"
 
 def _contaminated_items(data_dir: str, variant: Variant, benchmark: str) -> set[str]:
     with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
-        frame = catalog.query(
-            "SELECT DISTINCT h.item_id FROM contamination_hits h JOIN stage_outputs o USING (artifact_key)"
-            " WHERE o.variant = ? AND h.benchmark = ?",
-            [variant.name, benchmark],
-        )
-    return set(frame["item_id"].to_list()) if frame.height else set()
+        return queries.contaminated_items(catalog, variant.name, benchmark)
 
 
 def retrieval_eval_run(retriever, eval_task: QrelsTask | QATask, out: Path, contaminated: set[str]) -> StageResult:

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from catalog import queries
 from catalog.db import Catalog
 from catalog.errors import RereadError
 from catalog.variant import Variant
@@ -20,12 +21,43 @@ def recent_runs(data_dir: str | Path, limit: int = 10) -> list[dict]:
             end = run["finished_at"] or (run.get("heartbeat_at") if run["status"] == "interrupted" else now)
             run["seconds"] = (end - run["started_at"]).total_seconds()
             run["stats"] = json.loads(run["stats"] or "{}")
-            stages = catalog.query(
-                "SELECT stage, shard, row_count, stats FROM stage_outputs WHERE run_id = ? ORDER BY created_at",
-                [run["run_id"]],
-            ).to_dicts()
+            stages = queries.run_stage_outputs(catalog, run["run_id"]).to_dicts()
             run["stages"] = [{**s, "stats": json.loads(s["stats"] or "{}")} for s in stages]
     return runs
+
+
+def rejections_report(target: str, data_dir: str | Path, examples: int = 5) -> dict:
+    """The rejections of a run (``target`` is a run id) or of a variant's current outputs (``target`` is a variant
+    name or YAML): counts per stage and reason, most frequent first, then up to ``examples`` examples of each with
+    their input and detail."""
+    from catalog.variant import load_variant
+
+    with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
+        if queries.run_exists(catalog, target):
+            kind, name, frame = "run", target, queries.run_rejections(catalog, target)
+        else:
+            path = Path(target)
+            name = load_variant(path).name if path.suffix in (".yaml", ".yml") and path.is_file() else target
+            kind, frame = "variant", queries.variant_rejections(catalog, name)
+            if frame.height == 0 and not queries.variant_known(catalog, name):
+                raise RereadError(f"{target!r}: no run with this id and no variant of this name in {data_dir}")
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in frame.iter_rows(named=True):
+        groups.setdefault((row["stage"], row["reason"]), []).append(row)
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    return {
+        kind: name,
+        "total": frame.height,
+        "reasons": [
+            {
+                "stage": stage,
+                "reason": reason,
+                "count": len(rows),
+                "examples": [{k: r[k] for k in ("source", "input_ref", "detail")} for r in rows[:examples]],
+            }
+            for (stage, reason), rows in ordered
+        ],
+    }
 
 
 def contamination_report(variant: Variant, data_dir: str | Path) -> dict:
@@ -35,30 +67,14 @@ def contamination_report(variant: Variant, data_dir: str | Path) -> dict:
     stage = "chunk" if action == "drop_chunk" else "decontaminate"
     with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
         record = catalog.datastore(variant.name)
-        keys = catalog.query(
-            "SELECT artifact_key FROM stage_outputs WHERE stage = ? AND config_hash = ? AND variant = ?",
-            [stage, variant.stage_hash(stage), variant.name],
-        )["artifact_key"].to_list()
+        keys = queries.output_keys(catalog, variant.name, stage, variant.stage_hash(stage))
         if record is None and not keys:
             raise RereadError(f"variant {variant.name!r} was not built in {data_dir}; run: reread build {variant.path}")
         if not keys:
             return {"variant": variant.name, "action": action, "benchmarks": [], "removed": []}
-        summary = catalog.query(
-            "SELECT benchmark, max(items_checked) AS items_checked, sum(items_found) AS items_found"
-            " FROM contamination_summary WHERE list_contains(?, artifact_key) GROUP BY benchmark ORDER BY benchmark",
-            [keys],
-        )
-        # items found in several shards count once: recount distinct items from the hits. Where each document came
-        # from: its latest raw-document row (a refreshed document may have moved in its file).
-        hits = catalog.query(
-            "SELECT h.benchmark, h.item_id, h.doc_id, h.chunk_id, r.source, r.url, r.input_ref"
-            " FROM contamination_hits h LEFT JOIN ("
-            "   SELECT d.doc_id, arg_max(d.source, o.created_at) AS source, arg_max(d.url, o.created_at) AS url,"
-            "   arg_max(d.input_ref, o.created_at) AS input_ref"
-            "   FROM raw_documents d JOIN stage_outputs o USING (artifact_key) GROUP BY d.doc_id"
-            " ) r USING (doc_id) WHERE list_contains(?, h.artifact_key)",
-            [keys],
-        )
+        summary = queries.contamination_summary(catalog, keys)
+        # items found in several shards count once: recount distinct items from the hits
+        hits = queries.contamination_hits(catalog, keys)
     found = {b: set() for b in summary["benchmark"].to_list()}
     removed: dict[tuple[str, str], set[str]] = {}
     origin: dict[tuple[str, str], dict] = {}

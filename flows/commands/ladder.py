@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from flows.commands._common import DataDirOption
+from flows.commands._common import DataDirOption, JsonOption
 
 
 def register(app: typer.Typer) -> None:
@@ -20,10 +21,12 @@ def register(app: typer.Typer) -> None:
             "ladder.csv"
         ),
         variant: Annotated[str | None, typer.Option("--variant", help="Only samples of this variant name.")] = None,
+        as_json: JsonOption = False,
     ) -> None:
         """Write LADDER.csv (model, flops, base_acc, method_acc, method, category, ...) and its per-question
         correctness file from `reread eval --reader-config` runs, ready for `reread multiplier LADDER.csv
         --correctness LADDER.correctness.csv`."""
+        from catalog import queries
         from catalog.db import Catalog
         from eval.benchmarks import load_benchmark
         from eval.ladder import ladder_from_samples, load_ladder_spec
@@ -31,13 +34,8 @@ def register(app: typer.Typer) -> None:
 
         ladder_spec = load_ladder_spec(spec)
         eval_task = resolve_task(task)
-        query = "SELECT reader, strategy, question_id, correct FROM eval_samples WHERE task = ?"
-        params = [eval_task.name]
-        if variant:
-            query += " AND variant = ?"
-            params.append(variant)
         with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
-            samples = catalog.query(query, params)
+            samples = queries.sample_outcomes(catalog, eval_task.name, variant)
         categories = None
         if isinstance(eval_task, QATask):
             items = load_benchmark(eval_task.benchmark, eval_task.path, **eval_task.options)
@@ -46,4 +44,8 @@ def register(app: typer.Typer) -> None:
         rungs.write_csv(out)
         correctness_path = out.with_suffix(".correctness.csv")
         correctness.write_csv(correctness_path)
-        typer.echo(f"wrote {out} ({rungs.height} rows) and {correctness_path} ({correctness.height} rows)")
+        if as_json:
+            written = {"ladder": str(out), "rows": rungs.height, "correctness": str(correctness_path)}
+            typer.echo(json.dumps({**written, "correctness_rows": correctness.height}))
+        else:
+            typer.echo(f"wrote {out} ({rungs.height} rows) and {correctness_path} ({correctness.height} rows)")
