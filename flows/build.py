@@ -89,7 +89,13 @@ def _spec(variant: Variant, stage: str, inputs: list[ArtifactManifest], shard: s
 
 
 # ---------------------------------------------------------------- tasks (module-level: picklable for Dask/processes)
-@task(name="extract", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_condition)
+@task(
+    name="extract",
+    task_run_name="extract-{source}",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_condition,
+)
 def extract_task(
     variant: Variant, source: str, data_dir: str, previous: ArtifactManifest | None = None
 ) -> tuple[ArtifactManifest, bool]:
@@ -114,7 +120,13 @@ def _previous_outputs(
     return (m for m in (store.find(stage, key) for key in keys) if m is not None)
 
 
-@task(name="decontaminate", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
+@task(
+    name="decontaminate",
+    task_run_name="decontaminate-{docs.shard}",
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_condition,
+)
 def decontaminate_task(
     variant: Variant, docs: ArtifactManifest, data_dir: str, previous: ArtifactManifest | None = None
 ) -> tuple[ArtifactManifest, bool]:
@@ -124,13 +136,19 @@ def decontaminate_task(
     return _run(data_dir, variant, spec, lambda out: stages.run_decontaminate(variant, docs, out, previous))
 
 
-@task(name="dedup", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
+@task(
+    name="dedup",
+    task_run_name="dedup-{variant.name}",
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_condition,
+)
 def dedup_task(variant: Variant, docs: list[ArtifactManifest], data_dir: str) -> tuple[ArtifactManifest, bool]:
     spec = _spec(variant, "dedup", docs)
     return _run(data_dir, variant, spec, lambda out: stages.run_dedup(variant, docs, out))
 
 
-@task(name="chunk", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
+@task(name="chunk", task_run_name="chunk-{part}", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
 def chunk_task(
     variant: Variant,
     docs: ArtifactManifest,
@@ -144,7 +162,13 @@ def chunk_task(
     return _run(data_dir, variant, spec, lambda out: stages.run_chunk(variant, docs, part, out, previous))
 
 
-@task(name="embed", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
+@task(
+    name="embed",
+    task_run_name="embed-{variant.name}",
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_condition,
+)
 def embed_task(
     variant: Variant, chunks: list[ArtifactManifest], data_dir: str, previous=None
 ) -> tuple[ArtifactManifest, bool]:
@@ -169,7 +193,13 @@ def embed_task(
     return _run(data_dir, variant, spec, embed)
 
 
-@task(name="index", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
+@task(
+    name="index",
+    task_run_name="index-{variant.name}",
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_condition,
+)
 def index_task(
     variant: Variant, embeddings: ArtifactManifest, data_dir: str, previous: ArtifactManifest | None = None
 ) -> tuple[ArtifactManifest, bool]:

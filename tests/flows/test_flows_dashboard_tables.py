@@ -39,3 +39,42 @@ def test_a_stage_table_has_no_raw_dicts(tmp_path):
     assert not any("{" in r["value"] or "}" in r["value"] for r in rows)
     assert {"metric": "rows out", "value": "1,500"} in rows and {"metric": "cached", "value": "no"} in rows
     assert {"metric": "removed: near", "value": "4"} in rows
+
+
+def test_a_build_names_its_task_runs_by_source_and_publishes_readable_tables(tmp_path, prefect_harness):
+    import re
+    from pathlib import Path
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from catalog.db import Catalog
+    from flows.build import run_build
+
+    sample = Path(__file__).resolve().parents[2] / "sample_data"
+    variant = tmp_path / "named.yaml"
+    variant.write_text(
+        f"name: named\nsources:\n  - {{name: c4-news, type: jsonl, path: {sample / 'jsonl' / 'c4_sample.jsonl'}, "
+        f"limit: 5, extractor: plain}}\n  - {{name: arxiv-abs, type: jsonl, path: {sample / 'jsonl' / 'arxiv_sample.jsonl'}, "
+        "limit: 5, extractor: plain}\ndedup: {exact: true, near: false}\n"
+    )
+    summary = run_build(variant, tmp_path / "data")
+    with Catalog.in_data_dir(tmp_path / "data", read_only=True) as catalog:
+        (flow_run_id,) = catalog.query_one("SELECT flow_run_id FROM runs WHERE run_id = ?", [summary["run_id"]])
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
+        artifacts = client.read_artifacts()
+    names = {run.name for run in runs}
+    extract_names = {n for n in names if n.startswith("extract")}
+    # one per source, named by it: the dashboard says which source a slow or failed extraction is
+    assert len(extract_names) == 2
+    assert all(any(s in n for s in ("c4-news", "arxiv-abs")) for n in extract_names)
+    assert not any(re.fullmatch(r"(extract|decontaminate)-\d+", n) for n in names), names  # not extract-473
+    tables = [a for a in artifacts if a.type == "table" and a.key and a.key.startswith("named-")]
+    assert tables
+    for artifact in tables:
+        rows = artifact.data if isinstance(artifact.data, list) else __import__("json").loads(artifact.data)
+        assert not any("{" in str(row["value"]) for row in rows), (artifact.key, rows)
+        timing = {row["metric"]: row["value"] for row in rows if row["metric"].startswith("timing: ")}
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", timing["timing: started_at"])
