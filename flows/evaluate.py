@@ -29,7 +29,7 @@ from eval.compare import (
 )
 from eval.tasks import QATask, QrelsTask, resolve_task
 from flows.datastore import locate_datastore, open_retriever
-from flows.runtime import artifact_key_name, retry_condition
+from flows.runtime import artifact_key_name, current_flow_run_id, retry_condition
 from indexing.ir_metrics import load_trec_qrels
 
 RETRIEVAL_EVAL_VERSION = "1"
@@ -98,7 +98,7 @@ def evaluate(variant_path: str, data_dir: str, tasks: list[str]) -> dict:
     variant = load_variant(variant_path)
     report = {"variant": variant.name, "tasks": {}}
     with Catalog.in_data_dir(data_dir) as catalog:
-        run_id = catalog.start_run(variant.name, "evaluate")
+        run_id = catalog.start_run(variant.name, "evaluate", flow_run_id=current_flow_run_id())
         for ref in tasks:
             manifest, cached = retrieval_eval_task(variant, ref, data_dir)
             register_artifact(catalog, manifest, variant.name, run_id)
@@ -126,7 +126,7 @@ def compare_variants(
         raise ValueError(f"variants to compare must have distinct names, got {names}")
     eval_task = resolve_task(task_ref)
     with Catalog.in_data_dir(data_dir) as catalog:
-        run_id = catalog.start_run(",".join(names), "compare")
+        run_id = catalog.start_run(",".join(names), "compare", flow_run_id=current_flow_run_id())
         folder = Path(out_dir) if out_dir else Path(data_dir) / "runs" / run_id
         folder.mkdir(parents=True, exist_ok=True)
         cfg = None
@@ -337,7 +337,7 @@ def evaluate_reader(variant_path: str, data_dir: str, task_ref: str, reader_conf
     cfg = load_reader_eval_config(reader_config)
     eval_task = resolve_task(task_ref)
     with Catalog.in_data_dir(data_dir) as catalog:
-        run_id = catalog.start_run(variant.name, "evaluate-reader")
+        run_id = catalog.start_run(variant.name, "evaluate-reader", flow_run_id=current_flow_run_id())
         graded = _reader_samples(variant, task_ref, cfg, data_dir, catalog, run_id)
         folder = Path(data_dir) / "runs" / run_id
         folder.mkdir(parents=True, exist_ok=True)

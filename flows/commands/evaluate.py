@@ -61,9 +61,11 @@ def register(app: typer.Typer) -> None:
         --reader-config, also reader accuracy per strategy (pass@k, maj@k with CIs, FLOPs)."""
         from flows.evaluate import evaluate, evaluate_reader
         from flows.preflight import check_eval
+        from flows.runtime import tie_temporary_server_to_this_process
 
         check_eval(variant, tasks, reader_config)
         use_lock_timeout(lock_timeout)
+        tie_temporary_server_to_this_process()
 
         report = evaluate(str(variant.resolve()), str(data_dir.resolve()), tasks)
         if reader_config is not None:
@@ -95,7 +97,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare built variants side by side: one table, paired bootstrap tests, plots, an HTML report."""
         from flows.evaluate import compare_variants
+        from flows.runtime import tie_temporary_server_to_this_process
 
+        tie_temporary_server_to_this_process()
         report = compare_variants(
             [str(v.resolve()) for v in variants],
             str(data_dir.resolve()),
@@ -120,8 +124,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The quick-start job: build the bundled sample datastores and report their retrieval quality."""
         from flows.demo import demo as demo_flow
+        from flows.runtime import tie_temporary_server_to_this_process
         from sample_data import SAMPLE_DATA
 
+        tie_temporary_server_to_this_process()
         report = demo_flow(str((sample_dir or SAMPLE_DATA).resolve()), str(data_dir.resolve()))
         if as_json:
             typer.echo(json.dumps(report, default=str))
