@@ -132,3 +132,35 @@ def test_commands_started_together_each_start_the_temporary_server(tmp_path):
     for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0 and out.startswith("UP http://127.0.0.1:"), err[-2000:]
     assert len({out for out, _ in outputs}) == 3  # three servers, three ports
+
+
+@pytest.mark.slow
+def test_build_waits_for_the_catalog_lock_and_gives_up_after_lock_timeout(tmp_path):
+    """`reread ingest --lock-timeout 2` while another process writes the catalog: it says that it waits, then stops
+    with a clear error (no traceback) once the timeout has passed; the other writer is undisturbed."""
+    from catalog.db import Catalog
+
+    data_dir = tmp_path / "data"
+    Catalog.in_data_dir(data_dir).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import time; from catalog.db import Catalog; c = Catalog.in_data_dir({str(data_dir)!r}); "
+            "print('READY', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "READY"
+        proc = _cli("ingest", str(_variant(tmp_path, "")), "--data-dir", str(data_dir), "--lock-timeout", "2")
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert f"waiting for the catalog lock: {data_dir / 'catalog.duckdb'} is being written by process" in proc.stderr
+        assert "gave up after waiting 2 s (--lock-timeout)" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()
