@@ -1,11 +1,12 @@
 """Reading compressed inputs so that one damaged spot loses only itself.
 
 A ``.gz`` file is read member by member (parallel writers, ``bgzip`` and ``cat a.gz b.gz`` make multi-member files),
-and a plain zlib stream is read too (the decompressor detects the header). When a member is damaged
-(``zlib.error: invalid distance too far back``, a bad CRC, garbage between members) reading resumes at the next
-member header (``1f 8b 08`` with valid flags) when one follows: everything before the damage and every intact member
-after it comes through, and the damage is reported once, with the compressed byte offsets, as a ``Damage``. A damaged
-single-member file or zlib stream has nothing to resume at: the Damage says that the rest is lost.
+and a plain zlib stream is read too (the decompressor detects the header); a ``.bz2`` file stream by stream (pbzip2
+and Wikipedia's multistream dumps make many). When a stream is damaged (``zlib.error: invalid distance too far
+back``, a bad CRC, garbage between streams) reading resumes at the next stream header (gzip ``1f 8b 08`` with valid
+flags; bz2 ``BZh<level>`` and the first block's magic) when one follows: everything before the damage and every
+intact stream after it comes through, and the damage is reported once, with the compressed byte offsets, as a
+``Damage``. A damaged single-stream file has nothing to resume at: the Damage says that the rest is lost.
 
     for piece in iter_decompressed(path):      # bytes, or a Damage where the stream broke
     for item in iter_lines(path):              # (line_number, bytes) or a Damage
@@ -17,16 +18,18 @@ from __future__ import annotations
 import bz2
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 _CHUNK = 1 << 16  # compressed bytes read at a time
 _MAX_OUT = 1 << 20  # decompressed bytes per step: a decompression bomb is streamed, never held whole
 _GZIP_MAGIC = b"\x1f\x8b\x08"  # magic and the deflate method byte
 _GZIP_RESERVED_FLAGS = 0xE0  # a real header has these flag bits clear: cheap check against magic in random bytes
 _AUTO_HEADER = zlib.MAX_WBITS | 32  # zlib.decompressobj: detect a gzip or a zlib header
+_BZ2_LEVELS = b"123456789"
+_BZ2_BLOCK_MAGIC = b"1AY&SY"  # 0x314159265359: a stream's first block starts byte-aligned right after "BZh<level>"
 
 
 class CorruptCompressedData(OSError):
@@ -45,8 +48,8 @@ class Damage:
     def describe(self) -> str:
         where = f"compressed bytes from {self.offset}"
         if self.resumed_at is None:
-            return f"{self.error}; {where} to the end are unreadable (no intact gzip member follows)"
-        return f"{self.error}; {where} to {self.resumed_at} skipped, reading resumed at the next gzip member"
+            return f"{self.error}; {where} to the end are unreadable (no intact stream follows)"
+        return f"{self.error}; {where} to {self.resumed_at} skipped, reading resumed at the next stream"
 
 
 def find_next(f: BinaryIO, start: int, marker: bytes, lookahead: int = 0, plausible=None) -> int | None:
@@ -76,38 +79,64 @@ def next_gzip_member(f: BinaryIO, start: int) -> int | None:
     return find_next(f, start, _GZIP_MAGIC, lookahead=1, plausible=_plausible_member_at)
 
 
-def _iter_gzip(f: BinaryIO) -> Iterator[bytes | Damage]:
-    member_start = 0  # compressed offset of the member being read
+@dataclass(frozen=True)
+class _Format:
+    """What differs between gzip and bz2 for reading stream by stream and resyncing."""
+
+    name: str
+    decompressor: Callable[[], Any]
+    errors: tuple[type[BaseException], ...]
+    next_stream: Callable[[BinaryIO, int], int | None]
+    padding: bytes  # bytes allowed between streams
+
+
+def _bz2_stream_at(data: bytes, i: int) -> bool:
+    return data[i + 3 : i + 4] in _BZ2_LEVELS and data[i + 4 : i + 10] == _BZ2_BLOCK_MAGIC
+
+
+def next_bz2_stream(f: BinaryIO, start: int) -> int | None:
+    """Offset of the next bz2 stream header (``BZh1``..``BZh9`` and the first block's magic) at or after ``start``."""
+    return find_next(f, start, b"BZh", lookahead=7, plausible=_bz2_stream_at)
+
+
+_GZIP = _Format("gzip", lambda: zlib.decompressobj(_AUTO_HEADER), (zlib.error,), next_gzip_member, b"\x00")
+_BZ2 = _Format("bz2", bz2.BZ2Decompressor, (OSError, EOFError, ValueError), next_bz2_stream, b"")
+
+
+def _iter_streams(f: BinaryIO, fmt: _Format) -> Iterator[bytes | Damage]:
+    """Decompress the streams (gzip members, bz2 streams) of ``f`` one after another; on damage, resume at the next
+    stream header and report the skipped span once."""
+    stream_start = 0  # compressed offset of the stream being read
     position = 0  # compressed offset of ``pending[0]``
     pending = b""
-    decompressor = zlib.decompressobj(_AUTO_HEADER)
-    broken: Damage | None = None  # reported once the next member proves intact (merges false starts into one)
-    started = False  # the current member has consumed input
-    full = False  # the last step filled its output limit: the decompressor may hold more without new input
+    decompressor = fmt.decompressor()
+    broken: Damage | None = None  # reported once the next stream proves intact (merges false starts into one)
+    started = False  # the current stream has consumed input
+    more = False  # the decompressor may hold more output without new input (the last step hit its output limit)
     while True:
-        if not pending and not full:
+        if not pending and not more:
             pending = f.read(_CHUNK)
             if not pending:
                 break
         if not started:
-            stripped = pending.lstrip(b"\x00")  # gzip allows zero padding between and after members
+            stripped = pending.lstrip(fmt.padding) if fmt.padding else pending  # gzip allows zero padding
             position += len(pending) - len(stripped)
-            member_start, pending = position, stripped
+            stream_start, pending = position, stripped
             if not pending:
                 continue
         try:
             out = decompressor.decompress(pending, _MAX_OUT)
-        except zlib.error as exc:
-            resume = next_gzip_member(f, member_start + 1)
-            start = broken.offset if broken is not None else member_start
-            broken = Damage(start, resume, f"{type(exc).__name__}: {exc}")
+        except fmt.errors as exc:
+            resume = fmt.next_stream(f, stream_start + 1)
+            start = broken.offset if broken is not None else stream_start
+            broken = Damage(start, resume, f"{fmt.name}: {exc}")
             if resume is None:
                 break
             f.seek(resume)
-            position, pending, started, full = resume, b"", False, False
-            decompressor = zlib.decompressobj(_AUTO_HEADER)
+            position, pending, started, more = resume, b"", False, False
+            decompressor = fmt.decompressor()
             continue
-        started, full = True, len(out) == _MAX_OUT
+        started = True
         if out:
             if broken is not None:
                 yield broken
@@ -116,30 +145,20 @@ def _iter_gzip(f: BinaryIO) -> Iterator[bytes | Damage]:
         if decompressor.eof:
             rest = decompressor.unused_data
             position += len(pending) - len(rest)
-            if broken is not None:  # an empty member after a resync still proves the stream intact again
+            if broken is not None:  # an empty stream after a resync still proves the file intact again
                 yield broken
                 broken = None
-            pending, started, full = rest, False, False
-            decompressor = zlib.decompressobj(_AUTO_HEADER)
+            pending, started, more = rest, False, False
+            decompressor = fmt.decompressor()
         else:
-            tail = decompressor.unconsumed_tail
+            tail = getattr(decompressor, "unconsumed_tail", b"")  # bz2 keeps unused input inside, zlib hands it back
             position += len(pending) - len(tail)
             pending = tail
+            more = len(out) == _MAX_OUT or not getattr(decompressor, "needs_input", True)
     if broken is not None:
         yield broken
     elif started and not decompressor.eof:
-        yield Damage(member_start, None, "the file ends inside a compressed member (truncated)")
-
-
-def _iter_bz2(f: BinaryIO) -> Iterator[bytes | Damage]:
-    """bz2 streams: a damaged one ends the file (bz2 blocks are bit-aligned, so there is no cheap resync)."""
-    stream_start = 0
-    reader = bz2.BZ2File(f)
-    try:
-        while block := reader.read(_MAX_OUT):
-            yield block
-    except (OSError, EOFError, ValueError) as exc:
-        yield Damage(stream_start, None, f"{type(exc).__name__}: {exc}")
+        yield Damage(stream_start, None, f"the file ends inside a {fmt.name} stream (truncated)")
 
 
 def iter_decompressed(path: Path) -> Iterator[bytes | Damage]:
@@ -147,9 +166,9 @@ def iter_decompressed(path: Path) -> Iterator[bytes | Damage]:
     compressed stream broke. Opening errors (missing file, permissions) raise OSError."""
     with open(path, "rb") as f:
         if path.suffix == ".gz":
-            yield from _iter_gzip(f)
+            yield from _iter_streams(f, _GZIP)
         elif path.suffix == ".bz2":
-            yield from _iter_bz2(f)
+            yield from _iter_streams(f, _BZ2)
         else:
             while block := f.read(_MAX_OUT):
                 yield block

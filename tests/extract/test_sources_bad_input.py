@@ -103,8 +103,32 @@ def test_damaged_single_member_and_zlib_stream_say_the_rest_is_lost(tmp_path: Pa
 
     assert [r.input_ref.split(":")[0] for r in rejections] == [str(single), str(cut_zlib)]
     assert all(r.reason == "corrupt_compressed_stream" for r in rejections)
-    assert all("to the end are unreadable (no intact gzip member follows)" in r.detail for r in rejections)
+    assert all("to the end are unreadable (no intact stream follows)" in r.detail for r in rejections)
     assert stats == {"documents": 2000, "rejected_corrupt_compressed_stream": 2}  # the intact zlib stream, whole
+
+
+def test_damaged_bz2_stream_resyncs_at_the_next_stream(tmp_path: Path) -> None:
+    # pbzip2 and Wikipedia's multistream dumps write many bz2 streams: one damaged stream costs only itself
+    import bz2
+
+    streams = [
+        bz2.compress(
+            b"".join(json.dumps({"text": f"record {i}"}).encode() + b"\n" for i in range(s * 100, s * 100 + 100))
+        )
+        for s in range(4)
+    ]
+    damaged = bytearray(streams[1])
+    for i in range(30, 50):
+        damaged[i] ^= 0x5A
+    path = tmp_path / "multi.jsonl.bz2"
+    path.write_bytes(streams[0] + bytes(damaged) + streams[2] + streams[3])
+    docs, rejections, stats = read(type="jsonl", path=path)
+    assert [d.content for d in docs] == [f"record {i}" for i in list(range(100)) + list(range(200, 400))]
+    [rejection] = rejections
+    start = len(streams[0])
+    assert rejection.reason == "corrupt_compressed_stream" and rejection.detail.startswith("bz2: ")
+    assert f"compressed bytes from {start} to {start + len(streams[1])} skipped" in rejection.detail
+    assert stats == {"documents": 300, "rejected_corrupt_compressed_stream": 1}
 
 
 def test_truncated_gzip_keeps_every_complete_line(tmp_path: Path) -> None:
