@@ -78,6 +78,8 @@ _SCHEMA = [
         sample_index BIGINT, prompt_index BIGINT, seed BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT,
         text VARCHAR, answer VARCHAR, outcome VARCHAR, correct BOOLEAN, answer_class BIGINT, chunk_ids VARCHAR[],
         query_tokens BIGINT, rerank_pair_tokens BIGINT)""",
+    # each passage's document id in its source, beside chunk_ids (added after the table; old catalogs gain it)
+    "ALTER TABLE eval_samples ADD COLUMN IF NOT EXISTS source_doc_ids VARCHAR[]",
     """CREATE TABLE IF NOT EXISTS datastores (
         variant VARCHAR PRIMARY KEY, variant_path VARCHAR, index_key VARCHAR, chunk_keys JSON, embed_key VARCHAR,
         built_at TIMESTAMP, run_id VARCHAR)""",

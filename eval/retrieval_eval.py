@@ -18,13 +18,14 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from catalog.errors import RereadError
-from catalog.ids import make_doc_id
 from eval.graders.normalized import normalize_answer
 from indexing.ir_metrics import ndcg_at_k, recall_at_k
 
 
 class HitLike(Protocol):
     doc_id: str
+    source: str
+    source_doc_id: str | None
     url: str
     text: str
 
@@ -47,16 +48,23 @@ def load_trec_queries(path: Path) -> dict[str, str]:
     return queries
 
 
-def native_to_doc_ids(source: str, qrels: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
-    """Qrels keyed by Reread doc ids: the same hash the sources give a document from its native id."""
-    return {qid: {make_doc_id(source, docno): rel for docno, rel in rels.items()} for qid, rels in qrels.items()}
+def source_key(source: str, source_doc_id: str) -> str:
+    """What a judged document and a hit are matched by: the source's name and the document's id in that source (the
+    DOCNO of a TREC collection, a MediaWiki page id), so qrels need no knowledge of how Reread hashes ids."""
+    return f"{source}\x00{source_doc_id}"
+
+
+def qrels_by_source_id(source: str, qrels: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Qrels keyed by ``source_key`` of the variant source whose native ids the collection uses."""
+    return {qid: {source_key(source, docno): rel for docno, rel in rels.items()} for qid, rels in qrels.items()}
 
 
 def ranked_doc_ids(hits: Iterable[HitLike]) -> list[str]:
-    """Chunk hits collapsed to documents, keeping each document's best rank."""
+    """Chunk hits collapsed to documents (by ``source_key``; Reread's doc_id for chunks written before source ids),
+    keeping each document's best rank."""
     seen: dict[str, None] = {}
     for hit in hits:
-        seen.setdefault(hit.doc_id, None)
+        seen.setdefault(source_key(hit.source, hit.source_doc_id) if hit.source_doc_id else hit.doc_id, None)
     return list(seen)
 
 

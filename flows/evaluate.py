@@ -44,7 +44,7 @@ def retrieval_eval_run(retriever, eval_task: QrelsTask | QATask, out: Path, cont
     """Search every query of the task once (top ``retrieve_k``) and score per item; writes ``per_item.parquet``."""
     if isinstance(eval_task, QrelsTask):
         queries = retrieval_eval.load_trec_queries(eval_task.queries)
-        qrels = retrieval_eval.native_to_doc_ids(eval_task.source, load_trec_qrels(eval_task.qrels))
+        qrels = retrieval_eval.qrels_by_source_id(eval_task.source, load_trec_qrels(eval_task.qrels))
         ids = [q for q in queries if q in qrels][: eval_task.limit]
         hits = dict(zip(ids, retriever.search([queries[q] for q in ids], k=eval_task.retrieve_k), strict=True))
         per_item = retrieval_eval.qrels_metrics({q: queries[q] for q in ids}, qrels, hits, eval_task.ks)

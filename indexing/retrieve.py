@@ -109,7 +109,9 @@ def _write_lookup(index: VectorIndex, chunk_paths: list[Path], path: Path) -> No
     repeated = con.execute("SELECT count(*) - count(DISTINCT chunk_id) FROM chunks").fetchall()[0][0]
     if repeated:
         raise ArtifactError(f"chunk files {[str(p) for p in chunk_paths]} repeat {repeated} chunk ids (a file twice?)")
-    select = ", ".join(f"c.{c}" for c in LOOKUP_COLUMNS)
+    present = {row[0] for row in con.execute("DESCRIBE chunks").fetchall()}
+    # chunk files written before source ids (chunk stage 1) have no source_doc_id: their hits carry None
+    select = ", ".join(f"c.{c}" if c in present else f"NULL::VARCHAR AS {c}" for c in LOOKUP_COLUMNS)
     reader = con.sql(
         f"SELECT {select} FROM ids i JOIN chunks c ON i.chunk_id = c.chunk_id ORDER BY i.row"
     ).to_arrow_reader(LOOKUP_BATCH_ROWS)

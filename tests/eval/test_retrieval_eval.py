@@ -1,4 +1,5 @@
-"""Retrieval-only metrics: TREC topics, qrels mapped to Reread doc ids, answer-in-context, gold URLs."""
+"""Retrieval-only metrics: TREC topics, qrels matched by the documents' ids in their source, answer-in-context, gold
+URLs."""
 
 from __future__ import annotations
 
@@ -8,14 +9,13 @@ from pathlib import Path
 import pytest
 
 from catalog.errors import RereadError
-from catalog.ids import make_doc_id
 from eval.benchmarks.types import BenchmarkItem
 from eval.retrieval_eval import (
     answer_in_context,
     gold_url_hit,
     load_trec_queries,
-    native_to_doc_ids,
     qa_metrics,
+    qrels_by_source_id,
     qrels_metrics,
 )
 
@@ -23,26 +23,31 @@ SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 
 
 @dataclass
-class FakeHit:  # the three attributes the metrics read; a plain record, not a stand-in for a component
+class FakeHit:  # the attributes the metrics read; a plain record, not a stand-in for a component
     doc_id: str
     url: str
     text: str
+    source: str = "npl"
+    source_doc_id: str | None = None
 
 
 def test_vaswani_topics_and_qrels_mapping():
     queries = load_trec_queries(SAMPLE / "vaswani" / "query-text.trec")
     assert len(queries) == 93 and queries["1"].startswith("MEASUREMENT OF DIELECTRIC CONSTANT")
-    mapped = native_to_doc_ids("npl", {"1": {"1239": 1}})
-    assert mapped == {"1": {make_doc_id("npl", "1239"): 1}}
+    assert qrels_by_source_id("npl", {"1": {"1239": 1}}) == {"1": {"npl\x001239": 1}}
 
 
-def test_qrels_metrics_collapse_chunks_to_documents():
-    hits = {"q": [FakeHit("a", "", ""), FakeHit("a", "", ""), FakeHit("b", "", ""), FakeHit("c", "", "")]}
-    frame = qrels_metrics({"q": "text", "unjudged": "x"}, {"q": {"b": 1, "z": 1}}, hits, [1, 2])
+def test_qrels_metrics_collapse_chunks_to_documents_matched_by_source_ids():
+    a, b, c = (FakeHit(f"hash-{n}", "", "", source_doc_id=n) for n in ("11", "12", "13"))
+    elsewhere = FakeHit("hash-x", "", "", source="c4", source_doc_id="12")  # same native id, another source
+    hits = {"q": [a, a, elsewhere, b, c]}
+    qrels = qrels_by_source_id("npl", {"q": {"12": 1, "99": 1}})
+    frame = qrels_metrics({"q": "text", "unjudged": "x"}, qrels, hits, [1, 2, 3])
     assert frame["item_id"].to_list() == ["q"]  # unjudged queries are skipped
     row = frame.row(0, named=True)
-    assert row["recall@1"] == 0.0 and row["recall@2"] == 0.5  # b is the 2nd document, not the 3rd hit
-    assert row["ndcg@2"] == pytest.approx((1 / 1.5849625) / (1 + 1 / 1.5849625))
+    # b is the 3rd document (c4's "12" is another document), not the 4th hit
+    assert row["recall@2"] == 0.0 and row["recall@3"] == 0.5
+    assert row["ndcg@3"] == pytest.approx((1 / 2) / (1 + 1 / 1.5849625))
 
 
 def test_answer_in_context_matches_whole_words_after_normalization():

@@ -121,6 +121,9 @@ def test_reader_evaluation_stores_samples_and_scores_every_k(built, build_tiny_m
     bagged = samples.filter(pl.col("strategy") == "bagged")
     assert set(bagged["prompt_index"].to_list()) == {0, 1}  # two bags of passages per question
     assert all(len(ids) == 2 for ids in bagged["chunk_ids"].to_list())
+    # every passage of a sample is named by its document's id in the source too (Vaswani DOCNOs)
+    assert [len(ids) for ids in samples["source_doc_ids"]] == [len(ids) for ids in samples["chunk_ids"]]
+    assert all(i.isdigit() for ids in bagged["source_doc_ids"].to_list() for i in ids)
     assert samples["seed"].n_unique() >= 3 and (samples["completion_tokens"] > 0).all()
     again = evaluate_reader(str(flat), str(data_dir), "mmlu", str(config))
     assert again["scores"] == report["scores"]  # stored samples re-scored, nothing generated again
