@@ -404,14 +404,18 @@ class Catalog:
 
     def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_S):
-            with suppress(duckdb.Error):  # a missed beat is harmless; the next one (or finish_run) follows
-                self.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", [_now(), run_id])
+            with self._lock:
+                if stop.is_set():  # finished (or the connection closed) while this beat waited for the lock
+                    return
+                with suppress(duckdb.Error):  # a missed beat is harmless; the next one (or finish_run) follows
+                    _exec(self._con, "UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", [_now(), run_id])
 
     def _stop_heartbeat(self, run_id: str) -> None:
-        stop, beat = self._heartbeats.pop(run_id, (None, None))
+        """Stop the run's heartbeat thread. Not joined: the caller may hold the connection's lock (inside a
+        transaction), which a beat in progress waits for; the thread checks ``stop`` under the lock and ends."""
+        stop, _ = self._heartbeats.pop(run_id, (None, None))
         if stop is not None:
             stop.set()
-            beat.join()
 
     def finish_run(self, run_id: str, status: str, stats: dict[str, Any] | None = None) -> None:
         self._stop_heartbeat(run_id)

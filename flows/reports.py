@@ -18,7 +18,8 @@ def recent_runs(data_dir: str | Path, limit: int = 10) -> list[dict]:
         now = datetime.now(UTC).replace(tzinfo=None)
         for run in runs:
             # a run in flight: so far; one found dead: until its last heartbeat
-            end = run["finished_at"] or (run.get("heartbeat_at") if run["status"] == "interrupted" else now)
+            last_sign = run.get("heartbeat_at") or run["started_at"]  # no heartbeat: a run recorded before them
+            end = run["finished_at"] or (last_sign if run["status"] == "interrupted" else now)
             run["seconds"] = (end - run["started_at"]).total_seconds()
             run["stats"] = json.loads(run["stats"] or "{}")
             stages = queries.run_stage_outputs(catalog, run["run_id"]).to_dicts()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -33,8 +34,13 @@ def test_a_run_records_its_process_and_beats_until_finished(tmp_path: Path, monk
         time.sleep(0.5)
         beat = cat.query_one("SELECT heartbeat_at FROM runs WHERE run_id = ?", [run_id])[0]
         assert beat > started  # the heartbeat moved on while the run was in flight
-        cat.finish_run(run_id, "completed")
-        assert not any(t.name == f"heartbeat-{run_id}" for t in __import__("threading").enumerate())
+        with cat.transaction():  # finishing inside a transaction while a beat waits for the lock: no deadlock
+            time.sleep(0.2)
+            cat.finish_run(run_id, "completed")
+        deadline = time.monotonic() + 5
+        while any(t.name == f"heartbeat-{run_id}" for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(t.name == f"heartbeat-{run_id}" for t in threading.enumerate())
         final = cat.query_one("SELECT heartbeat_at FROM runs WHERE run_id = ?", [run_id])[0]
         time.sleep(0.2)
         assert cat.query_one("SELECT heartbeat_at FROM runs WHERE run_id = ?", [run_id])[0] == final
@@ -100,3 +106,16 @@ def test_liveness_rules():
     # a run recorded before heartbeats existed (no pid, no beat): judged by its start
     assert run_is_dead({"status": "running", "started_at": stale}, now)
     assert not run_is_dead({"status": "completed", "started_at": stale}, now)
+
+
+def test_reread_runs_shows_a_run_recorded_before_heartbeats_as_interrupted(tmp_path: Path):
+    from flows.reports import recent_runs
+
+    started = catalog_db._now() - timedelta(hours=2)
+    with Catalog.in_data_dir(tmp_path) as cat:  # as an older Reread left it: no host, pid or heartbeat
+        cat.execute(
+            "INSERT INTO runs (run_id, variant, command, status, started_at) VALUES ('old', 'v', 'build', 'running', ?)",
+            [started],
+        )
+    (run,) = recent_runs(tmp_path)
+    assert (run["status"], run["seconds"]) == ("interrupted", 0.0)
