@@ -153,12 +153,6 @@ def non_embedding_parameters(embedder: Embedder) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
 
 
-def token_lengths(embedder: Embedder, texts: list[str]) -> list[int]:
-    """Tokens the model reads per text (special tokens included, truncated at max_seq_length)."""
-    encoded = embedder.tokenizer(texts, truncation=True, max_length=embedder.max_seq_length)
-    return [len(ids) for ids in encoded["input_ids"]]
-
-
 def padded_tokens(lengths: list[int], order: list[int], batch_size: int) -> int:
     """Tokens computed when batches are taken in ``order``: every text is padded to its batch's longest."""
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -214,10 +208,10 @@ def parallel_processes(texts: list[str], processes: int) -> float:
 def bench_efficiency(embedder: Embedder, texts: list[str], threads: int) -> tuple[dict, list[dict]]:
     peak = matmul_peak()
     params = non_embedding_parameters(embedder)
-    lengths = token_lengths(embedder, texts)
+    lengths = embedder.token_counts(texts)
     print(f"matmul peak: {peak}; non-embedding parameters: {params}; tokens: {sum(lengths)}", flush=True)
     peak_rate = peak["peak_gflops"] * 1e9
-    sorted_order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    sorted_order = sorted(range(len(texts)), key=lambda i: -lengths[i])  # as encode_documents batches
     rows = []
     embedder.encode_documents(texts[:8])  # warm-up: first call allocates
 

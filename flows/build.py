@@ -181,14 +181,16 @@ def embed_task(
             key=artifact_key_name(f"{variant.name}-embed-progress"),
             description=f"embedding {total} chunks of {variant.name}",
         )
-        done = 0
+        done = shown = 0
 
-        def on_shard(shard, skipped: bool) -> None:
-            nonlocal done
-            done += shard.rows
-            update_progress_artifact(progress_id, progress=100.0 * done / max(total, 1))
+        def on_rows(n: int) -> None:  # per batch; the artifact moves in steps of at least 1% (one API call each)
+            nonlocal done, shown
+            done += n
+            if done - shown >= total / 100 or done >= total:
+                shown = done
+                update_progress_artifact(progress_id, progress=100.0 * done / max(total, 1))
 
-        return stages.run_embed(variant, chunks, out, on_shard=on_shard, previous=previous)
+        return stages.run_embed(variant, chunks, out, previous=previous, on_rows=on_rows)
 
     return _run(data_dir, variant, spec, embed)
 

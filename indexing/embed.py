@@ -240,10 +240,12 @@ class Embedder:
     def _encode(
         self, texts: Sequence[str], prompt_name: str | None, on_batch: Callable[[int], None] | None = None
     ) -> np.ndarray:
-        """Batches of ``batch_size`` texts of similar length (longest first, as sentence-transformers orders them, so
-        padding stays small), encoded one call each so that ``on_batch(n)`` can report progress between them."""
+        """Batches of ``batch_size`` texts of similar length in tokens (longest first), encoded one call each so that
+        ``on_batch(n)`` can report progress between them. Sorting by tokens, not characters as sentence-transformers
+        does, matters on mixed text: LaTeX or code has far more tokens per character than prose, and every text is
+        computed at its batch's longest length."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = np.argsort([-len(text) for text in texts], kind="stable")
+        order = np.argsort([-n for n in self.token_counts(texts)], kind="stable")
         for start in range(0, len(texts), self.cfg.batch_size):
             rows = order[start : start + self.cfg.batch_size]
             out[rows] = self.model.encode(
@@ -258,6 +260,13 @@ class Embedder:
             if on_batch is not None:
                 on_batch(len(rows))
         return out
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model reads of each text (special tokens included, cut at ``max_seq_length``)."""
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)
+        return [len(ids) for ids in encoded["input_ids"]]
 
     def encode_documents(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         """``[len(texts), dim]`` float32 vectors of documents (chunks), without any prompt; ``on_batch(n)`` is called

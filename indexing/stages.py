@@ -236,9 +236,11 @@ def run_embed(
     out_dir: Path,
     on_shard: Callable[[ShardInfo, bool], None] | None = None,
     previous: tuple[list[ArtifactManifest], ArtifactManifest] | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> StageResult:
-    """Embed every chunk into memory-mapped shards; a re-run after a crash skips the shards already finished, and
-    with ``previous`` (the chunk and embedding artifacts of the datastore being refreshed) chunks whose text is
+    """Embed every chunk into memory-mapped shards; a re-run after a crash skips the shards already finished (and the
+    finished checkpoint pieces of the shard it was in); ``on_rows(n)`` is called after each batch of ``n`` chunks; with
+    ``previous`` (the chunk and embedding artifacts of the datastore being refreshed) chunks whose text is
     unchanged take their earlier vectors instead of being embedded again."""
     embedder = Embedder(variant.embedder)
     if previous is not None:
@@ -253,7 +255,9 @@ def run_embed(
             f"{variant.path}: chunking.size allows {longest}-token chunks but {variant.embedder.model} reads at most "
             f"{embedder.max_chunk_tokens}; set chunking.size <= {embedder.max_chunk_tokens}"
         )
-    manifest = embed_chunks(paths, out_dir / EMBEDDINGS_DIR, embedder, variant.embedder.shard_size, on_shard=on_shard)
+    manifest = embed_chunks(
+        paths, out_dir / EMBEDDINGS_DIR, embedder, variant.embedder.shard_size, on_shard=on_shard, on_rows=on_rows
+    )
     return StageResult(
         files=[EMBEDDINGS_DIR],
         rows=manifest.rows,
