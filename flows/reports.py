@@ -131,7 +131,7 @@ def _duration(seconds: float) -> str:
 def stat_rows(stats: dict, prefix: str = "") -> list[dict[str, str]]:
     """``{"metric", "value"}`` rows of a stats dict, nested dicts flattened (``timing: started_at``), readable."""
     rows = []
-    for name, value in sorted(stats.items()):
+    for name, value in sorted((str(k), v) for k, v in stats.items()):  # keys may be ints (dedup's cluster sizes)
         if isinstance(value, dict):
             rows += stat_rows(value, f"{prefix}{name}: ")
         else:

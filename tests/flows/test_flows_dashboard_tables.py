@@ -78,3 +78,9 @@ def test_a_build_names_its_task_runs_by_source_and_publishes_readable_tables(tmp
         assert not any("{" in str(row["value"]) for row in rows), (artifact.key, rows)
         timing = {row["metric"]: row["value"] for row in rows if row["metric"].startswith("timing: ")}
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", timing["timing: started_at"])
+
+
+def test_integer_keys_are_read_as_names():
+    # dedup's cluster sizes by size: in memory (the first, uncached run) their keys are ints, not JSON strings
+    rows = {r["metric"]: r["value"] for r in stat_rows({"cluster_sizes": {"exact": {2: 5, 10: 1}}, "n": 3})}
+    assert rows == {"cluster_sizes: exact: 10": "1", "cluster_sizes: exact: 2": "5", "n": "3"}
