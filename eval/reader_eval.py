@@ -8,7 +8,9 @@ all computed from the stored samples, so re-analysis never generates again.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,15 +18,16 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from catalog.errors import ConfigError
 from catalog.records import Rejection
 from eval.answers import extract_answer
 from eval.benchmarks.types import BenchmarkItem
 from eval.config_files import load_yaml_model
 from eval.flops import ModelSizes, QuestionCompute, ReaderCall, strategy_flops
-from eval.graders import make_grader
+from eval.graders import GRADERS, Grader, make_grader
 from eval.prompts import ContextBudget, build_prompt, get_template
-from eval.readers.base import GenerationParams, Reader, ReaderError
-from eval.sample_metrics import answer_classes, score_samples
+from eval.readers.base import Completion, GenerationParams, Reader, ReaderError
+from eval.sample_metrics import answer_classes, bootstrap_ci, score_samples
 
 STAGE = "reader_eval"
 
@@ -48,7 +51,8 @@ SAMPLE_SCHEMA = {
 
 class Strategy(BaseModel):
     """One test-time configuration. ``bags > 0`` spreads the samples over that many seeded random subsets of the
-    top ``candidates`` passages (bagging, for variance reduction); otherwise every sample sees the same top ``k``."""
+    top ``candidates`` passages (bagging, for variance reduction); otherwise every sample sees the same top ``k``.
+    ``n_samples`` and ``temperature`` override the config's, so greedy strategies and self-consistency share a file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
@@ -58,11 +62,23 @@ class Strategy(BaseModel):
     rerank: str | None = None  # cross-encoder path
     mmr_lambda: float | None = Field(default=None, ge=0, le=1)
     bags: int = Field(default=0, ge=0)
+    n_samples: int | None = Field(default=None, ge=1, description="samples per question (default: the config's)")
+    temperature: float | None = Field(default=None, ge=0, description="sampling temperature (default: the config's)")
+
+
+class GraderConfig(BaseModel):
+    """Which grader decides ``correct``: a registered grader name and its options; ``judge`` is the reader (same
+    keys as ``reader``) that LLM-judge graders such as ``simpleqa`` ask."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    judge: dict[str, Any] | None = None
 
 
 class ReaderEvalConfig(BaseModel):
-    """A reader evaluation as YAML: the reader (``eval.readers.make_reader`` kind and arguments), sampling, and the
-    strategies to compare."""
+    """A reader evaluation as YAML: the reader (``eval.readers.make_reader`` kind and arguments), sampling, the
+    grader, and the strategies to compare."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     reader: dict[str, Any] = Field(description="kind (transformers, openai, vllm) and that reader's arguments")
@@ -71,8 +87,15 @@ class ReaderEvalConfig(BaseModel):
     max_tokens: int = Field(default=256, ge=1)
     seed: int = 0
     max_context_chars: int = Field(default=8000, ge=0)
+    grader: GraderConfig | None = None  # default: the benchmark template's grader (with the task's ``match``)
     strategies: tuple[Strategy, ...] = (Strategy(name="no-retrieval", retrieval=False), Strategy(name="retrieval"))
     sizes: ModelSizes | None = None  # model sizes for FLOP accounting
+
+    def samples_of(self, strategy: Strategy) -> int:
+        return strategy.n_samples if strategy.n_samples is not None else self.n_samples
+
+    def temperature_of(self, strategy: Strategy) -> float:
+        return strategy.temperature if strategy.temperature is not None else self.temperature
 
 
 def load_reader_eval_config(path) -> ReaderEvalConfig:
@@ -81,6 +104,19 @@ def load_reader_eval_config(path) -> ReaderEvalConfig:
 
 PassageFn = Callable[[Sequence[BenchmarkItem], Strategy, int], list[list[list[Any]]]]
 """(items, strategy, n_samples) -> per item, per prompt, the passages; one prompt per bag (or one prompt)."""
+
+
+@dataclass
+class _PromptJob:
+    """One prompt of one question: its passages, how many samples it gets and from which sample index on."""
+
+    item: BenchmarkItem
+    prompt_index: int
+    passages: list[Any]
+    n: int
+    first_sample: int
+    query_tokens: int
+    rerank_tokens: int
 
 
 def generate_samples(
@@ -93,74 +129,123 @@ def generate_samples(
     count_rerank_tokens: Callable[[BenchmarkItem], int] | None = None,
     batch_size: int = 8,
 ) -> tuple[pl.DataFrame, list[Rejection]]:
-    """Draw ``cfg.n_samples`` completions per item for one strategy; a reader failure on a batch is retried item by
-    item, and an item that still fails is recorded as a rejection, never killing the run."""
+    """Draw the strategy's samples per item, ``batch_size`` questions at a time: the prompts of a batch that share
+    sampling parameters (all of them, or one bag index each with bagging) go to the reader in one call. A reader
+    failure on a call is retried prompt by prompt, and a question that still fails is recorded as a rejection and
+    left out (all its samples), never killing the run."""
     rows: list[dict] = []
     rejections: list[Rejection] = []
+    n_samples, temperature = cfg.samples_of(strategy), cfg.temperature_of(strategy)
     budget = ContextBudget(max_passages=strategy.k, max_units=cfg.max_context_chars)
     for start in tqdm(range(0, len(items), batch_size), desc=f"generate {strategy.name}", disable=None):
         batch = list(items[start : start + batch_size])
         passage_sets = (
-            passages_for(batch, strategy, cfg.n_samples) if strategy.retrieval and passages_for else [[[]]] * len(batch)
+            passages_for(batch, strategy, n_samples) if strategy.retrieval and passages_for else [[[]]] * len(batch)
         )
+        groups: dict[tuple[int, int], list[_PromptJob]] = {}
         for item, prompts_passages in zip(batch, passage_sets, strict=True):
             n_prompts = len(prompts_passages)
-            per_prompt = [cfg.n_samples // n_prompts + (i < cfg.n_samples % n_prompts) for i in range(n_prompts)]
-            first_sample = 0
+            per_prompt = [n_samples // n_prompts + (i < n_samples % n_prompts) for i in range(n_prompts)]
             query_tokens = count_query_tokens(item.question) if strategy.retrieval and count_query_tokens else 0
             rerank_tokens = count_rerank_tokens(item) if strategy.rerank and count_rerank_tokens else 0
+            first = 0
             for prompt_index, (passages, n) in enumerate(zip(prompts_passages, per_prompt, strict=True)):
-                if n == 0:
+                if n:
+                    job = _PromptJob(item, prompt_index, list(passages), n, first, query_tokens, rerank_tokens)
+                    groups.setdefault((n, first), []).append(job)
+                first += n
+        completions: dict[tuple[str, int], list[Completion]] = {}
+        failed: dict[str, str] = {}
+        for (n, first), jobs in groups.items():
+            params = GenerationParams(max_tokens=cfg.max_tokens, temperature=temperature, n=n, seed=cfg.seed + first)
+            prompts = [build_prompt(job.item, job.passages, budget) for job in jobs]
+            try:
+                results = reader.generate(prompts, params)
+            except ReaderError:
+                results = []
+                for job, prompt in zip(jobs, prompts, strict=True):
+                    try:
+                        (result,) = reader.generate([prompt], params)
+                    except ReaderError as exc:
+                        failed.setdefault(job.item.item_id, str(exc))
+                        result = []
+                    results.append(result)
+            for job, result in zip(jobs, results, strict=True):
+                completions[(job.item.item_id, job.prompt_index)] = result
+        for item in batch:
+            if item.item_id in failed:
+                rejections.append(Rejection(STAGE, item.benchmark, item.item_id, "reader_error", failed[item.item_id]))
+        answer_format = get_template(batch[0].benchmark).answer_format if batch else "short"
+        for jobs in groups.values():
+            for job in jobs:
+                if job.item.item_id in failed:
                     continue
-                params = GenerationParams(
-                    max_tokens=cfg.max_tokens, temperature=cfg.temperature, n=n, seed=cfg.seed + first_sample
-                )
-                try:
-                    (completions,) = reader.generate([build_prompt(item, passages, budget)], params)
-                except ReaderError as exc:
-                    rejections.append(Rejection(STAGE, item.benchmark, item.item_id, "reader_error", str(exc)))
-                    break
-                answer_format = get_template(item.benchmark).answer_format
-                for j, completion in enumerate(completions):
+                for j, completion in enumerate(completions[(job.item.item_id, job.prompt_index)]):
                     rows.append(
                         {
                             "reader": reader.name,
                             "strategy": strategy.name,
-                            "question_id": item.item_id,
-                            "sample_index": first_sample + j,
-                            "prompt_index": prompt_index,
+                            "question_id": job.item.item_id,
+                            "sample_index": job.first_sample + j,
+                            "prompt_index": job.prompt_index,
                             "seed": completion.seed,
                             "prompt_tokens": completion.prompt_tokens,
                             "completion_tokens": completion.completion_tokens,
                             "text": completion.text,
                             "answer": extract_answer(answer_format, completion.text),
-                            "chunk_ids": [getattr(p, "chunk_id", "") for p in passages],
-                            "source_doc_ids": [getattr(p, "source_doc_id", None) or "" for p in passages],
-                            "query_tokens": query_tokens,
-                            "rerank_pair_tokens": rerank_tokens,
+                            "chunk_ids": [getattr(p, "chunk_id", "") for p in job.passages],
+                            "source_doc_ids": [getattr(p, "source_doc_id", None) or "" for p in job.passages],
+                            "query_tokens": job.query_tokens,
+                            "rerank_pair_tokens": job.rerank_tokens,
                         }
                     )
-                first_sample += n
-    return pl.DataFrame(rows, schema=SAMPLE_SCHEMA), rejections
+    frame = pl.DataFrame(rows, schema=SAMPLE_SCHEMA)
+    return frame.sort("question_id", "sample_index") if frame.height else frame, rejections
 
 
-def grade_samples(
-    samples: pl.DataFrame, items: Sequence[BenchmarkItem], grader_name: str | None = None
-) -> pl.DataFrame:
+def make_task_grader(cfg: ReaderEvalConfig, benchmark: str, match: str = "exact") -> Grader:
+    """The grader of a reader evaluation: the config's ``grader`` (building its judge reader), else the benchmark
+    template's grader, where the ``normalized`` grader takes the task's ``match`` mode."""
+    if cfg.grader is None:
+        name = get_template(benchmark).grader
+        return make_grader(name, mode=match) if name == "normalized" else _grader_with_judge(name, {}, None)
+    return _grader_with_judge(cfg.grader.name, cfg.grader.options, cfg.grader.judge)
+
+
+def _grader_with_judge(name: str, options: dict[str, Any], judge: dict[str, Any] | None) -> Grader:
+    accepts = inspect.signature(GRADERS[name].__init__).parameters if name in GRADERS else {}
+    if "reader" in accepts:
+        if judge is None:
+            raise ConfigError(
+                f"grader {name!r} asks a judge model: give the judge reader in the reader config "
+                "(grader: {name: %s, judge: {kind: ..., ...}}), or pick an offline grader (normalized)" % name
+            )
+        from eval.readers import make_reader
+
+        return make_grader(name, reader=make_reader(**judge), **options)
+    return make_grader(name, **options)
+
+
+def grade_samples(samples: pl.DataFrame, items: Sequence[BenchmarkItem], grader: Grader | None = None) -> pl.DataFrame:
     """Add ``outcome``, ``correct`` and ``answer_class`` (equivalence classes of one question's answers, using the
-    benchmark's grader for equivalence when it has one, e.g. MATH)."""
+    grader's ``equivalent`` when it has one, e.g. MATH), plus the grader's extra per-sample metrics (e.g.
+    ``exact_match``, ``f1``, ``contains`` of the normalized grader). Golds are every accepted answer of an item."""
     if samples.height == 0:
         return samples.with_columns(
             pl.lit(None, pl.String).alias("outcome"), pl.lit(None, pl.Boolean).alias("correct"),
             pl.lit(None, pl.Int64).alias("answer_class"),
         )  # fmt: skip
     by_id = {item.item_id: item for item in items}
-    benchmark = items[0].benchmark
-    grader = make_grader(grader_name or get_template(benchmark).grader)
+    if grader is None:
+        grader = make_grader(get_template(items[0].benchmark).grader)
     try:
         answers = [a or "" for a in samples["answer"].to_list()]
-        golds = [by_id[q].answer for q in samples["question_id"].to_list()]
-        grades = grader.grade(answers, golds, questions=[by_id[q].question for q in samples["question_id"].to_list()])
+        question_ids = samples["question_id"].to_list()
+        takes_aliases = hasattr(grader, "metrics")
+        golds = [by_id[q].accepted_answers if takes_aliases else by_id[q].answer for q in question_ids]
+        questions = [by_id[q].question for q in question_ids]
+        grades = grader.grade(answers, golds, questions=questions)
+        extra = grader.metrics(answers, golds, questions) if takes_aliases else []
         equivalent = getattr(grader, "equivalent", None)
         classes: dict[tuple[str, str], list[int]] = {}
         for (strategy, qid), group in samples.with_row_index("row").group_by(["strategy", "question_id"]):
@@ -174,19 +259,36 @@ def grade_samples(
     for pairs in classes.values():
         for row, cls in pairs:
             answer_class[row] = cls
+    metric_columns = [pl.Series(name, [m[name] for m in extra], pl.Float64) for name in (extra[0] if extra else {})]
     return samples.with_columns(
         pl.Series("outcome", [g.outcome for g in grades], pl.String),
         pl.Series("correct", [g.outcome == "correct" for g in grades], pl.Boolean),
         pl.Series("answer_class", answer_class),
+        *metric_columns,
     )
 
 
+EXTRA_METRICS = ("exact_match", "f1", "contains")  # per-sample grader metrics reported beside pass@k and maj@k
+
+
 def score_strategies(graded: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
-    """pass@k and maj@k for every k with bootstrap CIs, per strategy."""
+    """pass@k and maj@k for every k with bootstrap CIs, per strategy; plus the mean over a question's samples of
+    each extra grader metric present (exact match, token F1, answer contained) at k = 1, with its bootstrap CI."""
     frames = []
     for (strategy,), group in graded.group_by("strategy", maintain_order=True):
         scores = score_samples(group.select("question_id", "sample_index", "answer", "correct", "answer_class"),
                                seed=seed)  # fmt: skip
+        extra = [m for m in EXTRA_METRICS if m in group.columns]
+        if extra:
+            per_question = group.group_by("question_id", maintain_order=True).agg(pl.col(extra).mean())
+            values = per_question.select(extra).to_numpy().astype(float)
+            low, high = bootstrap_ci(values, seed=seed)
+            rows = [
+                {"metric": m, "k": 1, "value": float(values[:, j].mean()), "ci_low": float(low[j]),
+                 "ci_high": float(high[j]), "n_questions": per_question.height}
+                for j, m in enumerate(extra)
+            ]  # fmt: skip
+            scores = pl.concat([scores, pl.DataFrame(rows, schema=scores.schema)])
         frames.append(scores.with_columns(pl.lit(strategy).alias("strategy")))
     return pl.concat(frames) if frames else pl.DataFrame()
 

@@ -116,11 +116,12 @@ def qa_metrics(items, hits: Mapping[str, Sequence[HitLike]], ks, contaminated: s
     rows = []
     for item in items:
         item_hits = hits[item.item_id]
-        answer = item.choices[item.answer_index] if item.is_multiple_choice else item.answer
+        answers = (item.choices[item.answer_index],) if item.is_multiple_choice else item.accepted_answers
         urls = _URL.findall(str(item.metadata.get("urls", "")))
         row = {"item_id": item.item_id, "contaminated": item.item_id in contaminated}
         for k in ks:
-            row[f"answer_recall@{k}"] = float(answer_in_context(answer, [h.text for h in item_hits[:k]]))
+            texts = [h.text for h in item_hits[:k]]
+            row[f"answer_recall@{k}"] = float(any(answer_in_context(answer, texts) for answer in answers))
             if urls:
                 row[f"gold_url@{k}"] = float(gold_url_hit(urls, item_hits[:k]))
         rows.append(row)

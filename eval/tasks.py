@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from catalog.errors import ConfigError
+from catalog.hashing import stable_hash, tree_hash
 from eval.config_files import invalid_fields
 from sample_data import TASKS_DIR as BUNDLED_TASKS_DIR
 
@@ -54,6 +55,9 @@ class QATask(_Task):
     benchmark: str
     path: Path
     options: dict = Field(default_factory=dict)
+    match: Literal["exact", "contains"] = Field(
+        default="exact", description="short-answer grading: normalized exact match, or the gold contained in the answer"
+    )
 
 
 EvalTask = Annotated[QrelsTask | QATask, Field(discriminator="kind")]
@@ -61,6 +65,18 @@ EvalTask = Annotated[QrelsTask | QATask, Field(discriminator="kind")]
 
 class _TaskFile(BaseModel):
     task: EvalTask
+
+
+def task_hash(task: QrelsTask | QATask) -> str:
+    """Content hash of a task: its settings and the bytes of the files it reads (not their paths), so editing a
+    benchmark or qrels file changes every artifact key that depends on the task, and moving it changes none."""
+    files = ("queries", "qrels") if isinstance(task, QrelsTask) else ("path",)
+    return stable_hash(
+        {
+            "task": task.model_dump(mode="json", exclude=set(files)),
+            "files": {f: tree_hash(getattr(task, f)) for f in files},
+        }
+    )
 
 
 def tasks_dir() -> Path:

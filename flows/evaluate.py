@@ -27,7 +27,7 @@ from eval.compare import (
     plot_metrics,
     summary_table,
 )
-from eval.tasks import QATask, QrelsTask, resolve_task
+from eval.tasks import QATask, QrelsTask, resolve_task, task_hash
 from flows.datastore import locate_datastore, open_retriever
 from flows.runtime import artifact_key_name, current_flow_run_id, retry_condition
 from indexing.ir_metrics import load_trec_qrels
@@ -68,7 +68,7 @@ def retrieval_eval_task(variant: Variant, eval_task_ref: str, data_dir: str) -> 
         _contaminated_items(data_dir, variant, eval_task.benchmark) if isinstance(eval_task, QATask) else set()
     )
     spec = StageSpec(
-        "retrieval_eval", RETRIEVAL_EVAL_VERSION, stable_hash(eval_task),
+        "retrieval_eval", RETRIEVAL_EVAL_VERSION, task_hash(eval_task),
         stable_hash({"index": paths.index_key, "embedder": variant.stage_config("embed"),
                      "contaminated": sorted(contaminated)}),
     )  # fmt: skip
@@ -180,7 +180,10 @@ def compare_variants(
 
 
 # ---------------------------------------------------------------- reader evaluation (test-time compute)
-READER_EVAL_VERSION = "2"  # 2: samples carry source_doc_ids
+READER_EVAL_VERSION = (
+    "3"  # 3: samples only (graded in reader_grades), keyed on template and task contents; 2: source_doc_ids
+)
+READER_GRADES_VERSION = "1"
 
 
 def _passages_fn(variant: Variant, data_dir: str, seed: int):
@@ -222,9 +225,11 @@ def _reader(reader_json: str):
     return make_reader(**json.loads(reader_json))
 
 
-def reader_eval_run(variant, data_dir, eval_task: QATask, cfg, strategy, out: Path) -> StageResult:
+def reader_samples_run(variant, data_dir, eval_task: QATask, cfg, strategy, out: Path) -> StageResult:
+    """Draw and store the strategy's samples (ungraded: grading is its own stage, so a grader failure or a new
+    grader never draws them again)."""
     from eval.benchmarks import load_benchmark
-    from eval.reader_eval import generate_samples, grade_samples
+    from eval.reader_eval import generate_samples
 
     items = load_benchmark(eval_task.benchmark, eval_task.path, **eval_task.options)[: eval_task.limit]
     reader = _reader(canonical_json(cfg.reader))
@@ -245,46 +250,101 @@ def reader_eval_run(variant, data_dir, eval_task: QATask, cfg, strategy, out: Pa
     samples, rejections = generate_samples(
         items, reader, cfg, strategy, passages_for, count_query_tokens=count, count_rerank_tokens=count_pairs
     )
-    graded = grade_samples(samples, items)
-    graded.write_parquet(out / "samples.parquet")
-    accuracy = float(graded["correct"].mean()) if graded.height else 0.0
+    samples.write_parquet(out / "samples.parquet")
     return StageResult(
-        files=["samples.parquet"], rows=graded.height, content_hash=stable_hash(graded["text"].to_list()),
-        stats={"questions": len(items), "samples": graded.height, "sample_accuracy": accuracy},
-        rejections=rejections,
+        files=["samples.parquet"], rows=samples.height, content_hash=stable_hash(samples["text"].to_list()),
+        stats={"questions": len(items), "samples": samples.height}, rejections=rejections,
     )  # fmt: skip
 
 
-@task(name="reader-eval", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
-def reader_eval_task(variant, eval_task_ref: str, cfg, strategy, data_dir: str) -> tuple[ArtifactManifest, bool]:
+def _qa_task(eval_task_ref: str) -> QATask:
     eval_task = resolve_task(eval_task_ref)
     if not isinstance(eval_task, QATask):
         raise ValueError(f"task {eval_task.name!r} has no questions for a reader (kind {eval_task.kind})")
+    return eval_task
+
+
+@task(name="reader-samples", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
+def reader_samples_task(variant, eval_task_ref: str, cfg, strategy, data_dir: str) -> tuple[ArtifactManifest, bool]:
+    from eval.prompts import template_hash
+
+    eval_task = _qa_task(eval_task_ref)
     index_key = locate_datastore(variant, data_dir).index_key if strategy.retrieval else "none"
+    config = {
+        "reader": cfg.model_dump(mode="json", exclude={"strategies", "sizes", "grader", "n_samples", "temperature"}),
+        "strategy": strategy, "n_samples": cfg.samples_of(strategy), "temperature": cfg.temperature_of(strategy),
+        "template": template_hash(eval_task.benchmark),
+    }  # fmt: skip
     spec = StageSpec(
-        "reader_eval", READER_EVAL_VERSION,
-        stable_hash({"reader": cfg.model_dump(exclude={"strategies", "sizes"}), "strategy": strategy}),
-        stable_hash({"task": eval_task, "index": index_key}), strategy.name,
+        "reader_eval", READER_EVAL_VERSION, stable_hash(config),
+        stable_hash({"task": task_hash(eval_task), "index": index_key}), strategy.name,
     )  # fmt: skip
     return execute_stage(
-        ArtifactStore(data_dir), spec, lambda out: reader_eval_run(variant, data_dir, eval_task, cfg, strategy, out)
+        ArtifactStore(data_dir), spec, lambda out: reader_samples_run(variant, data_dir, eval_task, cfg, strategy, out)
     )
 
 
+def grader_key(cfg, eval_task: QATask) -> dict:
+    """What decides the grades besides the samples: the grader (name, version, options, judge), or the template's
+    grader with the task's match mode."""
+    from eval.graders import GRADERS
+    from eval.prompts import get_template
+
+    if cfg.grader is None:
+        name = get_template(eval_task.benchmark).grader
+        chosen = {"name": name, "options": {"mode": eval_task.match} if name == "normalized" else {}, "judge": None}
+    else:
+        chosen = cfg.grader.model_dump(mode="json")
+    return {**chosen, "version": getattr(GRADERS.get(chosen["name"]), "version", "1")}
+
+
+@task(name="reader-grades", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
+def reader_grades_task(
+    samples: ArtifactManifest, eval_task_ref: str, cfg, data_dir: str
+) -> tuple[ArtifactManifest, bool]:
+    """Grade stored samples (outcome, correct, answer classes, the grader's extra metrics), cached per samples
+    artifact, grader and task contents."""
+    eval_task = _qa_task(eval_task_ref)
+    spec = StageSpec(
+        "reader_grades", READER_GRADES_VERSION, stable_hash(grader_key(cfg, eval_task)),
+        stable_hash({"samples": samples.key, "content": samples.content_hash, "task": task_hash(eval_task)}),
+        samples.shard,
+    )  # fmt: skip
+
+    def run(out: Path) -> StageResult:
+        from eval.benchmarks import load_benchmark
+        from eval.reader_eval import grade_samples, make_task_grader
+
+        items = load_benchmark(eval_task.benchmark, eval_task.path, **eval_task.options)[: eval_task.limit]
+        frame = pl.read_parquet(samples.folder / "samples.parquet")
+        graded = grade_samples(frame, items, make_task_grader(cfg, eval_task.benchmark, eval_task.match))
+        graded.write_parquet(out / "graded.parquet")
+        accuracy = float(graded["correct"].mean()) if graded.height else 0.0
+        return StageResult(
+            files=["graded.parquet"], rows=graded.height,
+            content_hash=stable_hash(graded.select("outcome", "answer_class").rows()),
+            stats={"samples": graded.height, "sample_accuracy": accuracy},
+        )  # fmt: skip
+
+    return execute_stage(ArtifactStore(data_dir), spec, run)
+
+
 def _reader_samples(variant, task_ref: str, cfg, data_dir: str, catalog: Catalog, run_id: str) -> pl.DataFrame:
-    """Every strategy's stored (or newly drawn) samples; newly registered ones are copied into ``eval_samples``."""
+    """Every strategy's stored (or newly drawn) samples, graded; newly graded ones are copied into ``eval_samples``."""
     frames = []
     for strategy in cfg.strategies:
-        manifest, _ = reader_eval_task(variant, task_ref, cfg, strategy, data_dir)
-        samples = pl.read_parquet(manifest.folder / "samples.parquet")
+        samples_manifest, _ = reader_samples_task(variant, task_ref, cfg, strategy, data_dir)
+        register_artifact(catalog, samples_manifest, variant.name, run_id)
+        manifest, _ = reader_grades_task(samples_manifest, task_ref, cfg, data_dir)
+        graded = pl.read_parquet(manifest.folder / "graded.parquet")
         if register_artifact(catalog, manifest, variant.name, run_id):
-            details = samples.with_columns(
+            details = graded.with_columns(
                 pl.lit(variant.name).alias("variant"), pl.lit(resolve_task(task_ref).name).alias("task"),
                 pl.lit(manifest.key).alias("artifact_key"),
             )  # fmt: skip
             catalog.insert_rows("eval_samples", details)
-        frames.append(samples)
-    return pl.concat(frames) if frames else pl.DataFrame()
+        frames.append(graded)
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
 def _per_question_accuracy(graded: pl.DataFrame) -> pl.DataFrame:

@@ -1,10 +1,10 @@
-"""Benchmark question loaders (MMLU, MATH-500, SimpleQA, GPQA) behind one registry.
+"""Benchmark question loaders (MMLU, MATH-500, SimpleQA, GPQA, NQ-open) behind one registry.
 
 ``load_benchmark("mmlu", "data/mmlu", split="test")`` returns ``BenchmarkItem``s; ``read_benchmark`` also returns
 the rejected rows. Importing this package registers every loader.
 """
 
-from eval.benchmarks import gpqa, math500, mmlu, simpleqa  # noqa: F401  (importing registers the loaders)
+from eval.benchmarks import gpqa, math500, mmlu, nq_open, simpleqa  # noqa: F401  (importing registers the loaders)
 from eval.benchmarks.registry import (
     BENCHMARKS,
     BenchmarkError,

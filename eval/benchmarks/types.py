@@ -13,7 +13,7 @@ class BenchmarkItem:
 
     ``answer`` is the gold letter for multiple choice (``choices`` non-empty, already in presentation order:
     GPQA's are shuffled by a seed derived from ``item_id``), the reference answer string otherwise (MATH-500's
-    final answer, SimpleQA's short answer). ``category`` is the subject (MMLU subject, MATH-500 subject, GPQA
+    final answer, SimpleQA's short answer, NQ-open's first accepted answer). ``category`` is the subject (MMLU subject, MATH-500 subject, GPQA
     domain, SimpleQA topic); ``metadata`` keeps the rest (MMLU supercategory, MATH level, SimpleQA urls, ...).
     """
 
@@ -23,11 +23,16 @@ class BenchmarkItem:
     answer: str
     choices: tuple[str, ...] = ()
     category: str = ""
+    aliases: tuple[str, ...] = ()  # other accepted answers (NQ-open lists several; graders accept any)
     metadata: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def is_multiple_choice(self) -> bool:
         return bool(self.choices)
+
+    @property
+    def accepted_answers(self) -> tuple[str, ...]:
+        return (self.answer, *self.aliases)
 
     @property
     def answer_index(self) -> int:

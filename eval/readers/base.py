@@ -49,6 +49,12 @@ class Completion:
     logprob: float | None = None  # sum of the sampled tokens' log-probabilities, when the backend reports it
 
 
+def render_plain(messages: Sequence[ChatMessage]) -> str:
+    """The explicit template for models without a chat template: ``Role: content`` blocks, then ``Assistant:``."""
+    blocks = [f"{m.role.capitalize()}: {m.content}" for m in messages]
+    return "\n\n".join([*blocks, "Assistant:"])
+
+
 def split_evenly(total: int, parts: int) -> list[int]:
     """``total`` tokens split into ``parts`` whole shares that differ by at most one (remainder to the first ones),
     for backends and searches that only know a sum over several completions."""

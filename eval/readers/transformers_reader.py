@@ -2,8 +2,12 @@
 
 The loop (rather than ``model.generate``) gives each of the ``n`` samples of a prompt its own ``torch.Generator``
 seeded ``params.seed + i``, so sample i is reproducible on its own whatever ``n`` is, and lets us record exact token
-counts and the model's log-probability of what it sampled. The prompt is prefilled once and its KV cache copied to the
-``n`` samples (as prefix caching does in vLLM); samples that finish leave the batch.
+counts and the model's log-probability of what it sampled. Prompts are batched (left-padded, ``batch_size`` prompts
+per forward pass); each prompt is prefilled once and its KV cache copied to its ``n`` samples (as prefix caching does
+in vLLM); samples that finish leave the batch. Padding changes float rounding, so a greedy answer can differ in rare
+near-ties between a prompt generated alone and in a batch.
+
+``model_path`` is a model folder, a ``.gguf`` file, or a bundled model name (``eval.readers.model_files``).
 """
 
 from __future__ import annotations
@@ -15,19 +19,20 @@ from typing import Any
 from tqdm import tqdm
 
 from catalog.errors import ConfigError
-from eval.readers.base import ChatMessage, Completion, GenerationParams, ReaderError, register_reader
-
-
-def render_plain(messages: Sequence[ChatMessage]) -> str:
-    """The explicit template for tokenizers without a chat template: ``Role: content`` blocks, then ``Assistant:``."""
-    blocks = [f"{m.role.capitalize()}: {m.content}" for m in messages]
-    return "\n\n".join([*blocks, "Assistant:"])
+from eval.readers.base import ChatMessage, Completion, GenerationParams, ReaderError, register_reader, render_plain
+from eval.readers.model_files import converted_gguf, resolve_model
 
 
 @register_reader("transformers")
 class TransformersReader:
     def __init__(
-        self, model_path: str | Path, device: str = "cpu", dtype: str = "float32", chat_template: str | None = None
+        self,
+        model_path: str | Path,
+        device: str = "cpu",
+        dtype: str = "float32",
+        chat_template: str | None = None,
+        threads: int | None = None,
+        batch_size: int = 8,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -35,11 +40,20 @@ class TransformersReader:
         self._torch = torch
         self.name = str(model_path)
         self.device = device
+        if batch_size < 1:
+            raise ConfigError(f"transformers reader: batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"transformers reader: threads must be at least 1, got {threads}")
+            torch.set_num_threads(threads)
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ConfigError(f"transformers reader: dtype {dtype!r} is not a torch dtype (float32, bfloat16, ...)")
+        files = resolve_model(model_path)
+        folder = converted_gguf(files) if files.gguf_file else files.folder
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-            self.model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=getattr(torch, dtype))
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype))
         except (OSError, ValueError) as exc:
             raise ReaderError(f"transformers reader: cannot load model {model_path}: {exc}") from exc
         self.model.to(device).eval()
@@ -47,6 +61,9 @@ class TransformersReader:
             self.tokenizer.chat_template = chat_template
         self.n_params: int | None = sum(p.numel() for p in self.model.parameters())
         self.eos_ids = self._eos_ids()
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
+        )
         self.max_positions: int | None = getattr(self.model.config, "max_position_embeddings", None)
 
     def _eos_ids(self) -> set[int]:
@@ -72,10 +89,16 @@ class TransformersReader:
 
     # ---------------------------------------------------------------- generation
     def generate(self, prompts: Sequence[Sequence[ChatMessage]], params: GenerationParams) -> list[list[Completion]]:
-        return [
-            self._sample(self.encode_prompt(messages), params)
-            for messages in tqdm(prompts, desc=f"generate ({self.name})", disable=None)
-        ]
+        encoded = [self.encode_prompt(messages) for messages in prompts]
+        for ids in encoded:
+            self._check_length(len(ids) + params.max_tokens)
+        out: list[list[Completion]] = []
+        starts = range(0, len(encoded), self.batch_size)
+        for start in tqdm(
+            starts, desc=f"generate ({self.name})", unit="batch", disable=None if len(starts) > 1 else True
+        ):
+            out += self._sample_batch(encoded[start : start + self.batch_size], params)
+        return out
 
     def _check_length(self, n_tokens: int) -> None:
         if self.max_positions is not None and n_tokens > self.max_positions:
@@ -98,55 +121,72 @@ class TransformersReader:
         rows = [torch.multinomial(probs[i], 1, generator=generators[i]) for i in range(probs.shape[0])]
         return torch.cat(rows)
 
-    def _sample(self, prompt_ids: list[int], params: GenerationParams) -> list[Completion]:
+    def _sample_batch(self, prompts: list[list[int]], params: GenerationParams) -> list[list[Completion]]:
+        """``params.n`` samples of each prompt; row ``p * n + i`` of the batch is sample i of prompt p."""
         torch = self._torch
-        self._check_length(len(prompt_ids) + params.max_tokens)
+        n, width = params.n, max(len(ids) for ids in prompts)
         seeds = params.sample_seeds()
-        generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
-        n = params.n
-        generated: list[list[int]] = [[] for _ in range(n)]
-        logprobs = [0.0] * n
-        finish: list[str | None] = [None] * n
-        active = list(range(n))  # samples still generating, in the order of the cache's batch rows
+        rows = len(prompts) * n
+        generators = [torch.Generator(device=self.device).manual_seed(seeds[r % n]) for r in range(rows)]
+        generated: list[list[int]] = [[] for _ in range(rows)]
+        logprobs = [0.0] * rows
+        finish: list[str | None] = [None] * rows
+        active = list(range(rows))  # rows still generating, in the order of the cache's batch rows
+        # left padding: every prompt ends at the last column, and positions count only real tokens
+        input_ids = torch.tensor([[self.pad_id] * (width - len(ids)) + ids for ids in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            # One prefill, its KV cache copied to the n samples; finished samples leave the batch.
-            out = self.model(input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
-            past = out.past_key_values
-            past.batch_repeat_interleave(n)
-            logits = out.logits[:, -1, :].float().expand(n, -1)
+            out = self.model(
+                input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+            )
+            cache = out.cache
+            if n > 1:
+                cache.batch_repeat_interleave(n)
+            mask = mask.repeat_interleave(n, dim=0)
+            position = positions[:, -1].repeat_interleave(n)
+            logits = out.logits[:, -1, :].float().repeat_interleave(n, dim=0)
             for step in range(params.max_tokens):
-                next_ids = self._next_tokens(logits, params, [generators[i] for i in active])
+                next_ids = self._next_tokens(logits, params, [generators[r] for r in active])
                 # the model's own log-probability of each sampled token (temperature 1, no top-p)
                 token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, next_ids[:, None])[:, 0]
                 keep = []
-                for row, i in enumerate(active):
+                for row, r in enumerate(active):
                     token = int(next_ids[row])
-                    generated[i].append(token)
-                    logprobs[i] += float(token_logprobs[row])
-                    if token in self.eos_ids or self._hits_stop(generated[i], params.stop):
-                        finish[i] = "stop"
+                    generated[r].append(token)
+                    logprobs[r] += float(token_logprobs[row])
+                    if token in self.eos_ids or self._hits_stop(generated[r], params.stop):
+                        finish[r] = "stop"
                     else:
                         keep.append(row)
                 if not keep or step == params.max_tokens - 1:
                     break
                 if len(keep) < len(active):
-                    rows = torch.tensor(keep, device=self.device)
-                    past.batch_select_indices(rows)
-                    next_ids = next_ids[rows]
+                    kept = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(kept)
+                    next_ids, mask, position = next_ids[kept], mask[kept], position[kept]
                     active = [active[row] for row in keep]
-                out = self.model(input_ids=next_ids[:, None], past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+                position = position + 1
+                out = self.model(
+                    input_ids=next_ids[:, None], attention_mask=mask, position_ids=position[:, None], cache=cache,
+                    use_cache=True,
+                )  # fmt: skip
+                cache = out.cache
                 logits = out.logits[:, -1, :].float()
         return [
-            Completion(
-                text=self._final_text(generated[i], params.stop),
-                prompt_tokens=len(prompt_ids),
-                completion_tokens=len(generated[i]),
-                seed=seeds[i],
-                finish_reason=finish[i] or "length",
-                logprob=logprobs[i],
-            )
-            for i in range(n)
+            [
+                Completion(
+                    text=self._final_text(generated[r], params.stop),
+                    prompt_tokens=len(prompt),
+                    completion_tokens=len(generated[r]),
+                    seed=seeds[r % n],
+                    finish_reason=finish[r] or "length",
+                    logprob=logprobs[r],
+                )
+                for r in range(p * n, (p + 1) * n)
+            ]
+            for p, prompt in enumerate(prompts)
         ]
 
     def _hits_stop(self, tokens: list[int], stop: tuple[str, ...]) -> bool:

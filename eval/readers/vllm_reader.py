@@ -59,4 +59,21 @@ class VLLMReader:
         ]
 
     def score(self, prompts: Sequence[Sequence[ChatMessage]], continuations: Sequence[str]) -> list[float]:
-        raise NotImplementedError("vllm reader: scoring is not implemented; use the transformers reader")
+        """Sum of the continuation tokens' log-probabilities from vLLM's prompt logprobs (``prompt_logprobs=0``
+        returns each prompt token's own log-probability), on the token ids the transformers reader scores: the
+        rendered prompt's, then the continuation's. Not exercised by the test suite (vLLM needs a GPU)."""
+        if len(prompts) != len(continuations):
+            raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} continuations")
+        sampling = self._vllm.SamplingParams(max_tokens=1, prompt_logprobs=0)
+        requests, starts = [], []
+        for messages, continuation in zip(prompts, continuations, strict=True):
+            prompt_ids = self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
+            cont_ids = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            requests.append({"prompt_token_ids": prompt_ids + cont_ids})
+            starts.append(len(prompt_ids))
+        outputs = self.llm.generate(requests, sampling)
+        scores = []
+        for output, start in zip(outputs, starts, strict=True):
+            ids, logprobs = output.prompt_token_ids, output.prompt_logprobs
+            scores.append(float(sum(logprobs[i][ids[i]].logprob for i in range(max(start, 1), len(ids)))))
+        return scores

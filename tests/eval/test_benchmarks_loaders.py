@@ -23,11 +23,12 @@ def mmlu_test(shared_data: Path):
     return read_benchmark("mmlu", shared_data / "mmlu", split="test")
 
 
-def test_registry_names_the_four_benchmarks_with_their_ngram_defaults():
+def test_registry_names_the_benchmarks_with_their_ngram_defaults():
     assert {name: loader.default_ngram for name, loader in BENCHMARKS.items()} == {
         "gpqa": 13,
         "math500": 26,
         "mmlu": 16,
+        "nq_open": 13,
         "simpleqa": 13,
     }
 

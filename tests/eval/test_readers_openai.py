@@ -20,6 +20,7 @@ class ScriptedServer:
     def __init__(self) -> None:
         self.statuses: list[int] = []
         self.requests: list[dict] = []
+        self.ignores_n = False  # answer with one choice whatever n is (as llama.cpp's server does)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,7 +39,7 @@ class ScriptedServer:
                     self.end_headers()
                     self.wfile.write(b'{"error": "scripted"}')
                     return
-                n = body["n"]
+                n = 1 if server.ignores_n else body["n"]
                 question = body["messages"][-1]["content"]
                 choices = [
                     {
@@ -129,7 +130,7 @@ def test_connection_refused_is_a_reader_error():
     reader = OpenAIReader("http://127.0.0.1:9", "tiny", max_retries=1, backoff_s=0.01)
     with pytest.raises(ReaderError, match="ConnectError"):
         reader.generate([PROMPT], GenerationParams())
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(ReaderError, match="127.0.0.1:9/v1/completions cannot score a continuation"):
         reader.score([PROMPT], ["4"])
 
 
@@ -145,3 +146,82 @@ def test_vllm_reader_missing_is_a_config_error():
         make_reader("vllm", model="some/model")
     with pytest.raises(ConfigError, match="unknown kind"):
         make_reader("llamacpp")
+
+
+def test_server_that_ignores_n_falls_back_to_one_request_per_sample(server, caplog):
+    server.ignores_n = True
+    reader = OpenAIReader(server.url, "tiny", concurrency=1)
+    first, second = reader.generate([PROMPT, PROMPT], GenerationParams(n=3, seed=5))
+    assert [c.seed for c in first] == [5, 6, 7] and [c.seed for c in second] == [5, 6, 7]
+    assert [r["body"]["n"] for r in server.requests] == [3, 1, 1, 1, 1, 1, 1]  # detected once, then per sample
+    assert "ignores n" in caplog.text and reader.per_sample_requests
+
+
+def test_score_on_a_server_without_echo_logprobs_names_the_server(server):
+    reader = OpenAIReader(server.url, "tiny", max_retries=0)
+    with pytest.raises(ReaderError, match=f"{server.url}/v1/completions cannot score a continuation.*HTTP 404"):
+        reader.score([PROMPT], ["4"])
+
+
+class LogprobServer:
+    """A /v1/completions endpoint backed by a real (tiny) causal LM: ``echo`` + ``logprobs`` + ``max_tokens: 0``
+    returns every prompt token's log-probability and text offset, as vLLM's server does."""
+
+    def __init__(self, model_path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        model = AutoModelForCausalLM.from_pretrained(str(model_path)).eval()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                assert self.path == "/v1/completions" and body["echo"] and body["max_tokens"] == 0
+                encoded = tokenizer(body["prompt"], return_offsets_mapping=True)
+                ids = torch.tensor([encoded["input_ids"]])
+                with torch.inference_mode():
+                    logits = model(input_ids=ids).logits[0, :-1].float()
+                values = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None])[:, 0].tolist()
+                offsets = [start for start, _ in encoded["offset_mapping"]]
+                reply = {"choices": [{"text": body["prompt"], "logprobs": {
+                    "token_logprobs": [None, *values], "text_offset": offsets}}]}  # fmt: skip
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_score_from_echoed_prompt_logprobs_matches_the_model(tmp_path, build_tiny_model):
+    from eval.readers import TransformersReader
+
+    path = build_tiny_model(tmp_path)
+    server = LogprobServer(path)
+    try:
+        reader = OpenAIReader(server.url, "tiny")
+        prompt = [ChatMessage("system", "be brief"), ChatMessage("user", "hello world")]
+        continuations = [" the cat sat on the mat", " the cat sat"]
+        remote = reader.score([prompt, prompt], continuations)
+        local = TransformersReader(path).score([prompt, prompt], continuations)
+        assert remote == pytest.approx(local, abs=1e-4)
+        assert remote[0] < remote[1] < 0
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+
+
+def test_chat_template_renders_the_scored_prompt():
+    reader = OpenAIReader("http://127.0.0.1:9", "tiny", chat_template=(
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    ))  # fmt: skip
+    assert reader.render(PROMPT) == "<|system|>be brief\n<|user|>2+2?\n<|assistant|>"

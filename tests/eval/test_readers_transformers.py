@@ -105,7 +105,45 @@ def test_chat_template_is_used_when_present(tmp_path, build_tiny_model):
 def test_prompt_over_context_is_a_clear_error(reader):
     with pytest.raises(ReaderError, match="over the model's context of 128"):
         reader.generate([[ChatMessage("user", "one " * 200)]], GenerationParams(max_tokens=4))
-    with pytest.raises(ReaderError, match="cannot load model"):
+    with pytest.raises(ConfigError, match="not a local folder or .gguf file, nor a bundled model"):
         TransformersReader("/nonexistent/model")
+    with pytest.raises(ConfigError, match="no such GGUF file"):
+        TransformersReader("/nonexistent/model.gguf")
     with pytest.raises(ConfigError, match="not a torch dtype"):
         TransformersReader("/nonexistent/model", dtype="float33")
+
+
+def test_prompts_of_different_lengths_batch_like_they_generate_alone(reader):
+    prompts = [
+        [ChatMessage("user", "hello world")],
+        [ChatMessage("user", "the cat sat on the mat a dog ran in the park one two three")],
+        [ChatMessage("user", "one")],
+    ]
+    for params in (GenerationParams(max_tokens=8), GenerationParams(max_tokens=8, temperature=1.0, n=3, seed=4)):
+        batched = reader.generate(prompts, params)  # one left-padded forward pass for the three prompts
+        alone = [reader.generate([p], params)[0] for p in prompts]
+        assert [[c.text for c in b] for b in batched] == [[c.text for c in a] for a in alone]
+        assert [[c.prompt_tokens for c in b] for b in batched] == [[c.prompt_tokens for c in a] for a in alone]
+        for b, a in zip(batched, alone, strict=True):
+            assert [c.logprob for c in b] == pytest.approx([c.logprob for c in a], abs=1e-4)
+
+
+def test_generation_emits_no_deprecation_warning(reader, recwarn):
+    reader.generate([PROMPT, PROMPT[1:]], GenerationParams(max_tokens=4, n=2, temperature=1.0))
+    assert not [w for w in recwarn if "past_key_values" in str(w.message)]
+
+
+def test_threads_and_batch_size_are_validated(tmp_path, build_tiny_model):
+    import torch
+
+    path = build_tiny_model(tmp_path)
+    before = torch.get_num_threads()
+    try:
+        TransformersReader(path, threads=1, batch_size=2)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="threads must be at least 1"):
+        TransformersReader(path, threads=0)
+    with pytest.raises(ConfigError, match="batch_size must be at least 1"):
+        TransformersReader(path, batch_size=0)
