@@ -293,6 +293,83 @@ def score_strategies(graded: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
+def per_question_accuracy(graded: pl.DataFrame) -> pl.DataFrame:
+    """Per question and strategy: sample accuracy and majority-vote accuracy over all n samples, as columns
+    ``<strategy> acc`` and ``<strategy> maj@n`` keyed by ``item_id`` (for paired tests between strategies or
+    variants)."""
+    from eval.sample_metrics import SampleMatrix, maj_at_k_curve
+
+    frame = None
+    for (strategy,), group in graded.group_by("strategy", maintain_order=True):
+        matrix = SampleMatrix.from_table(group)
+        maj = maj_at_k_curve(matrix.answer_class, matrix.correct)[:, -1]
+        part = pl.DataFrame(
+            {"item_id": matrix.question_ids, f"{strategy} acc": matrix.correct.mean(axis=1),
+             f"{strategy} maj@{matrix.n}": maj}
+        )  # fmt: skip
+        frame = part if frame is None else frame.join(part, on="item_id", how="full", coalesce=True)
+    return frame if frame is not None else pl.DataFrame({"item_id": []})
+
+
+def strategy_summary(
+    graded: pl.DataFrame, flops: dict[str, dict[str, float]] | None = None, seed: int = 0
+) -> list[dict]:
+    """One row per strategy: samples per question, accuracy of the final answer (majority vote over all samples;
+    with one sample, its exact correctness) with a bootstrap 95% CI, the mean extra metrics, FLOPs per question,
+    and the paired difference to the first strategy (bootstrap over questions, 95% CI)."""
+    from eval.compare import paired_bootstrap
+
+    accuracy = per_question_accuracy(graded)
+    strategies = list(dict.fromkeys(graded["strategy"].to_list()))
+    column = {s: next(c for c in accuracy.columns if c.startswith(f"{s} maj@")) for s in strategies}
+    baseline = strategies[0] if strategies else None
+    rows = []
+    for strategy in strategies:
+        group = graded.filter(pl.col("strategy") == strategy)
+        values = accuracy[column[strategy]].drop_nulls().to_numpy().astype(float)
+        low, high = bootstrap_ci(values[:, None], seed=seed)
+        row = {
+            "strategy": strategy, "samples": int(column[strategy].rsplit("@", 1)[1]), "questions": len(values),
+            "accuracy": float(values.mean()), "ci_low": float(low[0]), "ci_high": float(high[0]),
+        }  # fmt: skip
+        for metric in EXTRA_METRICS:
+            if metric in group.columns:
+                row[metric] = float(group.group_by("question_id").agg(pl.col(metric).mean())[metric].mean())
+        if flops and strategy in flops:
+            row["flops_per_question"] = flops[strategy]["total_per_question"]
+        if strategy != baseline:
+            both = accuracy.select(column[baseline], column[strategy]).drop_nulls()
+            diff, d_low, d_high, p = paired_bootstrap(
+                both[column[baseline]].to_numpy(), both[column[strategy]].to_numpy(), seed=seed
+            )
+            row.update({"diff_vs": baseline, "diff": diff, "diff_ci_low": d_low, "diff_ci_high": d_high, "p_value": p})
+        rows.append(row)
+    return rows
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """The strategy summary as a markdown table."""
+    if not rows:
+        return ""
+    baseline = rows[0]["strategy"]
+    lines = [
+        f"| strategy | samples | accuracy [95% CI] | EM | contains | F1 | FLOPs/question | minus {baseline} [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def fmt(row, key):
+        return f"{row[key]:.3f}" if key in row else "-"
+
+    for r in rows:
+        diff = f"{r['diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]" if "diff" in r else "-"
+        flops = f"{r['flops_per_question']:.3g}" if "flops_per_question" in r else "-"
+        lines.append(
+            f"| {r['strategy']} | {r['samples']} | {r['accuracy']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] | "
+            f"{fmt(r, 'exact_match')} | {fmt(r, 'contains')} | {fmt(r, 'f1')} | {flops} | {diff} |"
+        )
+    return "\n".join(lines)
+
+
 def flops_by_strategy(graded: pl.DataFrame, sizes: ModelSizes) -> dict[str, dict[str, float]]:
     """FLOPs per strategy from the stored token counts (prefill once per prompt, generation per sample, query
     embedding and reranking when their model sizes are configured)."""

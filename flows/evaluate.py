@@ -131,7 +131,7 @@ def compare_variants(
         folder.mkdir(parents=True, exist_ok=True)
         cfg = None
         if reader_config is not None:
-            from eval.reader_eval import flops_by_strategy, load_reader_eval_config
+            from eval.reader_eval import flops_by_strategy, load_reader_eval_config, per_question_accuracy
 
             cfg = load_reader_eval_config(reader_config)
         per_item, flops_points = {}, []
@@ -142,7 +142,7 @@ def compare_variants(
             if cfg is None:
                 continue
             graded = _reader_samples(variant, task_ref, cfg, data_dir, catalog, run_id)
-            accuracy = _per_question_accuracy(graded)
+            accuracy = per_question_accuracy(graded)
             per_item[variant.name] = per_item[variant.name].join(accuracy, on="item_id", how="left")
             for strategy, flops in (flops_by_strategy(graded, cfg.sizes) if cfg.sizes else {}).items():
                 column = next(c for c in accuracy.columns if c.startswith(f"{strategy} maj@"))
@@ -347,31 +347,20 @@ def _reader_samples(variant, task_ref: str, cfg, data_dir: str, catalog: Catalog
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
-def _per_question_accuracy(graded: pl.DataFrame) -> pl.DataFrame:
-    """Per question and strategy: sample accuracy and majority-vote accuracy over all n samples, as columns
-    ``<strategy> acc`` and ``<strategy> maj@n`` keyed by ``item_id`` (for paired tests between variants)."""
-    from eval.sample_metrics import SampleMatrix, maj_at_k_curve
-
-    frame = None
-    for (strategy,), group in graded.group_by("strategy", maintain_order=True):
-        matrix = SampleMatrix.from_table(group)
-        maj = maj_at_k_curve(matrix.answer_class, matrix.correct)[:, -1]
-        part = pl.DataFrame(
-            {"item_id": matrix.question_ids, f"{strategy} acc": matrix.correct.mean(axis=1),
-             f"{strategy} maj@{matrix.n}": maj}
-        )  # fmt: skip
-        frame = part if frame is None else frame.join(part, on="item_id", how="full", coalesce=True)
-    return frame if frame is not None else pl.DataFrame({"item_id": []})
-
-
-def reader_report(graded: pl.DataFrame, cfg, title: str, folder: Path) -> tuple[str, dict]:
-    """Markdown table of pass@k / maj@k per strategy with CIs, FLOPs per question, and a plot of accuracy vs k."""
-    from eval.reader_eval import flops_by_strategy, score_strategies
+def reader_report(graded: pl.DataFrame, cfg, title: str, folder: Path, variant: str = "") -> tuple[str, dict]:
+    """Markdown: the strategy summary (final-answer accuracy with CIs, EM/contains/F1, FLOPs per question, paired
+    difference to the first strategy), then pass@k / maj@k / extra metrics per strategy with CIs; plots of accuracy
+    against k and, with model sizes, against FLOPs per question."""
+    from eval.compare import plot_accuracy_vs_flops
+    from eval.reader_eval import flops_by_strategy, score_strategies, strategy_summary, summary_markdown
 
     scores = score_strategies(graded, seed=cfg.seed)
     flops = flops_by_strategy(graded, cfg.sizes) if cfg.sizes else {}
+    summary = strategy_summary(graded, flops, seed=cfg.seed)
     lines = [
         f"# {title}",
+        "",
+        summary_markdown(summary),
         "",
         "| strategy | metric | k | value | 95% CI | FLOPs/question |",
         "|---|---|---|---|---|---|",
@@ -382,9 +371,18 @@ def reader_report(graded: pl.DataFrame, cfg, title: str, folder: Path) -> tuple[
             f"| {row['strategy']} | {row['metric']} | {row['k']} | {row['value']:.4f} | "
             f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] | {'-' if per_q is None else f'{per_q:.3g}'} |"
         )
-    plot = plot_accuracy_vs_k(scores, folder / "accuracy_vs_k.png")
-    lines += ["", f"![accuracy vs k]({plot})"]
-    return "\n".join(lines), {"scores": scores.to_dicts(), "flops": flops, "plot": str(plot)}
+    plots = [plot_accuracy_vs_k(scores, folder / "accuracy_vs_k.png")]
+    if flops:
+        points = [
+            {"variant": variant, "strategy": r["strategy"], "flops": r["flops_per_question"],
+             "accuracy": r["accuracy"]}
+            for r in summary
+        ]  # fmt: skip
+        plots.append(plot_accuracy_vs_flops(points, folder / "accuracy_vs_flops.png"))
+    lines += ["", *(f"![{p.stem}]({p})" for p in plots)]
+    report = {"scores": scores.to_dicts(), "flops": flops, "summary": summary, "plot": str(plots[0]),
+              "plots": [str(p) for p in plots]}  # fmt: skip
+    return "\n".join(lines), report
 
 
 @flow(name="evaluate-reader", log_prints=True)
@@ -401,7 +399,7 @@ def evaluate_reader(variant_path: str, data_dir: str, task_ref: str, reader_conf
         graded = _reader_samples(variant, task_ref, cfg, data_dir, catalog, run_id)
         folder = Path(data_dir) / "runs" / run_id
         folder.mkdir(parents=True, exist_ok=True)
-        markdown, report = reader_report(graded, cfg, f"{variant.name} on {eval_task.name}", folder)
+        markdown, report = reader_report(graded, cfg, f"{variant.name} on {eval_task.name}", folder, variant.name)
         (folder / "reader_eval.md").write_text(markdown)
         create_markdown_artifact(key=artifact_key_name(f"reader-eval-{eval_task.name}"), markdown=markdown)
         catalog.finish_run(run_id, "completed", {"task": eval_task.name, "report": str(folder / "reader_eval.md")})

@@ -47,6 +47,34 @@ OPTIONAL = {
 STEP_SCORES = "step_scores"
 
 
+def from_reader_samples(frame: pl.DataFrame) -> pl.DataFrame:
+    """Stored reader-evaluation samples (``eval_samples`` rows: strategy, question_id, sample_index, answer,
+    correct, token counts, chunk_ids) as a samples table: one ``retrieval`` setting per strategy, named after it,
+    except that the strategy without passages that has the most samples per question is ``none`` (the base setting
+    difficulty bins are computed from); ``source`` parallel, ``tokens`` the completion tokens."""
+    missing = [c for c in ("strategy", "question_id", "sample_index", "answer", "correct") if c not in frame.columns]
+    if missing:
+        raise SamplesError(f"reader samples: missing columns {', '.join(missing)}")
+    passages = pl.col("chunk_ids").list.len().fill_null(0).max() if "chunk_ids" in frame.columns else pl.lit(1)
+    per_strategy = frame.group_by("strategy").agg(
+        passages.alias("passages"), (pl.len() / pl.col("question_id").n_unique()).alias("per_question")
+    )
+    closed = per_strategy.filter(pl.col("passages") == 0).sort(["per_question", "strategy"], descending=[True, False])
+    base = closed["strategy"][0] if closed.height else None
+    tokens = pl.col("completion_tokens") if "completion_tokens" in frame.columns else pl.lit(0)
+    prompt_tokens = pl.col("prompt_tokens") if "prompt_tokens" in frame.columns else pl.lit(0)
+    return frame.select(
+        pl.col("question_id").cast(pl.Utf8),
+        pl.col("sample_index").cast(pl.Int64).alias("sample_idx"),
+        pl.col("answer").cast(pl.Utf8).fill_null(""),
+        pl.col("correct").cast(pl.Boolean).fill_null(False),
+        tokens.cast(pl.Int64).alias("tokens"),
+        prompt_tokens.cast(pl.Int64).alias("prompt_tokens"),
+        pl.when(pl.col("strategy") == base).then(pl.lit(NO_RETRIEVAL)).otherwise(pl.col("strategy")).alias("retrieval"),
+        pl.lit(PARALLEL).alias("source"),
+    ).sort("retrieval", "question_id", "sample_idx")
+
+
 class SamplesError(RereadError):
     """A samples table that cannot be analysed: the message names the file and the reason."""
 

@@ -155,3 +155,22 @@ def print_table(table, out=None) -> None:
     lines.append("\t".join(plain(c.header) for c in table.columns))
     lines.extend("\t".join(plain(cell) for cell in row) for row in zip(*(c.cells for c in table.columns), strict=True))
     out.file.write("\n".join(lines) + "\n")
+
+
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads for torch (reader generation, embedding). On a busy machine 1 is often faster than all "
+        "cores. Default: torch's choice.",
+    ),
+]
+
+
+def apply_threads(threads: int | None) -> None:
+    """Set torch's intra-op thread count for this process (flows run in it), when given."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -12,8 +12,10 @@ from flows.commands._common import (
     DataDirOption,
     JsonOption,
     LockTimeoutOption,
+    ThreadsOption,
     VariantArgument,
     VariantsArgument,
+    apply_threads,
     console,
     use_lock_timeout,
 )
@@ -55,6 +57,7 @@ def register(app: typer.Typer) -> None:
         tasks: TaskOption = ["vaswani"],  # noqa: B006 (typer needs a literal default)
         reader_config: ReaderConfigOption = None,
         lock_timeout: LockTimeoutOption = None,
+        threads: ThreadsOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Retrieval quality of a built variant on evaluation tasks (cached per index and task); with
@@ -66,6 +69,8 @@ def register(app: typer.Typer) -> None:
         check_eval(variant, tasks, reader_config)
         use_lock_timeout(lock_timeout)
         tie_temporary_server_to_this_process()
+
+        apply_threads(threads)
 
         report = evaluate(str(variant.resolve()), str(data_dir.resolve()), tasks)
         if reader_config is not None:
@@ -93,6 +98,7 @@ def register(app: typer.Typer) -> None:
         task: Annotated[str, typer.Option("--benchmark", "--task", "-b", help="Evaluation task.")] = "vaswani",
         out: Annotated[Path | None, typer.Option("--out", help="Folder for the HTML report and plots.")] = None,
         reader_config: ReaderConfigOption = None,
+        threads: ThreadsOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Compare built variants side by side: one table, paired bootstrap tests, plots, an HTML report."""
@@ -100,6 +106,7 @@ def register(app: typer.Typer) -> None:
         from flows.runtime import tie_temporary_server_to_this_process
 
         tie_temporary_server_to_this_process()
+        apply_threads(threads)
         report = compare_variants(
             [str(v.resolve()) for v in variants],
             str(data_dir.resolve()),
@@ -120,14 +127,17 @@ def register(app: typer.Typer) -> None:
         sample_dir: Annotated[
             Path | None, typer.Option(help="A sample data folder laid out like the bundled one (default: bundled).")
         ] = None,
+        threads: ThreadsOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """The quick-start job: build the bundled sample datastores and report their retrieval quality."""
+        """The quick-start job: build the bundled sample datastores, report their retrieval quality, and evaluate
+        the bundled SmolLM2 reader on NQ-open closed-book and with retrieval from two corpus variants."""
         from flows.demo import demo as demo_flow
         from flows.runtime import tie_temporary_server_to_this_process
         from sample_data import SAMPLE_DATA
 
         tie_temporary_server_to_this_process()
+        apply_threads(threads)
         report = demo_flow(str((sample_dir or SAMPLE_DATA).resolve()), str(data_dir.resolve()))
         if as_json:
             typer.echo(json.dumps(report, default=str))
@@ -141,5 +151,6 @@ def register(app: typer.Typer) -> None:
         for name, metrics in report["sample_eval"]["tasks"].items():
             values = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
             out.print(f"sample on {name}: {values}")
+        out.print(_markdown_text(report["reader_markdown"]))
         out.print(_markdown_text(report["comparison_markdown"]))
         out.print(f"HTML report: {report['comparison']['html']}")

@@ -129,6 +129,46 @@ def test_reader_evaluation_stores_samples_and_scores_every_k(built, build_tiny_m
     assert again["scores"] == report["scores"]  # stored samples re-scored, nothing generated again
 
 
+def test_samples_export_feeds_tts_report_and_a_grader_change_keeps_the_samples(built, build_tiny_model, tmp_path):
+    from flows.cli import app
+    from flows.evaluate import evaluate_reader
+
+    root, data_dir, flat, _ = built
+    config = _reader_config(root, build_tiny_model)
+    report = evaluate_reader(str(flat), str(data_dir), "mmlu", str(config))  # stored by the test above, or now
+    summary = {row["strategy"]: row for row in report["summary"]}
+    assert summary["closed-book"]["samples"] == 3 and "diff" not in summary["closed-book"]
+    bagged = summary["bagged"]
+    assert bagged["diff_ci_low"] <= bagged["diff"] <= bagged["diff_ci_high"]
+    assert bagged["diff"] == pytest.approx(bagged["accuracy"] - summary["closed-book"]["accuracy"])
+    # greedy and sampled strategies in one file: a strategy's own n_samples and temperature
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(config.read_text().replace(
+        "  - {name: bagged, k: 2, candidates: 10, bags: 2}",
+        "  - {name: bagged, k: 2, candidates: 10, bags: 2}\n  - {name: greedy, retrieval: false, n_samples: 1, temperature: 0}",
+    ).replace("strategies:", "grader: {name: choice}\nstrategies:"))  # fmt: skip
+    again = evaluate_reader(str(flat), str(data_dir), "mmlu", str(mixed))
+    assert {r["strategy"]: r["samples"] for r in again["summary"]} == {"closed-book": 3, "bagged": 3, "greedy": 1}
+    with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
+        stages = catalog.query("SELECT stage, count(*) AS n FROM stage_outputs WHERE variant = 'npl-flat' "
+                               "AND stage IN ('reader_eval', 'reader_grades') GROUP BY stage ORDER BY stage")  # fmt: skip
+    # the named grader is the template's (choice): same grader key, so no new grading of the stored strategies;
+    # the greedy strategy is new: three sample artifacts, three gradings
+    assert stages.rows() == [("reader_eval", 3), ("reader_grades", 3)]
+    out = tmp_path / "samples.parquet"
+    result = CliRunner().invoke(
+        app, ["samples", "export", str(flat), "-b", "mmlu", "--out", str(out), "--data-dir", str(data_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    table = pl.read_parquet(out)
+    # closed-book (3 samples) is the base setting; greedy also reads no passages but has one sample per question
+    assert set(table["retrieval"]) == {"none", "bagged", "greedy"}
+    assert {"question_id", "sample_idx", "answer", "correct", "tokens", "prompt_tokens", "source"} <= set(table.columns)
+    assert table.filter(pl.col("retrieval") == "bagged").height == 4 * 3
+    result = CliRunner().invoke(app, ["tts-report", str(out), "--budgets", "1,2", "--json"])
+    assert result.exit_code == 0, result.output
+
+
 def test_compare_with_reader_strategies_plots_accuracy_against_flops(built, build_tiny_model):
     from flows.evaluate import compare_variants
 
