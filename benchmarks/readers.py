@@ -2,7 +2,9 @@
 
 1. TransformersReader tokens/s on CPU: a random ~20M-parameter Llama (MiniLM's WordPiece vocabulary, 4 layers of
    width 256) unless ``--model PATH`` names a real local model; prefill tokens/s and generation tokens/s for n = 1
-   and n = 4 samples per prompt.
+   and n = 4 samples per prompt, and for a batch of 8 different prompts in one call (``--batch``). ``--model
+   smollm2-135m-instruct`` measures the bundled real reader. Process CPU seconds are reported beside wall seconds:
+   on a shared machine, CPU time per token is what an idle machine's wall time would be.
 2. "Sample once, score many": pass@k, maj@k and bootstrap CIs for every k from a synthetic table of
    ``--samples`` x ``--questions`` stored samples.
 3. MATH grading throughput of the worker (answers that need Math-Verify, not the string pre-check).
@@ -47,10 +49,10 @@ def build_random_model(path: Path) -> Path:
     return path
 
 
-def bench_reader(model_path: Path, prompt_words: int, max_tokens: int) -> dict:
+def bench_reader(model_path: Path | str, prompt_words: int, max_tokens: int, batch: int = 8) -> dict:
     from eval.readers import ChatMessage, GenerationParams, TransformersReader
 
-    reader = TransformersReader(model_path)
+    reader = TransformersReader(model_path, batch_size=batch)
     text = " ".join(["retrieved passage text about the question"] * (prompt_words // 6))
     prompt = [ChatMessage("system", "Answer briefly."), ChatMessage("user", text + "\nQuestion: what is it?")]
     reader.generate([prompt], GenerationParams(max_tokens=2))  # warm-up
@@ -68,6 +70,19 @@ def bench_reader(model_path: Path, prompt_words: int, max_tokens: int) -> dict:
         rows[f"n{n}_completion_tokens"] = generated
         rows[f"n{n}_seconds"] = elapsed
         rows[f"n{n}_generated_tokens_per_s"] = generated / max(elapsed - prefill_s, 1e-9)
+    # a batch of different prompts (as generate_samples sends them): greedy, one sample each
+    prompts = [
+        [ChatMessage("system", "Answer briefly."), ChatMessage("user", f"{text} {i}\nQuestion: what is item {i}?")]
+        for i in range(batch)
+    ]
+    start, cpu = time.perf_counter(), time.process_time()
+    outputs = reader.generate(prompts, GenerationParams(max_tokens=max_tokens))
+    elapsed, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    generated = sum(c[0].completion_tokens for c in outputs)
+    rows[f"batch{batch}_seconds"] = elapsed
+    rows[f"batch{batch}_cpu_seconds"] = cpu_s
+    rows[f"batch{batch}_tokens_per_s"] = (generated + sum(c[0].prompt_tokens for c in outputs)) / elapsed
+    rows[f"batch{batch}_generated_tokens"] = generated
     return rows
 
 
@@ -144,7 +159,13 @@ def bench_math_grading(pairs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help="a local causal LM (default: a random ~20M-parameter Llama)")
+    parser.add_argument(
+        "--model",
+        help="a local model folder, a .gguf file, or a bundled reader name (smollm2-135m-instruct); "
+        "default: a random ~20M-parameter Llama",
+    )
+    parser.add_argument("--batch", type=int, default=8, help="prompts per call in the batched measurement")
+    parser.add_argument("--skip-scoring", action="store_true", help="measure the reader only")
     parser.add_argument("--prompt-words", type=int, default=300)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--questions", type=int, default=500)
@@ -161,9 +182,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model_path = args.model or build_random_model(Path(tmp) / "random-llama")
-        reader = bench_reader(model_path, args.prompt_words, args.max_tokens)
-    scoring = bench_scoring(args.questions, args.samples, args.draws, args.boot)
-    math = bench_math_grading(args.math_pairs)
+        reader = bench_reader(model_path, args.prompt_words, args.max_tokens, args.batch)
+    scoring = {} if args.skip_scoring else bench_scoring(args.questions, args.samples, args.draws, args.boot)
+    math = {} if args.skip_scoring else bench_math_grading(args.math_pairs)
     results = {
         "reader": reader,
         "scoring": scoring,
@@ -178,9 +199,10 @@ def main() -> None:
         for key, value in values.items():
             shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
             print(f"{section + '.' + key:<40} {shown:>14}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(f"wrote {RESULTS}")
+    path = RESULTS.with_name(f"readers-{Path(args.model).stem}.json") if args.model else RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
