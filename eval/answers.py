@@ -138,12 +138,14 @@ def extract_short_answer(response: str) -> str | None:
 _SENTENCE_END_RE = re.compile(r"(?<=[^\s.]{2})[.!?](?:\s|$)")
 
 
-@register_extractor("phrase")
+@register_answer_extractor("phrase")
 def extract_phrase_answer(response: str) -> str | None:
     """The short answer of an open-domain QA response: its first non-empty line, without a leading "Answer:",
     cut at the end of its first sentence (so votes compare answers, not the sentences around them)."""
     for line in response.strip().splitlines():
-        answer = _SHORT_PREFIX_RE.sub("", line.strip()).strip()
+        line = line.strip()
+        prefix = _SHORT_PREFIX_RE.match(line)
+        answer = line[prefix.end() if prefix else 0 :].strip()
         if answer:
             end = _SENTENCE_END_RE.search(answer)
             return (answer[: end.start()] if end else answer).strip() or None

@@ -4,6 +4,7 @@ artifacts keyed by the index and the task config, compared side by side with pai
 from __future__ import annotations
 
 import json
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -247,13 +248,20 @@ def reader_samples_run(variant, data_dir, eval_task: QATask, cfg, strategy, out:
             pool = retriever.search([item.question], strategy.candidates)[0]
             return sum(count(item.question) + count(hit.text) for hit in pool)
 
+    cpu_start = time.process_time()
     samples, rejections = generate_samples(
         items, reader, cfg, strategy, passages_for, count_query_tokens=count, count_rerank_tokens=count_pairs
     )
     samples.write_parquet(out / "samples.parquet")
+    # process CPU seconds (retrieval and generation): on a shared machine, closer to an idle machine's wall time
+    stats = {
+        "questions": len(items),
+        "samples": samples.height,
+        "cpu_seconds": round(time.process_time() - cpu_start, 3),
+    }
     return StageResult(
         files=["samples.parquet"], rows=samples.height, content_hash=stable_hash(samples["text"].to_list()),
-        stats={"questions": len(items), "samples": samples.height}, rejections=rejections,
+        stats=stats, rejections=rejections,
     )  # fmt: skip
 
 
@@ -329,11 +337,19 @@ def reader_grades_task(
     return execute_stage(ArtifactStore(data_dir), spec, run)
 
 
-def _reader_samples(variant, task_ref: str, cfg, data_dir: str, catalog: Catalog, run_id: str) -> pl.DataFrame:
-    """Every strategy's stored (or newly drawn) samples, graded; newly graded ones are copied into ``eval_samples``."""
+def _reader_samples(
+    variant, task_ref: str, cfg, data_dir: str, catalog: Catalog, run_id: str, timings: dict | None = None
+) -> pl.DataFrame:
+    """Every strategy's stored (or newly drawn) samples, graded; newly graded ones are copied into ``eval_samples``.
+    ``timings`` (when given) receives each strategy's generation wall and CPU seconds and whether it was cached."""
     frames = []
     for strategy in cfg.strategies:
-        samples_manifest, _ = reader_samples_task(variant, task_ref, cfg, strategy, data_dir)
+        samples_manifest, cached = reader_samples_task(variant, task_ref, cfg, strategy, data_dir)
+        if timings is not None:
+            timings[strategy.name] = {
+                "cached": cached, "seconds": samples_manifest.stats.get("timing", {}).get("seconds"),
+                "cpu_seconds": samples_manifest.stats.get("cpu_seconds"),
+            }  # fmt: skip
         register_artifact(catalog, samples_manifest, variant.name, run_id)
         manifest, _ = reader_grades_task(samples_manifest, task_ref, cfg, data_dir)
         graded = pl.read_parquet(manifest.folder / "graded.parquet")
@@ -396,11 +412,12 @@ def evaluate_reader(variant_path: str, data_dir: str, task_ref: str, reader_conf
     eval_task = resolve_task(task_ref)
     with Catalog.in_data_dir(data_dir) as catalog:
         run_id = catalog.start_run(variant.name, "evaluate-reader", flow_run_id=current_flow_run_id())
-        graded = _reader_samples(variant, task_ref, cfg, data_dir, catalog, run_id)
+        timings: dict = {}
+        graded = _reader_samples(variant, task_ref, cfg, data_dir, catalog, run_id, timings)
         folder = Path(data_dir) / "runs" / run_id
         folder.mkdir(parents=True, exist_ok=True)
         markdown, report = reader_report(graded, cfg, f"{variant.name} on {eval_task.name}", folder, variant.name)
         (folder / "reader_eval.md").write_text(markdown)
         create_markdown_artifact(key=artifact_key_name(f"reader-eval-{eval_task.name}"), markdown=markdown)
         catalog.finish_run(run_id, "completed", {"task": eval_task.name, "report": str(folder / "reader_eval.md")})
-    return {"variant": variant.name, "task": eval_task.name, "markdown": markdown, **report}
+    return {"variant": variant.name, "task": eval_task.name, "markdown": markdown, "generation": timings, **report}
