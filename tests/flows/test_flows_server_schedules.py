@@ -1,7 +1,8 @@
 """Schedules fire on a real Prefect server: `prefect server start` on 127.0.0.1 (its own home and database),
 `reread serve` with a refresh on a short cron, and the scheduled run is created by the server's scheduler and
-executed to Completed by the served runner. With SQLAlchemy 2.1 the scheduler fails every loop and no run is ever
-created (see the pin in pyproject.toml): this test is what notices."""
+executed to Completed by the served runner; the index it built triggers the variant's evaluation in the served data
+dir. With SQLAlchemy 2.1 the scheduler fails every loop and no run is ever created (see the pin in pyproject.toml):
+this test is what notices."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def test_a_served_cron_refresh_is_scheduled_and_completes_on_a_real_server(tmp_p
     (tmp_path / "schedules.yaml").write_text(
         # a six-field cron (seconds last): every 15 s; nothing else served
         "data_dir: data\nrefresh: {cron: '* * * * * */15', variants: [tiny.yaml]}\n"
-        "evaluation: {tasks: [], on_index_built: {}}\n"
+        "evaluation: {tasks: [], on_index_built: {tiny: [vaswani]}}\n"
     )
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -104,6 +105,16 @@ def test_a_served_cron_refresh_is_scheduled_and_completes_on_a_real_server(tmp_p
         assert states, "the scheduler created no run of the cron deployment"
         log = (tmp_path / "serve.log").read_text()[-3000:]
         assert "COMPLETED" in states, f"no scheduled run completed; states: {sorted(set(states))}; log: {log}"
+        # The refresh built tiny's index into the served data dir: its event triggers tiny's evaluation there.
+        triggered: list[dict] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not triggered:
+            triggered = _flow_runs(api, "evaluate-tiny-on-index-built")
+            time.sleep(2)
+        assert triggered, "the index-built event triggered no evaluation"
+        assert triggered[0]["parameters"]["data_dir"] == str((tmp_path / "data").resolve())
+        assert triggered[0]["parameters"]["tasks"] == ["vaswani"]
+        assert triggered[0]["parameters"]["variant_path"] == str(tmp_path / "tiny.yaml")
     finally:
         for proc in (serve, server):
             if proc is not None:
