@@ -244,6 +244,11 @@ class Catalog:
         except duckdb.Error as exc:
             if _is_lock_error(exc):
                 raise
+            if is_disk_full(exc):
+                raise StorageError(
+                    f"{self.path}: no space left on the data dir's filesystem to open the catalog; free space and "
+                    "run again"
+                ) from None
             raise RereadError(
                 f"{self.path}: cannot open the catalog ({exc}); if the file is damaged, restore it from a backup "
                 "or start a new --data-dir (the artifacts under artifacts/ stay usable)"
