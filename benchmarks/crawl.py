@@ -8,11 +8,12 @@ seconds between request starts). For each: a full crawl of the site (pages/s), t
 records (conditional requests, every page answers 304), and its time relative to the full crawl.
 
 Refresh part (``--refresh-pages N``, 0 to skip): the ``refresh`` flow of a variant with one crawl source over a site
-of N distinct article pages (one of them a long article of ~70 chunks), four times: from nothing (crawl + full
+of N distinct article pages (one of them a long article of ~48 chunks), four times: from nothing (crawl + full
 build), again with no change, again after 10% of the pages changed, and again after one sentence was inserted in the
 middle of the long article; each one's wall time relative to the full build, how many chunks it embedded, and how
-many vectors the index update added and removed (content-defined chunk ids: the insertion must cost O(1) vectors,
-updated in place, not every chunk after the edit).
+many vectors the index update added and removed (content-defined chunk ids: the insertion costs the chunks from the
+edit until the chunk windows fall back into step, a number that does not grow with the page, updated in place; with
+offsets in the id it was every chunk after the edit).
 
 Prints tables and writes ``benchmarks/results/crawl.json``.
 """
@@ -37,7 +38,7 @@ from extract.crawler import CrawlConfig, crawl
 RESULTS = Path(__file__).resolve().parent / "results" / "crawl.json"
 LINKS_PER_PAGE = 5
 PAGE_TEXT = "<p>" + "Retrieval datastores reuse pre-training data at test time. " * 40 + "</p>"
-LONG_PAGE, LONG_PAGE_WORDS = 1, 12_000  # one long article (~70 chunks of 254 tokens) for the sentence insertion
+LONG_PAGE, LONG_PAGE_WORDS = 1, 12_000  # one long article (~48 chunks of 254 tokens) for the sentence insertion
 INSERTED_SENTENCE = "Reread inserts this one sentence to measure what a small edit costs."
 VOCABULARY = (
     "retrieval datastore corpus index vector query passage model training data crawl page refresh shard chunk "

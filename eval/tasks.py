@@ -45,7 +45,7 @@ class QrelsTask(_Task):
     kind: Literal["qrels"]
     queries: Path
     qrels: Path
-    source: str  # the variant source whose native document ids the qrels use
+    source: str  # the variant source whose documents the qrels name by their id in it (hits' source_doc_id)
 
 
 class QATask(_Task):
