@@ -94,9 +94,13 @@ def tie_temporary_server_to_this_process() -> None:
     import subprocess
     import sys
 
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:  # a real server: Prefect starts no temporary one
+        return
+
     import prefect
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import get_current_settings
 
     from catalog.processes import preexec_dying_with_parent
 
