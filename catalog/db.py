@@ -80,6 +80,9 @@ _SCHEMA = [
         query_tokens BIGINT, rerank_pair_tokens BIGINT)""",
     # each passage's document id in its source, beside chunk_ids (added after the table; old catalogs gain it)
     "ALTER TABLE eval_samples ADD COLUMN IF NOT EXISTS source_doc_ids VARCHAR[]",
+    # Every document dedup removed: which duplicate (exact or near) of which kept document.
+    """CREATE TABLE IF NOT EXISTS dedup_removals (
+        artifact_key VARCHAR, doc_id VARCHAR, kind VARCHAR, kept_doc_id VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS datastores (
         variant VARCHAR PRIMARY KEY, variant_path VARCHAR, index_key VARCHAR, chunk_keys JSON, embed_key VARCHAR,
         built_at TIMESTAMP, run_id VARCHAR)""",
@@ -563,6 +566,17 @@ class Catalog:
         """Insert a frame into a catalog table (columns matched by name, absent ones NULL), duplicates ignored."""
         with self.transaction() as con:
             self._insert_frame(con, table, frame)
+
+    def stage_output_keys(
+        self, variant: str, stage: str, stage_version: str, config_hash: str, shard: str = ""
+    ) -> list[str]:
+        """Keys of the variant's registered outputs of ``stage`` (for ``shard``) made by ``stage_version`` under
+        ``config_hash``, newest first: the earlier work a rebuild may reuse."""
+        return self.query(
+            "SELECT artifact_key FROM stage_outputs WHERE stage = ? AND variant = ? AND shard = ? AND config_hash = ?"
+            " AND stage_version = ? ORDER BY created_at DESC",
+            [stage, variant, shard, config_hash, stage_version],
+        )["artifact_key"].to_list()
 
     # ---------------------------------------------------------------- datastores
     def register_datastore(

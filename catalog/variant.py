@@ -255,6 +255,7 @@ class Variant(_Strict):
         configs = {
             "extract": extract,
             "decontaminate": self._decontamination_identity(),
+            "dedup_signatures": self.dedup.model_dump(mode="json"),
             "dedup": self.dedup.model_dump(mode="json"),
             "chunk": {
                 **self.chunking.model_dump(mode="json"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -43,9 +44,10 @@ TEXTS_SCHEMA = pa.schema(
 )
 
 
-def source_fingerprint(source_cfg) -> str:
-    """The extract stage's input hash: the source's own content fingerprint (``Source.fingerprint``)."""
-    return open_source(source_cfg).fingerprint()
+def source_fingerprint(source_cfg, files: Sequence[str] | None = None) -> str:
+    """The extract stage's input hash: the content fingerprint of the source (``Source.fingerprint``), or of the
+    shard of it made of ``files``."""
+    return open_source(source_cfg, files).fingerprint()
 
 
 def extractor_for(variant: Variant, source_cfg) -> tuple[str, dict]:
@@ -68,15 +70,17 @@ def run_extract(
     out_dir: Path,
     rows_per_part: int = 50_000,
     previous: ArtifactManifest | None = None,
+    files: Sequence[str] | None = None,
 ) -> StageResult:
-    """Read one source of a variant, extract every document, write documents and catalog detail rows to ``out_dir``.
+    """Read one source of a variant (or with ``files`` one shard of it), extract every document, write documents and
+    catalog detail rows to ``out_dir``.
 
     With ``previous`` (this source's last extraction under the same config), documents whose raw bytes are
     unchanged take their earlier text instead of going through an extractor again; output order is the source's."""
     source_cfg = next(s for s in variant.sources if s.name == source_name)
     reusable = _previous_texts(previous)
     extractor, options = extractor_for(variant, source_cfg)
-    source = open_source(source_cfg)
+    source = open_source(source_cfg, files)
     runner = ExtractionRunner(extractor, options, variant.extraction)
     stats = StageStats("extract")
     rejections: list[Rejection] = []

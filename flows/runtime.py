@@ -79,9 +79,32 @@ TASK_RUNNERS: dict[str, Callable[[int], TaskRunner]] = {
 }
 
 
-def make_task_runner(name: str, workers: int | None = None) -> TaskRunner:
+def _on_cluster(name: str, address: str) -> TaskRunner:
+    """A task runner that submits to the running cluster at ``address``, whose workers see the data dir and import
+    Reread (docs/scale.md)."""
+    if name not in ("dask", "ray"):
+        raise ConfigError(
+            f"--address names a running Dask or Ray cluster: use it with --runner dask or ray, not {name}"
+        )
+    try:
+        if name == "dask":
+            from prefect_dask import DaskTaskRunner
+
+            return DaskTaskRunner(address=address)  # tcp://HOST:8786
+        from prefect_ray import RayTaskRunner
+
+        return RayTaskRunner(address=address)  # ray://HOST:10001
+    except ImportError as exc:
+        raise ConfigError(f"--runner {name} needs the scale extra: pip install 'reread[scale]'") from exc
+
+
+def make_task_runner(name: str, workers: int | None = None, address: str | None = None) -> TaskRunner:
+    """The task runner called ``name``; with ``address``, one submitting to that running Dask scheduler
+    (``tcp://HOST:8786``) or Ray cluster (``ray://HOST:10001``) instead of a local one."""
     if name not in TASK_RUNNERS:
         raise ConfigError(f"unknown task runner {name!r}; choose one of: {', '.join(TASK_RUNNERS)}")
+    if address:
+        return _on_cluster(name, address)
     return TASK_RUNNERS[name](workers or min(4, os.cpu_count() or 1))
 
 
@@ -211,9 +234,11 @@ def prepare_flow_process() -> None:
     start_temporary_server()
 
 
-def run_flow_with_runner(flow, variant_path, data_dir, runner: str = "threads", workers: int | None = None):
+def run_flow_with_runner(
+    flow, variant_path, data_dir, runner: str = "threads", workers: int | None = None, address: str | None = None
+):
     """Run a ``(variant_path, data_dir)`` flow in-process (or against ``PREFECT_API_URL`` when set) with the
     chosen task runner, paths made absolute so task workers in other processes find them."""
     prepare_flow_process()
-    flow_with_runner = flow.with_options(task_runner=make_task_runner(runner, workers))
+    flow_with_runner = flow.with_options(task_runner=make_task_runner(runner, workers, address))
     return flow_with_runner(str(Path(variant_path).resolve()), str(Path(data_dir).resolve()))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from catalog.artifacts import ArtifactManifest, StageResult
 from catalog.errors import ConfigError
@@ -18,20 +19,30 @@ from catalog.records import StageStats
 from catalog.variant import Variant
 from indexing.chunk import CHUNK_COLUMNS, CHUNK_SCHEMA, Chunker, chunk_documents, load_tokenizer
 from indexing.decontaminate import DecontaminationFilter
-from indexing.dedup import Deduplicator
+from indexing.dedup import (
+    BANDS_FILE,
+    HASHES_FILE,
+    SIGNATURES_FILE,
+    ShardHasher,
+    document_batches,
+    find_duplicates,
+    removed_rows,
+)
 from indexing.embed import Embedder, ShardInfo, embed_chunks, model_dimension, resolve_model_path
 from indexing.embed_reuse import ReusingEmbedder
 from indexing.index_update import apply_index_update, plan_index_update
 from indexing.vector_index import EmbeddingSet, build_index, new_index
 
-# decontaminate, dedup 2 and chunk 2: documents and chunks carry source_doc_id; chunk 2: content-defined chunk ids
-STAGE_VERSIONS = {"decontaminate": "2", "dedup": "2", "chunk": "2", "embed": "1", "index": "1"}
-DOCS_PER_PART = 20_000  # dedup output parts: the unit of work of the chunk stage (one task per part)
+# decontaminate 2 and chunk 2: documents and chunks carry source_doc_id; chunk 2: content-defined chunk ids;
+# dedup 3: out of core from per-shard signatures, kept documents per input shard, removals recorded
+STAGE_VERSIONS = {"decontaminate": "2", "dedup_signatures": "1", "dedup": "3", "chunk": "2", "embed": "1", "index": "1"}
+DOCS_PER_PART = 20_000  # at most this many documents per dedup output part: the chunk stage's unit of work
 EMBEDDINGS_DIR = "embeddings"
 INDEX_DIR = "index"
 # What a document's chunks are made of: a document equal in these to an earlier one has the earlier one's chunks.
 _DOCUMENT_MAKES_CHUNKS = ["doc_id", "text", "source_doc_id", "source", "url", "title"]
 _ROW, _CHUNK_ROW, _PART = "_row", "_chunk_row", "_part"  # scratch columns
+REMOVALS_FILE = "dedup_removals.parquet"
 
 
 def check_build_config(variant: Variant) -> None:
@@ -118,19 +129,50 @@ def run_decontaminate(
     )
 
 
-def run_dedup(variant: Variant, docs_in: list[ArtifactManifest], out_dir: Path) -> StageResult:
-    """Exact and near-duplicate removal across every source of the variant (duplicates cross sources)."""
-    docs = read_parts(docs_in)
-    result = Deduplicator(variant.dedup).run(docs)
-    parts = [
-        _write_frame(result.kept.slice(offset, DOCS_PER_PART), out_dir, f"part-{i:05d}.parquet")
-        for i, offset in enumerate(range(0, max(result.kept.height, 1), DOCS_PER_PART))
-    ]
+def run_dedup_signatures(variant: Variant, docs_in: ArtifactManifest, out_dir: Path) -> StageResult:
+    """One shard's dedup keys: exact hashes, MinHash signatures and LSH band buckets (never the texts), read and
+    hashed a batch at a time."""
+    paths = docs_in.file_paths()
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+    stats = ShardHasher(variant.dedup).run(document_batches(paths), rows, out_dir)
+    return StageResult(
+        files=[HASHES_FILE, BANDS_FILE, SIGNATURES_FILE],
+        rows=rows,
+        content_hash=combine_hashes([docs_in.content_hash, variant.stage_hash("dedup_signatures")]),
+        stats=stats.as_dict(),
+    )
+
+
+def run_dedup(
+    variant: Variant, docs_in: list[ArtifactManifest], signatures_in: list[ArtifactManifest], out_dir: Path
+) -> StageResult:
+    """Exact and near-duplicate removal across every shard of the variant (duplicates cross sources), out of core
+    from the shards' signatures; then each shard's kept documents, in input order, as parts of at most
+    ``DOCS_PER_PART`` rows. Every removal is recorded (``dedup_removals``: which duplicate of which)."""
+    removals = out_dir / REMOVALS_FILE
+    report = find_duplicates([m.folder for m in signatures_in], variant.dedup, removals)
+    parts: list[str] = []
+
+    def kept_documents():
+        """Each shard's kept rows written as parts; yields their "id:text hash" (one shard in memory at a time)."""
+        for shard, manifest in enumerate(docs_in):
+            docs = read_parts([manifest])
+            kept = docs.filter(~pl.int_range(pl.len()).is_in(removed_rows(removals, shard).implode()))
+            for offset in range(0, kept.height, DOCS_PER_PART):
+                parts.append(_write_frame(kept.slice(offset, DOCS_PER_PART), out_dir, f"part-{len(parts):05d}.parquet"))
+            yield from (f"{i}:{content_hash(t)}" for i, t in zip(kept["doc_id"], kept["text"], strict=True))
+
+    content = combine_hashes(kept_documents())
+    if not parts:  # downstream stages always get a part, with the documents' schema
+        schema = pl.read_parquet_schema(docs_in[0].file_paths()[0])
+        parts.append(_write_frame(pl.DataFrame(schema=schema), out_dir))
+    stats = report.stats.as_dict()
     return StageResult(
         files=parts,
-        rows=result.kept.height,
-        content_hash=_frame_hash(result.kept, "doc_id"),
-        stats={**result.stats.as_dict(), "cluster_sizes": result.cluster_sizes},
+        rows=stats["documents_out"],
+        content_hash=content,
+        stats={**stats, "cluster_sizes": report.cluster_sizes},
+        detail_files={"dedup_removals": [REMOVALS_FILE]},
     )
 
 

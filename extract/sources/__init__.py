@@ -8,6 +8,7 @@ source.stats.as_dict()               # documents, skipped_<why>, rejected_<reaso
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
@@ -22,14 +23,15 @@ __all__ = ["SOURCE_TYPES", "Source", "open_source", "source_config_for_path"]
 _SOURCE_CONFIG = TypeAdapter(SourceConfig)
 
 
-def open_source(cfg) -> Source:
-    """The reader for one source config (``cfg.type`` picks the registered Source class)."""
+def open_source(cfg, only_files: Sequence[str] | None = None) -> Source:
+    """The reader for one source config (``cfg.type`` picks the registered Source class); ``only_files``: only
+    these of its files (one shard, see ``Source.shards``)."""
     try:
         cls = SOURCE_TYPES[cfg.type]
     except KeyError:
         known = ", ".join(sorted(SOURCE_TYPES))
         raise ConfigError(f"source {cfg.name!r}: unknown type {cfg.type!r}; known: {known}") from None
-    return cls(cfg)
+    return cls(cfg, only_files)
 
 
 def _type_for_path(path: Path) -> str:

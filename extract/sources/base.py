@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from catalog.errors import ConfigError
-from catalog.hashing import files_hash, path_text
+from catalog.hashing import files_hash, path_text, relative_name
 from catalog.ids import make_doc_id
 from catalog.records import Rejection, StageStats
 from catalog.registry import Registry
@@ -41,12 +41,17 @@ class Source:
 
     type_name: ClassVar[str]
     pattern: ClassVar[str] = "**/*"  # the files read under a folder root; a config's own ``pattern`` wins
+    # Files per unit of work when a build extracts the source's files apart (each file's documents depend on that
+    # file alone); None: the source is read whole (its files depend on each other, as a crawl folder's do).
+    files_per_shard: ClassVar[int | None] = 1
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg, files: Sequence[str] | None = None) -> None:
+        """``files``: read only these of the source's files (names relative to its path), one shard of it."""
         self.cfg = cfg
         self.name: str = path_text(cfg.name or f"{cfg.type}-{Path(cfg.path).stem}")
         self.root = Path(cfg.path)
         self.stats = StageStats(stage=f"{STAGE}:{self.name}")
+        self.only_files = None if files is None else frozenset(files)
 
     def iter_documents(self) -> Iterator[RawDocument | Rejection]:
         limit = self.cfg.limit
@@ -67,7 +72,18 @@ class Source:
 
     def files(self) -> list[Path]:
         """The files this source reads, in reading order (what the default ``fingerprint`` hashes)."""
-        return find_files(self.root, getattr(self.cfg, "pattern", None) or self.pattern)
+        found = find_files(self.root, getattr(self.cfg, "pattern", None) or self.pattern)
+        if self.only_files is None:
+            return found
+        return [f for f in found if relative_name(f, self.root) in self.only_files]
+
+    def shards(self) -> list[list[str]]:
+        """The source's files (relative names) in groups a build extracts apart, one unit of work each: one group
+        when the source is read whole or has a ``limit`` (it counts documents across files)."""
+        names = [relative_name(f, self.root) for f in self.files()]
+        if self.files_per_shard is None or self.cfg.limit is not None or len(names) <= 1:
+            return [names]
+        return [names[i : i + self.files_per_shard] for i in range(0, len(names), self.files_per_shard)]
 
     def fingerprint(self) -> str:
         """Content hash of what this source reads: the extract stage's input hash, so it must change whenever the

@@ -19,6 +19,8 @@ _REDIRECT = re.compile(r"^\s*#REDIRECT", re.IGNORECASE)
 class HtmlFileSource(Source):
     """HTML files matching ``pattern`` under ``path`` (``.gz`` / ``.bz2`` are decompressed); charset detected."""
 
+    files_per_shard = 1000  # one document per file: a unit of work per file would be mostly overhead
+
     def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
         for path in self.files():
             try:
@@ -42,6 +44,8 @@ class HtmlFileSource(Source):
 @register_source("wikitext")
 class WikitextFileSource(Source):
     """One raw wikitext article per file; the title is the file stem with underscores as spaces."""
+
+    files_per_shard = 1000
 
     def _iter_raw(self) -> Iterator[RawDocument | Rejection]:
         for path in self.files():

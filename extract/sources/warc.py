@@ -8,7 +8,7 @@ after every good record before it has been yielded.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -193,8 +193,8 @@ class _WarcReader(Source):
 
 @register_source("warc")
 class WarcSource(_WarcReader):
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg, files: Sequence[str] | None = None) -> None:
+        super().__init__(cfg, files)
         self.content_types = cfg.content_types
 
 
@@ -217,6 +217,7 @@ class CrawlSource(_WarcReader):
     """
 
     pattern = "**/*.warc*"
+    files_per_shard = None  # the current copy of a page may be in any WARC of the folder
     content_types = WarcConfig.model_fields["content_types"].default
     _pages: dict[str, FetchRecord] | None  # the current pages by final_url; None without fetch records
     _found: set[str]  # URLs of the pages yielded so far in this pass

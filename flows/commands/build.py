@@ -20,6 +20,14 @@ RunnerOption = Annotated[
     str, typer.Option("--runner", help="Task runner: threads (default), processes, dask, ray (scale extra).")
 ]
 WorkersOption = Annotated[int | None, typer.Option("--workers", help="Workers of the task runner.")]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="A running cluster to submit to: tcp://HOST:8786 (--runner dask) or ray://HOST:10001 (--runner ray); "
+        "its workers must see the data dir (docs/scale.md).",
+    ),
+]
 
 
 def _print_stages(summary: dict) -> None:
@@ -42,6 +50,7 @@ def register(app: typer.Typer) -> None:
         runner: RunnerOption = "threads",
         workers: WorkersOption = None,
         lock_timeout: LockTimeoutOption = None,
+        address: AddressOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Build a variant's datastore: ingest -> extract -> decontaminate -> dedup -> chunk -> embed -> index.
@@ -51,7 +60,7 @@ def register(app: typer.Typer) -> None:
 
         check_build(variant)
         use_lock_timeout(lock_timeout)
-        summary = run_build(variant, data_dir, runner=runner, workers=workers)
+        summary = run_build(variant, data_dir, runner=runner, workers=workers, address=address)
         if as_json:
             typer.echo(json.dumps(summary, default=str))
         else:
@@ -64,6 +73,7 @@ def register(app: typer.Typer) -> None:
         runner: RunnerOption = "threads",
         workers: WorkersOption = None,
         lock_timeout: LockTimeoutOption = None,
+        address: AddressOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Read a variant's sources and extract their text into the catalog (documents read, extracted, rejected)."""
@@ -72,7 +82,7 @@ def register(app: typer.Typer) -> None:
 
         load_variant(variant)
         use_lock_timeout(lock_timeout)
-        summary = run_ingest(variant, data_dir, runner=runner, workers=workers)
+        summary = run_ingest(variant, data_dir, runner=runner, workers=workers, address=address)
         if as_json:
             typer.echo(json.dumps(summary, default=str))
             return

@@ -76,7 +76,7 @@ def built(tmp_path_factory, prefect_harness):
 
 def test_build_end_to_end(built):
     variant, data_dir, first = built
-    assert executed(first) == ["chunk", "decontaminate", "dedup", "embed", "extract", "index"]
+    assert executed(first) == ["chunk", "decontaminate", "dedup", "dedup_signatures", "embed", "extract", "index"]
     by_stage = {}
     for s in first["stages"]:
         by_stage.setdefault(s["stage"], []).append(s)
@@ -95,6 +95,13 @@ def test_build_end_to_end(built):
         hits = catalog.query("SELECT benchmark, item_id FROM contamination_hits")
         assert hits.rows() == [("mmlu", "astronomy/0")]
         assert catalog.query_one("SELECT count(*) FROM extracted_texts")[0] == extracted
+        # the removed copy is recorded with the document it duplicates (the first line of docs.jsonl)
+        removals = catalog.query(
+            "SELECT d.kind, r.url FROM dedup_removals d JOIN raw_documents r ON r.doc_id = d.kept_doc_id"
+        )
+        assert removals.rows() == [
+            ("exact", json.loads((variant.parent / "docs.jsonl").read_text().splitlines()[0])["url"])
+        ]
         assert catalog.query_one("SELECT count(*) FROM raw_documents")[0] >= extracted
 
 
@@ -192,3 +199,17 @@ embedder: {{shard_size: 100}}
     run_build(variant, clean_dir)
     assert [r[:4] for r in _stage_rows(killed_dir)] == [r[:4] for r in _stage_rows(clean_dir)]
     assert _index_ids(killed_dir) == _index_ids(clean_dir)
+
+
+def test_plain_python_build_equals_the_flow_build(built, tmp_path):
+    """The build plan without Prefect (in-process executor) makes the same artifacts, keys and index."""
+    from buildplan.build import build
+
+    variant, data_dir, first = built
+    summary = build(variant, tmp_path / "plain")
+    assert summary.index_key == first["index_key"]
+    assert sorted((s.stage, s.shard, s.key) for s in summary.stages) == sorted(
+        (s["stage"], s["shard"], s["key"]) for s in first["stages"]
+    )
+    plain_rows = _stage_rows(tmp_path / "plain")  # stage, shard, rows, content hash, key
+    assert len(plain_rows) == len(first["stages"]) and set(plain_rows) <= set(_stage_rows(data_dir))
