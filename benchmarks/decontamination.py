@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from buildplan.questions import load_questions
 from catalog.variant import BenchmarkRef, DecontaminationConfig, DedupConfig
 from eval.benchmarks import BENCHMARKS, load_benchmark
 from eval.benchmarks.gpqa import PASSWORD_ENV
@@ -90,7 +91,7 @@ def near_copies(texts: list[str], replicas: int) -> list[str]:
 
 def bench_reread_decontamination(refs: list[BenchmarkRef], texts: list[str], planted: set[int]) -> dict:
     start = time.perf_counter()
-    step = DecontaminationFilter.from_config(DecontaminationConfig(benchmarks=tuple(refs)))
+    step = DecontaminationFilter.from_questions(load_questions(DecontaminationConfig(benchmarks=tuple(refs))))
     build_s = time.perf_counter() - start
     table = pl.DataFrame({"doc_id": [str(i) for i in range(len(texts))], "text": texts})
     batches = [table.slice(i, BATCH_DOCS) for i in range(0, table.height, BATCH_DOCS)]

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 from buildplan.executors import Executor, LocalExecutor
+from buildplan.questions import load_questions
 from buildplan.units import Unit, UnitResult
 from catalog.artifacts import ArtifactManifest, ArtifactStore, inputs_hash
 from catalog.db import Catalog
@@ -28,6 +29,7 @@ from catalog.variant import SourceConfig, Variant, load_variant
 from extract.sources import open_source
 from extract.stage import EXTRACT_STAGE_VERSION, run_extract, source_fingerprint
 from indexing import stages
+from indexing.decontaminate import BenchmarkQuestions
 
 
 @dataclass
@@ -146,11 +148,17 @@ def extract_units(
     ]
 
 
-def decontaminate_unit(variant: Variant, docs: ArtifactManifest, previous: ArtifactManifest | None) -> Unit:
+def decontaminate_unit(
+    variant: Variant,
+    docs: ArtifactManifest,
+    previous: ArtifactManifest | None,
+    questions: tuple[BenchmarkQuestions, ...],
+) -> Unit:
     """One shard's documents; with ``previous`` (the shard's last decontamination under this config) documents it
     kept are not scanned again. The output equals a full run's, so its key is the plain one."""
     spec = stage_spec(variant, "decontaminate", [docs], docs.shard)
-    return Unit(spec, variant, stages.run_decontaminate, {"docs_in": docs, "previous": previous})
+    inputs = {"docs_in": docs, "previous": previous, "questions": questions}
+    return Unit(spec, variant, stages.run_decontaminate, inputs)
 
 
 def dedup_signatures_unit(variant: Variant, docs: ArtifactManifest) -> Unit:
@@ -170,11 +178,14 @@ def chunk_unit(
     docs: ArtifactManifest,
     part: str,
     previous: tuple[ArtifactManifest, list[ArtifactManifest]] | None,
+    questions: tuple[BenchmarkQuestions, ...] = (),
 ) -> Unit:
     """One part of the documents; with ``previous`` (see ``PreviousDatastore.chunking``) unchanged documents take
-    their earlier chunks. The output equals a full run's, so its key is the plain one."""
+    their earlier chunks. The output equals a full run's, so its key is the plain one. ``questions``: what
+    ``drop_chunk`` decontamination scans for."""
     spec = stage_spec(variant, "chunk", [docs], part)
-    return Unit(spec, variant, stages.run_chunk, {"docs_in": docs, "part": part, "previous": previous})
+    inputs = {"docs_in": docs, "part": part, "previous": previous, "questions": questions}
+    return Unit(spec, variant, stages.run_chunk, inputs)
 
 
 def embed_unit(
@@ -260,9 +271,19 @@ class Build:
             )
         return manifests
 
+    @cached_property
+    def questions(self) -> tuple[BenchmarkQuestions, ...]:
+        """The configured benchmarks' questions, loaded once here and handed to the units that scan for them."""
+        return load_questions(self.variant.decontamination)
+
+    def _questions_for(self, action: str) -> tuple[BenchmarkQuestions, ...]:
+        return self.questions if self.variant.decontamination.action == action else ()
+
     def decontaminate(self, extracted: list[ArtifactManifest]) -> list[ArtifactManifest]:
-        v = self.variant
-        return self._run([decontaminate_unit(v, m, self._earlier("decontaminate", m.shard)) for m in extracted])
+        questions = self._questions_for("drop_document")
+        return self._run(
+            [decontaminate_unit(self.variant, m, self._earlier("decontaminate", m.shard), questions) for m in extracted]
+        )
 
     def dedup(self, clean: list[ArtifactManifest]) -> ArtifactManifest:
         """Per-shard signatures (in parallel), then the cross-shard dedup."""
@@ -273,7 +294,8 @@ class Build:
     def chunk(
         self, deduped: ArtifactManifest, previous: tuple[ArtifactManifest, list[ArtifactManifest]] | None = None
     ) -> list[ArtifactManifest]:
-        return self._run([chunk_unit(self.variant, deduped, part, previous) for part in deduped.files])
+        questions = self._questions_for("drop_chunk")
+        return self._run([chunk_unit(self.variant, deduped, part, previous, questions) for part in deduped.files])
 
     def run(self) -> BuildSummary:
         """The stage graph: fan out per source shard, document shard and part; fan in for dedup and embed."""

@@ -4,6 +4,8 @@ registration always happens in the one process that owns the catalog."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -65,8 +67,13 @@ def _execute(
 ) -> ArtifactManifest:
     started = time.time()
     result = fn(partial)
-    # wall-clock interval of the stage's own work: the pipeline benchmark separates it from orchestration overhead
-    result.stats["timing"] = {"started_at": started, "seconds": round(time.time() - started, 4)}
+    # wall-clock interval of the stage's own work (the pipeline benchmark separates it from orchestration overhead)
+    # and the process that did it (which worker of a cluster ran the unit)
+    result.stats["timing"] = {
+        "started_at": started,
+        "seconds": round(time.time() - started, 4),
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
     table = pa.Table.from_pylist([r.as_row() for r in result.rejections], schema=_REJECTION_SCHEMA)
     pq.write_table(table, partial / REJECTIONS_FILE)
     manifest = ArtifactManifest(

@@ -151,7 +151,9 @@ def report_markdown(report: dict) -> str:
 
 
 @flow(name="refresh", log_prints=True)
-def refresh(variant_path: str, data_dir: str, runner: str = "threads", workers: int | None = None) -> dict:
+def refresh(
+    variant_path: str, data_dir: str, runner: str = "threads", workers: int | None = None, address: str | None = None
+) -> dict:
     """Re-crawl, register the crawl, rebuild what changed (with the ``runner`` task runner), report the changes."""
     variant = load_variant(variant_path)
     crawl_sources = [s for s in variant.sources if isinstance(s, CrawlSource) and s.seeds]
@@ -165,7 +167,7 @@ def refresh(variant_path: str, data_dir: str, runner: str = "threads", workers: 
             for summary, (_, records, _) in zip(summaries, crawled, strict=True):
                 catalog.register_fetch_records(variant.name, summary["source"], run_id, records)
             catalog.finish_run(run_id, "completed", {"crawled": summaries})
-    build_flow = build_datastore.with_options(task_runner=make_task_runner(runner, workers))
+    build_flow = build_datastore.with_options(task_runner=make_task_runner(runner, workers, address))
     build = build_flow(variant_path, data_dir)
     pending.clear()  # the datastore now holds every crawled change
     report = change_report(variant.name, summaries, build)
@@ -175,7 +177,9 @@ def refresh(variant_path: str, data_dir: str, runner: str = "threads", workers: 
     return {"variant": variant.name, "crawled": summaries, "build": build, "changes": report}
 
 
-def run_refresh(variant_path, data_dir, runner: str = "threads", workers: int | None = None) -> dict:
+def run_refresh(
+    variant_path, data_dir, runner: str = "threads", workers: int | None = None, address: str | None = None
+) -> dict:
     """``refresh`` in this process (against ``PREFECT_API_URL`` when set), paths made absolute."""
     prepare_flow_process()
-    return refresh(str(Path(variant_path).resolve()), str(Path(data_dir).resolve()), runner, workers)
+    return refresh(str(Path(variant_path).resolve()), str(Path(data_dir).resolve()), runner, workers, address)

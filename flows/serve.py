@@ -45,6 +45,7 @@ class ServeConfig(BaseModel):
     # The task runner of the served refreshes' builds (see flows/runtime.py), as `reread build --runner` takes it.
     runner: str = "threads"
     workers: int | None = None
+    address: str | None = None  # a running Dask/Ray cluster for runner dask/ray (tcp://HOST:8786, ray://HOST:10001)
     # Served runs at a time. One by default: they all write the data dir's catalog, which has one writer at a time
     # (a second run would only wait for the lock), and a cron that fires while a long refresh runs must not stack up.
     concurrent_runs: int = Field(default=1, ge=1)
@@ -126,7 +127,13 @@ def make_deployments(config: ServeConfig) -> list:
         refresh.to_deployment(
             name=f"refresh-{Path(v).stem}",
             schedules=[Cron(config.refresh.cron, timezone=config.timezone)],
-            parameters={"variant_path": v, "data_dir": data_dir, "runner": config.runner, "workers": config.workers},
+            parameters={
+                "variant_path": v,
+                "data_dir": data_dir,
+                "runner": config.runner,
+                "workers": config.workers,
+                "address": config.address,
+            },  # fmt: skip
             **installed,
         )
         for v in config.refresh.variants

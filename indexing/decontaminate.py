@@ -25,20 +25,42 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
 from catalog.errors import ConfigError
-from catalog.hashing import stable_hash
+from catalog.hashing import combine_hashes, content_hash, stable_hash
 from catalog.records import Rejection, StageStats
-from catalog.variant import DecontaminationConfig
-from eval.benchmarks import get_loader
-from eval.benchmarks.types import BenchmarkItem
 from indexing.normalize import TokenizedBatch, require_columns, tokenize_batch, window_hashes, window_hashes_at
 
 STAGE = "decontaminate"
+
+
+class Question(Protocol):
+    """What decontamination reads of a benchmark item (``eval.benchmarks.BenchmarkItem`` is one)."""
+
+    item_id: str
+    question: str
+
+
+@dataclass(frozen=True)
+class BenchmarkQuestions:
+    """One benchmark's questions, handed in by the caller that loaded them (``buildplan.questions``), with the n of
+    its n-gram keys and the loader's rejections. Picklable: units carry it to their workers."""
+
+    benchmark: str
+    items: tuple[Question, ...]
+    ngram: int
+    rejections: tuple[Rejection, ...] = ()
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash of the name, n, item ids and question texts: equal question sets index the same keys."""
+        head = [f"{self.benchmark}:{self.ngram}"]
+        return combine_hashes(head + [f"{i.item_id}:{content_hash(i.question)}" for i in self.items])
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +191,7 @@ class BenchmarkNgramIndex:
     def build(
         cls,
         benchmark: str,
-        items: Sequence[BenchmarkItem],
+        items: Sequence[Question],
         ngram: int,
         policy: KeyPolicy = KeyPolicy(),
     ) -> BenchmarkNgramIndex:
@@ -254,43 +276,18 @@ class Decontaminator:
         self.prefix_filter = _PrefixFilter(np.concatenate([np.zeros(0, dtype=np.uint64), *prefixes]))
 
     @classmethod
-    def from_config(cls, cfg: DecontaminationConfig, *, policy: KeyPolicy = KeyPolicy()) -> Decontaminator:
-        """Load and index the configured benchmarks. Built indexes are read-only, so the few most recent are
-        kept per process: a stage calling this once per part (e.g. ``drop_chunk`` per chunk part) builds once."""
-        key = stable_hash({"benchmarks": cfg.benchmarks, "policy": asdict(policy)})
+    def from_questions(
+        cls, benchmarks: Sequence[BenchmarkQuestions], *, policy: KeyPolicy = KeyPolicy()
+    ) -> Decontaminator:
+        """Index the questions of some benchmarks. Built indexes are read-only, so the few most recent are kept per
+        process by content: units calling this once per shard or part build once per worker."""
+        key = stable_hash({"benchmarks": [b.fingerprint for b in benchmarks], "policy": asdict(policy)})
         if key not in _RECENT:
-            _RECENT[key] = cls._build(cfg, policy)
+            indexes = [BenchmarkNgramIndex.build(b.benchmark, b.items, b.ngram, policy) for b in benchmarks]
+            _RECENT[key] = cls(indexes, [r for b in benchmarks for r in b.rejections])
             while len(_RECENT) > _RECENT_MAX:
                 _RECENT.pop(next(iter(_RECENT)))
         return _RECENT[key]
-
-    @classmethod
-    def _build(cls, cfg: DecontaminationConfig, policy: KeyPolicy) -> Decontaminator:
-        indexes, rejections = [], []
-        for ref in cfg.benchmarks:
-            loader = get_loader(ref.name)
-            loaded = loader(ref.path, **ref.options)
-            rejections.extend(loaded.rejections)
-            ngram = ref.ngram or loader.default_ngram
-            indexes.append(BenchmarkNgramIndex.build(ref.name, loaded.items, ngram, policy))
-        return cls(indexes, rejections)
-
-    @classmethod
-    def from_items(
-        cls,
-        items_by_benchmark: dict[str, Sequence[BenchmarkItem]],
-        ngrams: dict[str, int] | None = None,
-        *,
-        policy: KeyPolicy = KeyPolicy(),
-    ) -> Decontaminator:
-        """Index already loaded items (n from ``ngrams`` or the registered benchmark's default)."""
-        ngrams = ngrams or {}
-        return cls(
-            [
-                BenchmarkNgramIndex.build(name, items, ngrams.get(name) or get_loader(name).default_ngram, policy)
-                for name, items in items_by_benchmark.items()
-            ]
-        )
 
     def _scan(self, batch: TokenizedBatch) -> Iterator[tuple[BenchmarkNgramIndex, WindowHits]]:
         if self.prefix_length is None or len(batch.hashes) < self.prefix_length:
@@ -374,8 +371,10 @@ class DecontaminationFilter:
         self._hits: list[pl.DataFrame] = []
 
     @classmethod
-    def from_config(cls, cfg: DecontaminationConfig, *, policy: KeyPolicy = KeyPolicy()) -> DecontaminationFilter:
-        return cls(Decontaminator.from_config(cfg, policy=policy), cfg.action)
+    def from_questions(
+        cls, benchmarks: Sequence[BenchmarkQuestions], action: str = "drop_document", *, policy: KeyPolicy = KeyPolicy()
+    ) -> DecontaminationFilter:
+        return cls(Decontaminator.from_questions(benchmarks, policy=policy), action)
 
     def run(self, table: pl.DataFrame) -> FilterResult:
         require_columns(table, self.unit.required, STAGE)

@@ -5,7 +5,7 @@ chunks -> embeddings -> index. Each reads its inputs' Parquet files, writes into
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +18,7 @@ from catalog.parquet import write_parquet_atomic
 from catalog.records import StageStats
 from catalog.variant import Variant
 from indexing.chunk import CHUNK_COLUMNS, CHUNK_SCHEMA, Chunker, chunk_documents, load_tokenizer
-from indexing.decontaminate import DecontaminationFilter
+from indexing.decontaminate import BenchmarkQuestions, DecontaminationFilter
 from indexing.dedup import (
     BANDS_FILE,
     HASHES_FILE,
@@ -90,12 +90,27 @@ def _counters(**counts: int) -> StageStats:
     return StageStats("reused", dict(counts))
 
 
+def _required(questions: Sequence[BenchmarkQuestions], variant: Variant) -> Sequence[BenchmarkQuestions]:
+    """The benchmarks' questions, which the caller must hand in when the variant names benchmarks."""
+    names = sorted(b.benchmark for b in questions)
+    if names != sorted(b.name for b in variant.decontamination.benchmarks):
+        raise ConfigError(
+            f"{variant.path}: decontamination needs the questions of {[b.name for b in variant.decontamination.benchmarks]},"
+            f" got {names} (load them with buildplan.questions.load_questions)"
+        )
+    return questions
+
+
 def _write_details(out_dir: Path, tables: dict[str, pl.DataFrame]) -> dict[str, list[str]]:
     return {t: [_write_frame(f, out_dir, f"{t}.parquet")] for t, f in tables.items() if f.height}
 
 
 def run_decontaminate(
-    variant: Variant, docs_in: ArtifactManifest, out_dir: Path, previous: ArtifactManifest | None = None
+    variant: Variant,
+    docs_in: ArtifactManifest,
+    out_dir: Path,
+    previous: ArtifactManifest | None = None,
+    questions: Sequence[BenchmarkQuestions] = (),
 ) -> StageResult:
     """Drop documents that share an n-gram with a benchmark question (``drop_document``); with ``drop_chunk`` the
     documents pass through and the chunk stage removes contaminated chunks instead.
@@ -103,13 +118,13 @@ def run_decontaminate(
     With ``previous`` (an earlier output of this stage under the same config) a document whose text it kept is kept
     without a scan: that text had no hit, so skipping it loses no hit row. Every other document (new, changed, or
     dropped before) is scanned, so the output, hits and summary equal a full run's; ``documents_reused`` counts the
-    documents not scanned."""
+    documents not scanned. ``questions``: the configured benchmarks' (``buildplan.questions.load_questions``)."""
     docs = read_parts([docs_in])
     cfg = variant.decontamination
     if cfg.action == "drop_chunk" or not cfg.benchmarks or docs.height == 0:
         kept, tables, stats = docs, {}, {"documents_in": docs.height, "documents_out": docs.height}
     else:
-        step = DecontaminationFilter.from_config(cfg)
+        step = DecontaminationFilter.from_questions(_required(questions, variant))
         rows = docs.with_row_index(_ROW)
         clean_texts = _read_columns([previous] if previous is not None else [], ["text"]).unique()
         reused = rows.join(clean_texts, on="text", how="semi")[_ROW]
@@ -182,8 +197,10 @@ def run_chunk(
     part: str,
     out_dir: Path,
     previous: tuple[ArtifactManifest, list[ArtifactManifest]] | None = None,
+    questions: Sequence[BenchmarkQuestions] = (),
 ) -> StageResult:
-    """Chunk one part of the documents in the embedder's tokens; with ``drop_chunk``, drop contaminated chunks.
+    """Chunk one part of the documents in the embedder's tokens; with ``drop_chunk``, drop contaminated chunks
+    (those with an n-gram of ``questions``).
 
     With ``previous`` (an earlier document artifact and its chunk artifacts, one per part, under this chunk config)
     a document it held unchanged takes its earlier chunks instead of being tokenized (and scanned) again, see
@@ -202,7 +219,7 @@ def run_chunk(
     tables: dict[str, pl.DataFrame] = {}
     cfg = variant.decontamination
     if cfg.action == "drop_chunk" and cfg.benchmarks and fresh.height + reused.height:
-        step = DecontaminationFilter.from_config(cfg)
+        step = DecontaminationFilter.from_questions(_required(questions, variant), cfg.action)
         fresh = step.run(fresh).kept
         step.stats.merge(_counters(chunks_in=reused.height, chunks_out=reused.height))  # reused: no hit, all kept
         stats.update({f"decontamination_{k}": v for k, v in step.stats.as_dict().items()})

@@ -106,6 +106,7 @@ def register(app: typer.Typer) -> None:
         runner: RunnerOption = "threads",
         workers: WorkersOption = None,
         lock_timeout: LockTimeoutOption = None,
+        address: AddressOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Bring a variant's datastore up to date: re-crawl its crawl sources (conditional requests), then rebuild
@@ -118,7 +119,7 @@ def register(app: typer.Typer) -> None:
 
         check_build(variant)
         use_lock_timeout(lock_timeout)
-        result = run_refresh(variant, data_dir, runner=runner, workers=workers)
+        result = run_refresh(variant, data_dir, runner=runner, workers=workers, address=address)
         if as_json:
             typer.echo(json.dumps(result, default=str))
         else:

@@ -81,6 +81,7 @@ def test_deployments_from_schedule_config(tmp_path, monkeypatch):
     data_dir = str(tmp_path / "conf" / "data")
     assert refresh.parameters == {
         "variant_path": str(tmp_path / "conf" / "a.yaml"), "data_dir": data_dir, "runner": "processes", "workers": 2,
+        "address": None,
     }  # fmt: skip
     assert deployments["refresh-b"].parameters["variant_path"] == str(tmp_path / "b.yaml")
     # installed-package entrypoints: importable from any working directory
@@ -100,6 +101,9 @@ def test_deployments_from_schedule_config(tmp_path, monkeypatch):
         "prefect.resource.id": ["reread.variant.a"], "reread.data-dir": [data_dir],
     }  # fmt: skip
     assert trigger.parameters["tasks"] == ["simpleqa", "mmlu"] and trigger.parameters["data_dir"] == data_dir
+    config_file.write_text("runner: dask\naddress: tcp://127.0.0.1:8786\nrefresh: {variants: [a.yaml]}\n")
+    (on_cluster,) = [d for d in make_deployments(load_serve_config(config_file)) if d.name == "refresh-a"]
+    assert (on_cluster.parameters["runner"], on_cluster.parameters["address"]) == ("dask", "tcp://127.0.0.1:8786")
     defaults = {d.name for d in make_deployments(load_serve_config(None))}
     assert defaults == {
         "refresh-sample", "nightly-vaswani", "evaluate-vaswani-on-index-built", "evaluate-vaswani-hnsw-on-index-built",

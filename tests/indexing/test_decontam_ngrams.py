@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from buildplan.questions import load_questions, questions_of
 from catalog.errors import ConfigError
 from catalog.variant import BenchmarkRef, DecontaminationConfig
 from eval.benchmarks import BenchmarkItem, load_benchmark
@@ -43,7 +44,7 @@ def config(shared_data: Path) -> DecontaminationConfig:
 
 @pytest.fixture(scope="module")
 def decontaminator(config: DecontaminationConfig) -> Decontaminator:
-    return Decontaminator.from_config(config)
+    return Decontaminator.from_questions(load_questions(config))
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +172,12 @@ def test_questions_below_min_tokens_are_reported_not_indexed(decontaminator, cor
     assert summary["mmlu"]["items_checked"] + summary["mmlu"]["items_too_short"] == 14042
     assert summary["gpqa"]["items_checked"] + summary["gpqa"]["items_too_short"] == 198
     # Why the floor exists: one-word MMLU questions such as "Theories" match ordinary arXiv prose.
-    theories = Decontaminator.from_items(
-        {"mmlu": [_item("human_aging/60", "Theories")]}, policy=KeyPolicy(min_question_tokens=1)
+    theories = Decontaminator.from_questions(
+        questions_of({"mmlu": [_item("human_aging/60", "Theories")]}), policy=KeyPolicy(min_question_tokens=1)
     )
     hit_docs = DecontaminationFilter(theories).run(_table(corpus[:120])).hits
     assert hit_docs.height > 0
-    floor = Decontaminator.from_items({"mmlu": [_item("human_aging/60", "Theories")]})
+    floor = Decontaminator.from_questions(questions_of({"mmlu": [_item("human_aging/60", "Theories")]}))
     assert floor.rejections[0].reason == "question_too_short"
     assert DecontaminationFilter(floor).run(_table(corpus[:120])).hits.height == 0
 
@@ -218,11 +219,13 @@ def test_stream_accumulates_hits_and_the_per_benchmark_summary(decontaminator, c
 def test_ngram_override_from_the_config(shared_data: Path, items):
     math_id, math_q = _pick(items["math500"], 40, 60)
     excerpt = " ".join(word_tokens(math_q)[7:17])  # 10 tokens from the middle of the problem
-    default = Decontaminator.from_config(
-        DecontaminationConfig(benchmarks=(BenchmarkRef(name="math500", path=shared_data / "math500"),))
+    default = Decontaminator.from_questions(
+        load_questions(DecontaminationConfig(benchmarks=(BenchmarkRef(name="math500", path=shared_data / "math500"),)))
     )
-    ten = Decontaminator.from_config(
-        DecontaminationConfig(benchmarks=(BenchmarkRef(name="math500", path=shared_data / "math500", ngram=10),))
+    ten = Decontaminator.from_questions(
+        load_questions(
+            DecontaminationConfig(benchmarks=(BenchmarkRef(name="math500", path=shared_data / "math500", ngram=10),))
+        )
     )
     assert default.find(f"In class: {excerpt}.") == []
     assert ten.find(f"In class: {excerpt}.") == [Match("math500", math_id, 2, 10)]
@@ -237,7 +240,7 @@ def test_bad_tables_and_configs_are_clear_errors(decontaminator, shared_data: Pa
         DecontaminationFilter(decontaminator, action="drop_sentence")
     twice = BenchmarkRef(name="math500", path=shared_data / "math500")
     with pytest.raises(ConfigError, match="repeated"):
-        Decontaminator.from_config(DecontaminationConfig(benchmarks=(twice, twice)))
+        Decontaminator.from_questions(load_questions(DecontaminationConfig(benchmarks=(twice, twice))))
 
 
 def test_null_and_empty_texts_are_kept(decontaminator):

@@ -7,6 +7,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from buildplan.questions import load_questions, questions_of
 from catalog.variant import BenchmarkRef, DecontaminationConfig
 from eval.benchmarks import BenchmarkItem
 from indexing.decontaminate import DecontaminationFilter, Decontaminator
@@ -35,7 +36,9 @@ def test_window_hashes_at_equals_the_all_windows_pass(texts, n):
 
 
 QUESTION = "Which of the following best describes the structure that collects urine in the body before it leaves"
-DECON = Decontaminator.from_items({"mmlu": [BenchmarkItem("mmlu", "anatomy/x", QUESTION, "A", ("a",) * 4)]})
+DECON = Decontaminator.from_questions(
+    questions_of({"mmlu": [BenchmarkItem("mmlu", "anatomy/x", QUESTION, "A", ("a",) * 4)]})
+)
 
 
 @settings(max_examples=50, deadline=None)
@@ -49,9 +52,13 @@ def test_a_planted_question_is_found_in_any_surrounding_text(before, after, data
     assert DECON.find(" ".join([*before, *tokens[:15], "zzz", *after])) == []  # n-1 tokens are never enough
 
 
-def test_from_config_reuses_a_built_decontaminator(shared_data):
+def test_equal_questions_reuse_a_built_decontaminator(shared_data):
     cfg = DecontaminationConfig(benchmarks=(BenchmarkRef(name="math500", path=shared_data / "math500"),))
-    assert Decontaminator.from_config(cfg) is Decontaminator.from_config(cfg)
-    first, second = DecontaminationFilter.from_config(cfg), DecontaminationFilter.from_config(cfg)
+    # loaded twice (as two units on one worker receive them): equal content, one built index
+    assert Decontaminator.from_questions(load_questions(cfg)) is Decontaminator.from_questions(load_questions(cfg))
+    first, second = (
+        DecontaminationFilter.from_questions(load_questions(cfg)),
+        DecontaminationFilter.from_questions(load_questions(cfg)),
+    )
     first.run(pl.DataFrame({"doc_id": ["a"], "text": ["x"]}))
     assert second.stats.as_dict() == {}  # filters keep their own counters

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from buildplan.questions import load_questions
 from catalog.artifacts import ArtifactManifest, ArtifactStore, StageResult
 from catalog.parquet import DOCUMENT_SCHEMA
 from catalog.stage_runner import StageSpec, execute_stage, read_rejections
@@ -27,6 +28,11 @@ def _questions() -> list[str]:
 
 
 QUESTIONS = _questions()
+
+
+def _benchmark_questions(variant: Variant):
+    """The benchmark questions a build hands to the stages (loaded by the build plan, not by indexing)."""
+    return load_questions(variant.decontamination)
 
 
 def _variant(action: str) -> Variant:
@@ -105,13 +111,25 @@ def test_decontaminate_scans_only_documents_the_previous_output_did_not_keep(tmp
         tmp_path,
         "decontaminate",
         "v1",
-        lambda out: run_decontaminate(variant, _documents(tmp_path, "in1", [_docs(before)]), out),
+        lambda out: run_decontaminate(
+            variant, _documents(tmp_path, "in1", [_docs(before)]), out, questions=_benchmark_questions(variant)
+        ),
     )
     assert previous.rows == 11 and _details(previous, "contamination_hits")["doc_id"].to_list() == ["d2"]
 
     docs = _documents(tmp_path, "in2", [_docs(after)])
-    reused = _artifact(tmp_path, "decontaminate", "reused", lambda out: run_decontaminate(variant, docs, out, previous))
-    full = _artifact(tmp_path, "decontaminate", "full", lambda out: run_decontaminate(variant, docs, out))
+    reused = _artifact(
+        tmp_path,
+        "decontaminate",
+        "reused",
+        lambda out: run_decontaminate(variant, docs, out, previous, _benchmark_questions(variant)),
+    )
+    full = _artifact(
+        tmp_path,
+        "decontaminate",
+        "full",
+        lambda out: run_decontaminate(variant, docs, out, questions=_benchmark_questions(variant)),
+    )
 
     # 12 documents: d2 (dropped before), d5 and d7 (changed) and d12 (new) are scanned; the other 8 are reused
     assert reused.stats["documents_reused"] == 8
@@ -129,7 +147,13 @@ def test_decontaminate_scans_only_documents_the_previous_output_did_not_keep(tmp
 
 
 def _chunk(variant: Variant, docs: ArtifactManifest, part: str, root: Path, name: str, previous=None):
-    return _artifact(root, "chunk", name, lambda out: run_chunk(variant, docs, part, out, previous), part)
+    return _artifact(
+        root,
+        "chunk",
+        name,
+        lambda out: run_chunk(variant, docs, part, out, previous, _benchmark_questions(variant)),
+        part,
+    )
 
 
 def test_chunk_reuses_unchanged_documents_across_parts_and_equals_a_full_run_under_drop_chunk(tmp_path):
@@ -194,7 +218,17 @@ def test_chunk_part_repeating_a_doc_id_is_chunked_in_full(tmp_path):
 def test_decontaminate_under_drop_chunk_passes_every_document_through(tmp_path):
     variant = _variant("drop_chunk")
     docs = _documents(tmp_path, "docs", [_docs({"a": f"{QUESTIONS[0]} and more words", "b": "clean text"})])
-    previous = _artifact(tmp_path, "decontaminate", "v1", lambda out: run_decontaminate(variant, docs, out))
-    again = _artifact(tmp_path, "decontaminate", "v2", lambda out: run_decontaminate(variant, docs, out, previous))
+    previous = _artifact(
+        tmp_path,
+        "decontaminate",
+        "v1",
+        lambda out: run_decontaminate(variant, docs, out, questions=_benchmark_questions(variant)),
+    )
+    again = _artifact(
+        tmp_path,
+        "decontaminate",
+        "v2",
+        lambda out: run_decontaminate(variant, docs, out, previous, _benchmark_questions(variant)),
+    )
     assert again.rows == 2 and again.detail_files == {}
     assert {k: v for k, v in again.stats.items() if k != "timing"} == {"documents_in": 2, "documents_out": 2}
