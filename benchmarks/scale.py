@@ -220,6 +220,16 @@ def measure_size(n: int, work: Path, args: argparse.Namespace) -> dict:
         str(args.embed_chunks),
     ]
     result, peak_mb = measure_child(child_args)
+    artifacts = work / f"data-{n}" / "artifacts"
+    storage = {
+        stage.name: sum(f.stat().st_size for f in stage.rglob("*") if f.is_file())
+        for stage in sorted(artifacts.iterdir())
+    }
+    subset = work / f"data-{n}" / "embed-subset"
+    storage |= {
+        part: sum(f.stat().st_size for f in (subset / part).rglob("*") if f.is_file())
+        for part in ("embeddings", "index")
+    }
     seconds = result["seconds"]
     dedup = result["dedup"]
     row = {
@@ -236,6 +246,7 @@ def measure_size(n: int, work: Path, args: argparse.Namespace) -> dict:
         "near_found": round(dedup.get("near_removed", 0) / max(planted["near"], 1), 4),
         "chunks": result["chunks"],
         "embedded_chunks": result.get("embedded_chunks", 0),
+        "storage_bytes": storage,  # per stage (embeddings and index: of the embedded subset)
         "chunks_per_s_embed": round(result.get("embedded_chunks", 0) / seconds["embed"], 1)
         if "embed" in seconds
         else None,

@@ -95,13 +95,13 @@ def test_build_end_to_end(built):
         hits = catalog.query("SELECT benchmark, item_id FROM contamination_hits")
         assert hits.rows() == [("mmlu", "astronomy/0")]
         assert catalog.query_one("SELECT count(*) FROM extracted_texts")[0] == extracted
-        # the removed copy is recorded with the document it duplicates (the first line of docs.jsonl)
+        # the removed copy (the last line of docs.jsonl) is recorded with the document it duplicates (the first)
         removals = catalog.query(
-            "SELECT d.kind, r.url FROM dedup_removals d JOIN raw_documents r ON r.doc_id = d.kept_doc_id"
+            "SELECT d.kind, k.input_ref AS kept, r.input_ref AS removed FROM dedup_removals d"
+            " JOIN raw_documents k ON k.doc_id = d.kept_doc_id JOIN raw_documents r ON r.doc_id = d.doc_id"
         )
-        assert removals.rows() == [
-            ("exact", json.loads((variant.parent / "docs.jsonl").read_text().splitlines()[0])["url"])
-        ]
+        docs_file = variant.parent / "docs.jsonl"
+        assert removals.rows() == [("exact", f"{docs_file}:1", f"{docs_file}:32")]
         assert catalog.query_one("SELECT count(*) FROM raw_documents")[0] >= extracted
 
 
