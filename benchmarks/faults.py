@@ -188,9 +188,9 @@ def kill_during(stage: str, variant: Path, data_dir: Path, timeout: float = 900)
 
 
 # ---------------------------------------------------------------- scenarios
-def scenario_kills(a: Path, work: Path, clean: dict) -> list[dict]:
+def scenario_kills(a: Path, work: Path, clean: dict, stages: list[str]) -> list[dict]:
     rows = []
-    for stage in STAGES:
+    for stage in stages:
         data_dir = work / f"kill-{stage}"
         killed = kill_during(stage, a, data_dir)
         rerun = build(a, data_dir)
@@ -345,32 +345,7 @@ def print_row(row: dict) -> None:
     print(f"{row['fault']:<58} {status:<13} {text}", flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=60, help="Vaswani abstracts in the variant")
-    parser.add_argument("--only", nargs="*", default=["kills", "concurrent", "damage", "full-disk"])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "faults.json")
-    args = parser.parse_args()
-
-    work = Path(tempfile.mkdtemp(prefix="reread-faults-"))
-    a, b = write_variants(work / "variants", args.docs)
-    started = time.perf_counter()
-    clean_build = build(a, work / "clean-a")
-    if clean_build["rc"] != 0:
-        raise SystemExit(f"the clean build failed: {clean_build['stderr'][-2000:]}")
-    clean_bytes = sum(p.stat().st_size for p in (work / "clean-a").rglob("*") if p.is_file())  # before any search
-    clean = fingerprint(a, work / "clean-a")
-    print(f"clean build: {len(clean['index_ids'])} vectors, {clean_bytes // 1024} KiB, rows {clean['rows']}")
-    print(f"{'fault':<58} {'result':<13} details")
-    rows: list[dict] = []
-    if "kills" in args.only:
-        rows += scenario_kills(a, work, clean)
-    if "concurrent" in args.only:
-        rows += scenario_concurrent(a, b, work, clean)
-    if "damage" in args.only:
-        rows += scenario_damage(a, work, clean)
-    if "full-disk" in args.only:
-        rows += scenario_full_disk(a, work, clean, clean_bytes)
+def write_report(args, clean: dict, clean_bytes: int, rows: list[dict], started: float) -> dict:
     report = {
         "variant_docs": args.docs,
         "clean": {"vectors": len(clean["index_ids"]), "bytes": clean_bytes, "rows": clean["rows"]},
@@ -379,9 +354,43 @@ def main() -> None:
         "not_survived": [r["fault"] for r in rows if r.get("survived") is False],
         "seconds": round(time.perf_counter() - started, 1),
     }
-    print(f"\n{report['survived']} of {len(rows)} faults survived; not survived: {report['not_survived'] or 'none'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=60, help="Vaswani abstracts in the variant")
+    parser.add_argument("--only", nargs="*", default=["kills", "concurrent", "damage", "full-disk"])
+    parser.add_argument("--stages", nargs="*", default=list(STAGES), help="stages to kill a build in")
+    parser.add_argument("--reuse-clean", type=Path, help="a clean build of variant a made by an earlier run (copied)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "faults.json")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="reread-faults-"))
+    a, b = write_variants(work / "variants", args.docs)
+    started = time.perf_counter()
+    if args.reuse_clean:
+        shutil.copytree(args.reuse_clean, work / "clean-a", ignore=shutil.ignore_patterns("cache"))
+    elif (clean_build := build(a, work / "clean-a"))["rc"] != 0:
+        raise SystemExit(f"the clean build failed: {clean_build['stderr'][-2000:]}")
+    clean_bytes = sum(p.stat().st_size for p in (work / "clean-a").rglob("*") if p.is_file())  # before any search
+    clean = fingerprint(a, work / "clean-a")
+    print(f"clean build: {len(clean['index_ids'])} vectors, {clean_bytes // 1024} KiB, rows {clean['rows']}")
+    print(f"{'fault':<58} {'result':<13} details")
+    rows: list[dict] = []
+    scenarios = {
+        "kills": lambda: scenario_kills(a, work, clean, args.stages),
+        "concurrent": lambda: scenario_concurrent(a, b, work, clean),
+        "damage": lambda: scenario_damage(a, work, clean),
+        "full-disk": lambda: scenario_full_disk(a, work, clean, clean_bytes),
+    }
+    for name in args.only:
+        rows += scenarios[name]()
+        write_report(args, clean, clean_bytes, rows, started)  # after each scenario: a late kill keeps the rest
+    report = write_report(args, clean, clean_bytes, rows, started)
+    print(f"\n{report['survived']} of {len(rows)} faults survived; not survived: {report['not_survived'] or 'none'}")
     shutil.rmtree(work, ignore_errors=True)
 
 
