@@ -22,4 +22,8 @@ demo: venv
 test: venv
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
-.PHONY: venv demo test
+# the quick loop while developing: everything but the end-to-end Prefect flows and long statistical tests
+test-fast: venv
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow"
+
+.PHONY: venv demo test test-fast

@@ -160,6 +160,14 @@ def build_tiny_model():
     return _build_tiny_llama
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that run Prefect flows (they use the session's ``prefect_harness``) are end-to-end: marked ``slow``, so
+    ``make test-fast`` (``-m "not slow"``) leaves them out and ``make test`` (CI) runs them."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 _EXIT_STATUS: list[int] = []
 
 

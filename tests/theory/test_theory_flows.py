@@ -25,7 +25,7 @@ def test_trade_flow_writes_result_and_figure(tmp_path, prefect_harness):
     assert document["config"]["reps"] == 4 and document["config_hash"] == outputs["config_hash"]
     result = document["result"]
     assert result["steps_to_match_longest_direct"] == {"10": 3, "20": 2, "30": 1}
-    assert result["curves"]["20"]["population"][0] == pytest.approx(1.2477, abs=1e-4)  # spec oracle 3
+    assert result["curves"]["20"]["population"][0] == pytest.approx(1.2477, abs=1e-4)  # docs/theory.md oracle 3
     ten = result["curves"]["10"]
     assert ten["lsa_monte_carlo"][-1] < ten["lsa_monte_carlo"][0]
     assert Path(outputs["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

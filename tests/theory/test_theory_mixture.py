@@ -23,7 +23,7 @@ from eval.theory.mixture import (
 )
 from eval.theory.training import TrainConfig, train_lsa
 
-ALPHAS = (0.0, 0.5, 1.0, 2.0)  # easy, medium, matched, very hard (spec Check 13)
+ALPHAS = (0.0, 0.5, 1.0, 2.0)  # easy, medium, matched, very hard (docs/theory.md oracle 8)
 
 
 @pytest.fixture(scope="module")
