@@ -130,6 +130,7 @@ def converted_gguf(files: ModelFiles) -> Path:
         model.generation_config = loaded.generation_config
         tokenizer.save_pretrained(staging)
         model.save_pretrained(staging)
+        staging.chmod(0o755)  # mkdtemp makes it private; the cache may be shared by the users of a machine
         try:
             staging.rename(target)
         except OSError:  # another process converted it first
