@@ -15,7 +15,8 @@ from flows.reports import contamination_report
 
 OPEN_QA_VARIANTS = ("open-qa", "open-qa-distractors")
 OPEN_QA_TASK = "nq_open_demo"
-READER_CONFIG = "smollm2-nq-open.yaml"
+READER_CONFIG = "smollm2-nq-open.yaml"  # every strategy, on the full corpus
+COMPARE_CONFIG = "smollm2-nq-open-compare.yaml"  # closed-book and top-1 on both corpus variants
 
 
 @flow(name="demo", log_prints=True)
@@ -31,7 +32,8 @@ def demo(sample_dir: str, data_dir: str) -> dict:
     open_qa = [str(variants / f"{name}.yaml") for name in OPEN_QA_VARIANTS]
     task = str(tasks / f"{OPEN_QA_TASK}.yaml")
     reader = evaluate_reader(open_qa[0], data_dir, task, reader_config)
-    comparison = compare_variants(open_qa, data_dir, task, reader_config=reader_config)
+    compare_config = str(Path(sample_dir) / "readers" / COMPARE_CONFIG)
+    comparison = compare_variants(open_qa, data_dir, task, reader_config=compare_config)
     timing = reader["generation"]
     drawn = [t for t in timing.values() if not t["cached"]]
     questions = reader["summary"][0]["questions"] if reader["summary"] else 0
