@@ -67,15 +67,17 @@ class _TaskFile(BaseModel):
     task: EvalTask
 
 
-def task_hash(task: QrelsTask | QATask) -> str:
+GRADING_FIELDS = frozenset({"match"})  # task settings that change grades, not what is generated
+
+
+def task_hash(task: QrelsTask | QATask, grading: bool = True) -> str:
     """Content hash of a task: its settings and the bytes of the files it reads (not their paths), so editing a
-    benchmark or qrels file changes every artifact key that depends on the task, and moving it changes none."""
+    benchmark or qrels file changes every artifact key that depends on the task, and moving it changes none.
+    ``grading=False`` leaves out the settings that only change grades (for the key of generated samples)."""
     files = ("queries", "qrels") if isinstance(task, QrelsTask) else ("path",)
+    skip = set(files) | (set() if grading else GRADING_FIELDS)
     return stable_hash(
-        {
-            "task": task.model_dump(mode="json", exclude=set(files)),
-            "files": {f: tree_hash(getattr(task, f)) for f in files},
-        }
+        {"task": task.model_dump(mode="json", exclude=skip), "files": {f: tree_hash(getattr(task, f)) for f in files}}
     )
 
 

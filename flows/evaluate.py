@@ -285,7 +285,7 @@ def reader_samples_task(variant, eval_task_ref: str, cfg, strategy, data_dir: st
     }  # fmt: skip
     spec = StageSpec(
         "reader_eval", READER_EVAL_VERSION, stable_hash(config),
-        stable_hash({"task": task_hash(eval_task), "index": index_key}), strategy.name,
+        stable_hash({"task": task_hash(eval_task, grading=False), "index": index_key}), strategy.name,
     )  # fmt: skip
     return execute_stage(
         ArtifactStore(data_dir), spec, lambda out: reader_samples_run(variant, data_dir, eval_task, cfg, strategy, out)
