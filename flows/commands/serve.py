@@ -18,6 +18,12 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--runner", help="Task runner of the served builds (overrides the config's).")
         ] = None,
         workers: Annotated[int | None, typer.Option("--workers", help="Workers of that task runner.")] = None,
+        address: Annotated[
+            str | None,
+            typer.Option(
+                "--address", help="A running Dask/Ray cluster for --runner dask/ray (overrides the config's)."
+            ),
+        ] = None,
         data_dir: Annotated[
             Path | None,
             typer.Option(
@@ -33,4 +39,6 @@ def register(app: typer.Typer) -> None:
 
         # --data-dir is relative to the working directory, not to the config file
         absolute_data_dir = str(data_dir.resolve()) if data_dir is not None else None
-        serve_deployments(load_serve_config(config, runner=runner, workers=workers, data_dir=absolute_data_dir))
+        serve_deployments(
+            load_serve_config(config, runner=runner, workers=workers, address=address, data_dir=absolute_data_dir)
+        )

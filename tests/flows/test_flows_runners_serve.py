@@ -121,6 +121,8 @@ def test_serve_config_errors_and_serve_needs_a_server(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="unknown task runner 'spark'"):
         load_serve_config(bad)
     assert load_serve_config(bad, runner="processes", workers=3).runner == "processes"  # the command line wins
+    on_cluster = load_serve_config(None, runner="dask", address="tcp://127.0.0.1:8786")
+    assert (on_cluster.runner, on_cluster.address) == ("dask", "tcp://127.0.0.1:8786")
     with pytest.raises(ConfigError, match="unknown task runner 'spark'"):
         load_serve_config(None, runner="spark")
     bad.write_text("refresh: {variants: [nowhere.yaml]}\n")  # found out when served, not when the cron fires
