@@ -101,3 +101,12 @@ def variant_rejections(catalog: Catalog, variant: str) -> pl.DataFrame:
         " ORDER BY r.stage, r.source, r.input_ref",
         [variant],
     )
+
+
+def outputs_by_keys(catalog: Catalog, keys: list[str]) -> pl.DataFrame:
+    """The registered stage outputs ``keys``: artifact_key, stage, shard, row_count, stats (JSON text), path."""
+    return catalog.query(
+        "SELECT artifact_key, stage, shard, row_count, stats, path FROM stage_outputs"
+        " WHERE list_contains(?, artifact_key) ORDER BY created_at",
+        [keys],
+    )

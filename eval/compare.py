@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import html
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -28,6 +30,15 @@ class PairedTest:
     ci_low: float
     ci_high: float
     p_value: float
+
+
+def metric_sort_key(name: str) -> tuple[str, float]:
+    """One order for metric names everywhere (fresh or cached results alike): by name, then by cut-off as a number
+    (``recall@5`` before ``recall@10``)."""
+    base, _, cutoff = name.rpartition("@")
+    if base and cutoff.isdigit():
+        return base, float(cutoff)
+    return name, -1.0
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05):
@@ -76,16 +87,53 @@ def summary_table(per_item: dict[str, pl.DataFrame], metrics: list[str]) -> pl.D
     return pl.DataFrame(rows)
 
 
-def plot_metrics(summary: pl.DataFrame, metrics: list[str], path: Path) -> Path:
+def mean_intervals(
+    per_item: dict[str, pl.DataFrame], metrics: list[str], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Bootstrap (over items) confidence interval of each variant's mean of each metric: variant -> metric ->
+    (low, high); the error bars of the plot and the ranges of the report."""
+    rng = np.random.default_rng(seed)
+    intervals: dict[str, dict[str, tuple[float, float]]] = {}
+    for name, frame in per_item.items():
+        intervals[name] = {}
+        if frame.height == 0:
+            continue
+        draws = rng.integers(0, frame.height, size=(n_boot, frame.height))
+        for metric in metrics:
+            if metric in frame.columns:
+                values = frame[metric].cast(pl.Float64).fill_null(0.0).to_numpy()
+                low, high = np.quantile(values[draws].mean(axis=1), [alpha / 2, 1 - alpha / 2])
+                intervals[name][metric] = (float(low), float(high))
+    return intervals
+
+
+def plot_metrics(
+    summary: pl.DataFrame,
+    metrics: list[str],
+    path: Path,
+    intervals: dict[str, dict[str, tuple[float, float]]] | None = None,
+) -> Path:
+    """Grouped bars of each variant's mean per metric, with bootstrap error bars when ``intervals`` are given; the
+    y axis fits the values (a metric near 0.01 stays visible), from 0 to a little above the highest bar or bound."""
     present = [m for m in metrics if m in summary.columns]
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(present)), 4))
     width = 0.8 / max(summary.height, 1)
     x = np.arange(len(present))
+    top = 0.0
     for i, row in enumerate(summary.iter_rows(named=True)):
-        ax.bar(x + i * width, [row[m] for m in present], width, label=row["variant"])
+        means = np.array([row[m] if row[m] is not None else np.nan for m in present], dtype=float)
+        bounds = (intervals or {}).get(row["variant"], {})
+        yerr = None
+        if bounds:
+            low = np.array([bounds.get(m, (v, v))[0] for m, v in zip(present, means, strict=True)])
+            high = np.array([bounds.get(m, (v, v))[1] for m, v in zip(present, means, strict=True)])
+            yerr = np.vstack([np.clip(means - low, 0, None), np.clip(high - means, 0, None)])
+            top = max(top, float(np.nanmax(high)) if len(high) else 0.0)
+        top = max(top, float(np.nanmax(means)) if len(means) else 0.0)
+        ax.bar(x + i * width, means, width, yerr=yerr, capsize=3, label=row["variant"])
     ax.set_xticks(x + width * (summary.height - 1) / 2, present, rotation=20)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("mean over items")
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1)
+    ax.set_ylabel("mean over items" + (" (95% bootstrap CI)" if intervals else ""))
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -128,12 +176,96 @@ def plot_accuracy_vs_k(scores: pl.DataFrame, path: Path) -> Path:
     return path
 
 
-def markdown_report(title: str, summary: pl.DataFrame, tests: list[PairedTest]) -> str:
+def config_differences(configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The settings whose values differ between variants (nested keys flattened with dots; the name and
+    description left out): one row per setting, ``{"setting": key, <variant>: value, ...}``."""
+
+    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                out.update(flat(item, f"{prefix}{key}."))
+            return out
+        return {prefix[:-1]: value}
+
+    flattened = {name: flat(config) for name, config in configs.items()}
+    keys = sorted({k for f in flattened.values() for k in f} - {"name", "description"})
+    rows = []
+    for key in keys:
+        values = {name: f.get(key) for name, f in flattened.items()}
+        if len({repr(v) for v in values.values()}) > 1:
+            rows.append({"setting": key, **values})
+    return rows
+
+
+def search_cost(retriever: Any, queries: list[str], k: int, latency_queries: int = 20) -> dict[str, float]:
+    """What searching a datastore costs on real queries, the top-K cache bypassed: queries per second for the whole
+    batch (query embedding + index search), and the median latency of one query searched alone (first
+    ``latency_queries`` queries)."""
+    if not queries:
+        return {"queries": 0, "qps": 0.0, "latency_ms_median": 0.0}
+    start = time.perf_counter()
+    retriever.search_vectors(retriever.encode(queries), k)
+    batch_s = time.perf_counter() - start
+    latencies = []
+    for query in queries[:latency_queries]:
+        start = time.perf_counter()
+        retriever.search_vectors(retriever.encode([query]), k)
+        latencies.append(time.perf_counter() - start)
+    return {
+        "queries": len(queries),
+        "qps": len(queries) / batch_s if batch_s > 0 else float("inf"),
+        "latency_ms_median": float(np.median(latencies)) * 1000,
+    }
+
+
+def context_markdown(differences: list[dict[str, Any]], facts: dict[str, dict[str, Any]]) -> str:
+    """The "what differs" and "what it costs" sections: the config diff, then per variant its documents, chunks,
+    vectors, index type, build time, bytes on disk and search speed."""
+    names = list(facts)
+    lines = ["## What differs", ""]
+    if differences:
+        lines += ["| setting | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
+        lines += [f"| {d['setting']} | " + " | ".join(_cell(d.get(n)) for n in names) + " |" for d in differences]
+    else:
+        lines.append("The variants' settings are the same (apart from their names).")
+    rows = [
+        ("documents", "documents", "{:,}"), ("chunks", "chunks", "{:,}"), ("vectors", "vectors", "{:,}"),
+        ("index type", "index_type", "{}"), ("build time (s)", "build_s", "{:.1f}"),
+        ("bytes on disk", "bytes", "{:,}"), ("search QPS", "qps", "{:.1f}"),
+        ("search latency, median (ms)", "latency_ms_median", "{:.2f}"),
+    ]  # fmt: skip
+    lines += ["", "## What it costs", "", "| | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
+    for label, key, fmt in rows:
+        cells = [fmt.format(facts[n][key]) if facts[n].get(key) is not None else "-" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value).replace("|", "\\|")
+
+
+def markdown_report(
+    title: str,
+    summary: pl.DataFrame,
+    tests: list[PairedTest],
+    intervals: dict[str, dict[str, tuple[float, float]]] | None = None,
+    context: str = "",
+) -> str:
+    """The comparison as markdown: the means (with their 95% bootstrap CI when ``intervals`` are given), the
+    paired tests, then ``context`` (``context_markdown``)."""
     metric_cols = [c for c in summary.columns if c not in ("variant", "n")]
     lines = [f"# {title}", "", "| variant | n | " + " | ".join(metric_cols) + " |"]
     lines.append("|---" * (2 + len(metric_cols)) + "|")
     for row in summary.iter_rows(named=True):
-        values = " | ".join(f"{row[c]:.4f}" if row[c] is not None else "-" for c in metric_cols)
+        bounds = (intervals or {}).get(row["variant"], {})
+        values = " | ".join(
+            "-" if row[c] is None
+            else f"{row[c]:.4f} [{bounds[c][0]:.3f}, {bounds[c][1]:.3f}]" if c in bounds
+            else f"{row[c]:.4f}"
+            for c in metric_cols
+        )  # fmt: skip
         lines.append(f"| {row['variant']} | {row['n']} | {values} |")
     if tests:
         lines += ["", "Paired bootstrap (each variant minus the first; 95% CI; two-sided p):", ""]
@@ -142,11 +274,19 @@ def markdown_report(title: str, summary: pl.DataFrame, tests: list[PairedTest]) 
             lines.append(
                 f"| {t.metric} | {t.variant} | {t.diff:+.4f} | [{t.ci_low:+.4f}, {t.ci_high:+.4f}] | {t.p_value:.3f} |"
             )
+    if context:
+        lines += ["", context]
     return "\n".join(lines)
 
 
-def html_report(title: str, summary: pl.DataFrame, tests: list[PairedTest], plots: list[Path], path: Path) -> Path:
-    """A self-contained HTML file: the tables and the plots embedded as base64 PNG."""
+def html_report(
+    title: str, summary: pl.DataFrame, tests: list[PairedTest], plots: list[Path], path: Path, context: str = ""
+) -> Path:
+    """A self-contained HTML file: the tables, ``context`` (markdown: what differs, what it costs) and the plots
+    embedded as base64 PNG."""
+    from markdown_it import MarkdownIt
+
+    context_html = MarkdownIt("commonmark", {"html": False}).enable("table").render(context) if context else ""
     metric_cols = [c for c in summary.columns if c not in ("variant", "n")]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["variant", "n", *metric_cols])
     body = "".join(
@@ -171,6 +311,6 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{max-width:10
 <h1>{html.escape(title)}</h1><table><tr>{head}</tr>{body}</table>
 <h2>Paired bootstrap tests (each variant minus {html.escape(summary["variant"][0])})</h2>
 <table><tr><th>metric</th><th>variant</th><th>diff</th><th>95% CI</th><th>p</th></tr>{test_rows}</table>
-{images}</body></html>"""
+{context_html}{images}</body></html>"""
     path.write_text(doc, encoding="utf-8")
     return path

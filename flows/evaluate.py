@@ -21,11 +21,16 @@ from catalog.variant import Variant, load_variant
 from eval import retrieval_eval
 from eval.compare import (
     compare_per_item,
+    config_differences,
+    context_markdown,
     html_report,
     markdown_report,
+    mean_intervals,
+    metric_sort_key,
     plot_accuracy_vs_flops,
     plot_accuracy_vs_k,
     plot_metrics,
+    search_cost,
     summary_table,
 )
 from eval.tasks import QATask, QrelsTask, resolve_task, task_hash
@@ -86,6 +91,42 @@ def _per_item(manifest: ArtifactManifest) -> pl.DataFrame:
     return pl.read_parquet(manifest.folder / "per_item.parquet")
 
 
+def _task_queries(eval_task: QrelsTask | QATask) -> list[str]:
+    """The query texts of a task, as its evaluation searches them."""
+    if isinstance(eval_task, QrelsTask):
+        return list(retrieval_eval.load_trec_queries(eval_task.queries).values())[: eval_task.limit]
+    from eval.benchmarks import load_benchmark
+
+    items = load_benchmark(eval_task.benchmark, eval_task.path, **eval_task.options)[: eval_task.limit]
+    return [item.question for item in items]
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+
+
+def datastore_facts(catalog: Catalog, variant: Variant, data_dir: str, queries_for_cost: list[str], k: int) -> dict:
+    """What a built variant holds and costs: documents, chunks, vectors, index type, build time of its chunk, embed
+    and index outputs, their bytes on disk, and search QPS and latency on the task's queries (cache bypassed)."""
+    record = catalog.datastore(variant.name)
+    if record is None:
+        return {}
+    keys = [*record["chunk_keys"], record["embed_key"], record["index_key"]]
+    outputs = queries.outputs_by_keys(catalog, keys).to_dicts()
+    stats = [(o, json.loads(o["stats"] or "{}")) for o in outputs]
+    chunks = [(o, st) for o, st in stats if o["stage"] == "chunk"]
+    index = next((st for o, st in stats if o["stage"] == "index"), {})
+    return {
+        "documents": sum(int(st.get("documents_out", 0)) for _, st in chunks),
+        "chunks": sum(int(o["row_count"]) for o, _ in chunks),
+        "vectors": index.get("vectors"),
+        "index_type": index.get("index_type"),
+        "build_s": sum(float((st.get("timing") or {}).get("seconds", 0.0)) for _, st in stats),
+        "bytes": sum(_folder_bytes(Path(data_dir) / o["path"]) for o in outputs),
+        **search_cost(open_retriever(variant, data_dir), queries_for_cost, k),
+    }
+
+
 def _metrics_of(frames: list[pl.DataFrame]) -> list[str]:
     metrics: list[str] = []
     for frame in frames:
@@ -103,11 +144,12 @@ def evaluate(variant_path: str, data_dir: str, tasks: list[str]) -> dict:
         for ref in tasks:
             manifest, cached = retrieval_eval_task(variant, ref, data_dir)
             register_artifact(catalog, manifest, variant.name, run_id)
-            metrics = {k: v for k, v in manifest.stats.items() if isinstance(v, float)}
+            metrics = {k: manifest.stats[k] for k in sorted(manifest.stats, key=metric_sort_key)}
+            metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
             report["tasks"][resolve_task(ref).name] = {"cached": cached, "n": manifest.rows, **metrics}
             create_table_artifact(
                 key=artifact_key_name(f"eval-{variant.name}-{resolve_task(ref).name}"),
-                table=[{"metric": k, "value": round(v, 4)} for k, v in sorted(metrics.items())],
+                table=[{"metric": k, "value": round(v, 4)} for k, v in metrics.items()],
                 description=f"retrieval quality of {variant.name} on {ref}",
             )
         catalog.finish_run(run_id, "completed", report)
@@ -154,17 +196,25 @@ def compare_variants(
         metrics = _metrics_of(list(per_item.values()))
         summary = summary_table(per_item, metrics)
         tests = compare_per_item(per_item, metrics)
+        intervals = mean_intervals(per_item, metrics)
+        differences = config_differences({v.name: v.model_dump(mode="json") for v in variants})
+        cost_queries = _task_queries(eval_task)
+        facts = {v.name: datastore_facts(catalog, v, data_dir, cost_queries, max(eval_task.ks)) for v in variants}
+        context = context_markdown(differences, facts)
         title = f"{eval_task.name}: {' vs '.join(names)}"
-        plots = [plot_metrics(summary, metrics, folder / "metrics.png")]
+        plots = [plot_metrics(summary, metrics, folder / "metrics.png", intervals)]
         if flops_points:
             plots.append(plot_accuracy_vs_flops(flops_points, folder / "accuracy_vs_flops.png"))
-        html_path = html_report(title, summary, tests, plots, folder / "compare.html")
-        markdown = markdown_report(title, summary, tests)
+        html_path = html_report(title, summary, tests, plots, folder / "compare.html", context)
+        markdown = markdown_report(title, summary, tests, intervals, context)
         (folder / "compare.md").write_text(markdown + "".join(f"\n\n![{p.stem}]({p.name})" for p in plots) + "\n")
         report = {
             "task": eval_task.name,
             "summary": summary.to_dicts(),
+            "intervals": {v: {m: list(b) for m, b in per.items()} for v, per in intervals.items()},
             "tests": [vars(t) for t in tests],
+            "differences": differences,
+            "datastores": facts,
             "html": str(html_path),
             "plot": str(plots[0]),
             "plots": [str(p) for p in plots],

@@ -131,10 +131,25 @@ def parse_key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def console():
-    """The console a command prints its report on (rich, imported when a command prints)."""
+    """The console a command prints its report on (rich, imported when a command prints). Piped or redirected, lines
+    are not wrapped at the 80 columns rich assumes for a non-terminal."""
     from rich.console import Console
 
-    return Console()
+    out = Console()
+    return out if out.is_terminal else Console(soft_wrap=True)
+
+
+def print_markdown(text: str, out=None) -> None:
+    """A markdown report up to its first image (plots do not render in a terminal): rendered on a terminal, the
+    markdown source itself (already readable, and tables stay whole) when piped."""
+    from rich.markdown import Markdown
+
+    out = out or console()
+    text = text.split("![")[0].rstrip()
+    if out.is_terminal:
+        out.print(Markdown(text))
+    else:
+        out.file.write(text + "\n")
 
 
 def print_table(table, out=None) -> None:

@@ -111,9 +111,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Bring a variant's datastore up to date: re-crawl its crawl sources (conditional requests), then rebuild
         only what changed. Prints what changed: pages, and per stage the rows of new work and the rows reused."""
-        from rich.markdown import Markdown
-
-        from flows.commands._common import console
+        from flows.commands._common import print_markdown
         from flows.preflight import check_build
         from flows.refresh import report_markdown, run_refresh
 
@@ -123,4 +121,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(result, default=str))
         else:
-            console().print(Markdown(report_markdown(result["changes"])))
+            print_markdown(report_markdown(result["changes"]))

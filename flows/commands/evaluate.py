@@ -17,6 +17,7 @@ from flows.commands._common import (
     VariantsArgument,
     apply_threads,
     console,
+    print_markdown,
     use_lock_timeout,
 )
 
@@ -40,13 +41,6 @@ ReaderConfigOption = Annotated[
         dir_okay=False,
     ),
 ]
-
-
-def _markdown_text(markdown: str):
-    """A report's markdown up to its first image (plots do not render in a terminal)."""
-    from rich.markdown import Markdown
-
-    return Markdown(markdown.split("![")[0])
 
 
 def register(app: typer.Typer) -> None:
@@ -89,7 +83,7 @@ def register(app: typer.Typer) -> None:
             values = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
             out.print(f"[bold]{report['variant']}[/bold] on {name} (n={metrics['n']}): {values}")
         for reader_report in report.get("reader", {}).values():
-            out.print(_markdown_text(reader_report["markdown"]))
+            print_markdown(reader_report["markdown"], out)
 
     @app.command()
     def compare(
@@ -118,7 +112,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(report, default=str))
             return
         out = console()
-        out.print(_markdown_text(Path(report["html"]).with_name("compare.md").read_text()))
+        print_markdown(Path(report["html"]).with_name("compare.md").read_text(), out)
         out.print(f"HTML report: {report['html']}")
 
     @app.command()
@@ -151,6 +145,6 @@ def register(app: typer.Typer) -> None:
         for name, metrics in report["sample_eval"]["tasks"].items():
             values = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
             out.print(f"sample on {name}: {values}")
-        out.print(_markdown_text(report["reader_markdown"]))
-        out.print(_markdown_text(report["comparison_markdown"]))
+        print_markdown(report["reader_markdown"], out)
+        print_markdown(report["comparison_markdown"], out)
         out.print(f"HTML report: {report['comparison']['html']}")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from catalog.db import Catalog
@@ -119,3 +120,42 @@ def test_piped_tables_are_tab_separated_and_not_cut() -> None:
     buffer = io.StringIO()
     print_table(table, Console(file=buffer))  # a file is not a terminal, like a pipe
     assert buffer.getvalue().splitlines() == ["# a title", "name\tdetails", f"first\t{long_value}", "second line\ty"]
+
+
+def test_quiet_by_default_and_verbose_on_request(tmp_path: Path) -> None:
+    code = (
+        "import os, json\nfrom typer.testing import CliRunner\nfrom flows.cli import app\nimport sys\n"
+        "CliRunner().invoke(app, sys.argv[1:] + ['runs', '--data-dir', 'nowhere'])\n"
+        "keys = ('PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL', 'DO_NOT_TRACK', 'HF_HUB_DISABLE_PROGRESS_BARS')\n"
+        "print(json.dumps([os.environ.get(k) for k in keys]))"
+    )
+    clean = {k: "" for k in ("REREAD_LOG_LEVEL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "DO_NOT_TRACK")}
+    clean["HF_HUB_DISABLE_PROGRESS_BARS"] = ""
+    env = {k: v for k, v in os.environ.items() if k not in clean}
+    quiet = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert json.loads(quiet.stdout.splitlines()[-1]) == ["WARNING", "1", "1"], quiet.stderr
+    verbose = subprocess.run([sys.executable, "-c", code, "--verbose"], cwd=tmp_path,
+                             env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert json.loads(verbose.stdout.splitlines()[-1]) == ["INFO", "1", None], verbose.stderr
+
+
+@pytest.mark.slow
+def test_a_flow_command_prints_its_report_and_no_prefect_noise(tmp_path: Path) -> None:
+    """A real flow run through the CLI (Prefect's temporary server included): stdout is the report, stderr empty of
+    INFO logs, the server banner, the telemetry notice and "Error logging to API" at exit."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "COLUMNS": "100",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600",
+    }
+    for key in ("REREAD_LOG_LEVEL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "PREFECT_API_URL"):
+        env.pop(key, None)
+    args = ["theory", "trade", "--data-dir", str(tmp_path), "--set", "kmax=2", "--set", "reps=2", "--set", "ns=[10]"]
+    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("trade: wrote ")
+    for noise in ("INFO", "Starting temporary server", "telemetry", "Error logging to API", "Finished in state"):
+        assert noise not in result.stderr

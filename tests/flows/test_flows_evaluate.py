@@ -84,6 +84,33 @@ def test_compare_variants_writes_report_with_paired_tests(built):
         assert test["ci_low"] <= test["diff"] <= test["ci_high"] and 0 < test["p_value"] <= 1
     html = Path(report["html"]).read_text()
     assert "npl-hnsw" in html and "data:image/png;base64," in html
+    # what differs and what it costs
+    differences = {d["setting"]: (d["npl-flat"], d["npl-hnsw"]) for d in report["differences"]}
+    assert differences["index.factory"] == ("Flat", "HNSW32") and differences["chunking.size"][1] == 64
+    flat_facts, hnsw_facts = report["datastores"]["npl-flat"], report["datastores"]["npl-hnsw"]
+    assert flat_facts["documents"] == hnsw_facts["documents"] > 0
+    assert hnsw_facts["chunks"] > flat_facts["chunks"] == flat_facts["vectors"]  # 64-token chunks: more of them
+    assert "HNSW" in hnsw_facts["index_type"] and flat_facts["index_type"] == "Flat"
+    for facts in (flat_facts, hnsw_facts):
+        assert facts["bytes"] > 0 and facts["build_s"] > 0 and facts["qps"] > 0 and facts["latency_ms_median"] > 0
+        assert facts["queries"] == 30
+    for variant in ("npl-flat", "npl-hnsw"):
+        for low, high in report["intervals"][variant].values():
+            assert 0 <= low <= high <= 1
+    markdown = (Path(report["html"]).with_name("compare.md")).read_text()
+    assert "## What differs" in markdown and "| index.factory | Flat | HNSW32 |" in markdown
+
+
+def test_python_api_example_runs(built):
+    """docs/examples/python_api.py, the notebook example of docs/python-api.md, on the built datastores."""
+    import runpy
+
+    root, data_dir, flat, hnsw = built
+    example = runpy.run_path(str(Path(__file__).resolve().parents[2] / "docs" / "examples" / "python_api.py"))
+    result = example["main"](flat, hnsw, data_dir, "vaswani", build=False)
+    assert result["hits"] and result["hits"][0].source == "npl" and result["hits"][0].source_doc_id
+    assert 0 < result["quality"]["tasks"]["vaswani"]["ndcg@10"] < 1
+    assert [row["variant"] for row in result["comparison"]["summary"]] == ["npl-flat", "npl-hnsw"]
 
 
 def _reader_config(root: Path, build_tiny_model) -> Path:
