@@ -10,7 +10,12 @@ from pathlib import Path
 
 import polars as pl
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 from catalog import queries
 from catalog.artifacts import ArtifactManifest, ArtifactStore, StageResult
@@ -46,19 +51,42 @@ def _contaminated_items(data_dir: str, variant: Variant, benchmark: str) -> set[
         return queries.contaminated_items(catalog, variant.name, benchmark)
 
 
-def retrieval_eval_run(retriever, eval_task: QrelsTask | QATask, out: Path, contaminated: set[str]) -> StageResult:
+SEARCH_BATCH = 64  # queries embedded and searched at a time: the progress bar's step
+
+
+def _search_with_progress(retriever, texts: list[str], k: int, task_name: str, on_progress=None) -> list:
+    """Every query's hits, searched in batches behind a progress bar per question (hidden when not a terminal);
+    ``on_progress(done, total)`` after each batch (the flow's Prefect progress artifact)."""
+    from tqdm import tqdm
+
+    hits: list = []
+    with tqdm(total=len(texts), desc=f"searching {task_name}", unit="question", disable=None, leave=False) as bar:
+        for start in range(0, len(texts), SEARCH_BATCH):
+            hits += retriever.search(texts[start : start + SEARCH_BATCH], k=k)
+            bar.update(min(SEARCH_BATCH, len(texts) - start))
+            if on_progress is not None:
+                on_progress(len(hits), len(texts))
+    return hits
+
+
+def retrieval_eval_run(
+    retriever, eval_task: QrelsTask | QATask, out: Path, contaminated: set[str], on_progress=None
+) -> StageResult:
     """Search every query of the task once (top ``retrieve_k``) and score per item; writes ``per_item.parquet``."""
     if isinstance(eval_task, QrelsTask):
         queries = retrieval_eval.load_trec_queries(eval_task.queries)
         qrels = retrieval_eval.qrels_by_source_id(eval_task.source, load_trec_qrels(eval_task.qrels))
         ids = [q for q in queries if q in qrels][: eval_task.limit]
-        hits = dict(zip(ids, retriever.search([queries[q] for q in ids], k=eval_task.retrieve_k), strict=True))
+        texts = [queries[q] for q in ids]
+        found = _search_with_progress(retriever, texts, eval_task.retrieve_k, eval_task.name, on_progress)
+        hits = dict(zip(ids, found, strict=True))
         per_item = retrieval_eval.qrels_metrics({q: queries[q] for q in ids}, qrels, hits, eval_task.ks)
     else:
         from eval.benchmarks import load_benchmark
 
         items = load_benchmark(eval_task.benchmark, eval_task.path, **eval_task.options)[: eval_task.limit]
-        results = retriever.search([item.question for item in items], k=eval_task.retrieve_k)
+        texts = [item.question for item in items]
+        results = _search_with_progress(retriever, texts, eval_task.retrieve_k, eval_task.name, on_progress)
         hits = {item.item_id: item_hits for item, item_hits in zip(items, results, strict=True)}
         per_item = retrieval_eval.qa_metrics(items, hits, eval_task.ks, contaminated)
     per_item.write_parquet(out / "per_item.parquet")
@@ -78,11 +106,20 @@ def retrieval_eval_task(variant: Variant, eval_task_ref: str, data_dir: str) -> 
         stable_hash({"index": paths.index_key, "embedder": variant.stage_config("embed"),
                      "contaminated": sorted(contaminated)}),
     )  # fmt: skip
-    manifest, cached = execute_stage(
-        ArtifactStore(data_dir),
-        spec,
-        lambda out: retrieval_eval_run(open_retriever(variant, data_dir), eval_task, out, contaminated),
-    )
+
+    def evaluate_into(out: Path) -> StageResult:
+        progress_id = create_progress_artifact(
+            progress=0.0,
+            key=artifact_key_name(f"eval-{variant.name}-{eval_task.name}-progress"),
+            description=f"questions of {eval_task.name} searched in {variant.name}",
+        )
+
+        def on_progress(done: int, total: int) -> None:
+            update_progress_artifact(progress_id, progress=100.0 * done / max(total, 1))
+
+        return retrieval_eval_run(open_retriever(variant, data_dir), eval_task, out, contaminated, on_progress)
+
+    manifest, cached = execute_stage(ArtifactStore(data_dir), spec, evaluate_into)
     get_run_logger().info("%s on %s: %s", variant.name, eval_task.name, "cached" if cached else "evaluated")
     return manifest, cached
 
