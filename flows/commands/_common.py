@@ -105,7 +105,7 @@ def _resolve_variants(values: list[Path] | Path | None):
     return [resolve_variant(v) for v in values] if isinstance(values, list) else resolve_variant(values)
 
 
-VARIANT_HELP = "Variant YAML file, or a bundled variant's name (sample, vaswani, vaswani-hnsw)."
+VARIANT_HELP = "Variant YAML file, or a bundled variant's name (e.g. sample, vaswani, vaswani-hnsw)."
 VariantArgument = Annotated[Path, typer.Argument(help=VARIANT_HELP, callback=_resolve_variants, metavar="VARIANT")]
 VariantsArgument = Annotated[
     list[Path],

@@ -100,7 +100,8 @@ def test_unknown_variant_names_the_input_and_the_bundled_ones(tmp_path: Path) ->
     result = CliRunner().invoke(app, ["search", "no-such-variant", "q", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2
     message = " ".join(result.output.replace("│", " ").split())
-    assert "no-such-variant: no such file, and not a bundled variant (sample, vaswani" in message
+    assert "no-such-variant: no such file, and not a bundled variant (" in message
+    assert "sample, vaswani, vaswani-hnsw)" in message
 
 
 def test_piped_tables_are_tab_separated_and_not_cut() -> None:
