@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from tqdm import tqdm
 
 from catalog.records import StageStats
 from catalog.variant import DedupConfig
@@ -163,6 +164,7 @@ class ShardHasher:
         with (
             pq.ParquetWriter(out_dir / HASHES_FILE, _HASH_SCHEMA) as hashes,
             pq.ParquetWriter(out_dir / BANDS_FILE, _BAND_SCHEMA) as bands,
+            tqdm(total=n_rows, desc="dedup hash", unit="doc", leave=False, disable=None) as bar,
         ):
             for batch in batches:
                 require_columns(batch, ("doc_id", "text"), STAGE)
@@ -186,6 +188,7 @@ class ShardHasher:
                     stats.add("documents_without_shingles", batch.height - len(usable))
                 stats.add("documents_in", batch.height)
                 row += batch.height
+                bar.update(batch.height)
         if row != n_rows:
             raise ValueError(f"{out_dir}: expected {n_rows} documents, got {row}")
         signatures.flush()
