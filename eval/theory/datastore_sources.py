@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from catalog.errors import ArtifactError
 from catalog.hashing import content_hash
@@ -55,7 +56,14 @@ def load_source_embeddings(
     manifest, shards = load_embeddings(embeddings_dir)
     grouped: dict[str, list[np.ndarray]] = {source: [] for source in sizes}
     missing = 0
-    for ids, vectors in shards:
+    for ids, vectors in tqdm(
+        shards,
+        total=len(manifest.shards),
+        desc="mixture: read embeddings",
+        unit="shard",
+        leave=False,
+        disable=None,
+    ):
         rows_by_source: dict[str, list[int]] = {}
         for row, chunk_id in enumerate(ids):
             source = sources.get(chunk_id)
