@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from catalog.records import Rejection
-from eval.benchmarks.registry import register_benchmark, reject
+from eval.benchmarks.registry import json_lines, register_benchmark, reject
 from eval.benchmarks.types import BenchmarkItem
 
 NAME = "math500"
@@ -22,31 +21,23 @@ def _file(path: Path) -> Path:
 def read_math500(path: Path) -> Iterator[BenchmarkItem | Rejection]:
     """One item per JSON line; ``item_id`` is the line's ``unique_id`` (e.g. ``test/precalculus/807.json``)."""
     file = _file(path)
-    with open(file, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            ref = f"{file}:{line_no}"
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield reject(NAME, ref, "malformed_json", str(exc))
-                continue
-            if not isinstance(rec, dict):
-                yield reject(NAME, ref, "malformed_json", f"expected an object, got {type(rec).__name__}")
-                continue
-            missing = [k for k in REQUIRED if not isinstance(rec.get(k), str) or not rec[k].strip()]
-            if missing:
-                yield reject(NAME, ref, "missing_field", f"missing or empty: {', '.join(missing)}")
-                continue
-            metadata = {"level": str(rec.get("level", "")), "subject": str(rec.get("subject", ""))}
-            if isinstance(rec.get("solution"), str):
-                metadata["solution"] = rec["solution"]
-            yield BenchmarkItem(
-                benchmark=NAME,
-                item_id=rec["unique_id"],
-                question=rec["problem"],
-                answer=rec["answer"],
-                category=str(rec.get("subject", "")),
-                metadata=metadata,
-            )
+    for entry in json_lines(NAME, file):
+        if isinstance(entry, Rejection):
+            yield entry
+            continue
+        ref, rec = entry
+        missing = [k for k in REQUIRED if not isinstance(rec.get(k), str) or not rec[k].strip()]
+        if missing:
+            yield reject(NAME, ref, "missing_field", f"missing or empty: {', '.join(missing)}")
+            continue
+        metadata = {"level": str(rec.get("level", "")), "subject": str(rec.get("subject", ""))}
+        if isinstance(rec.get("solution"), str):
+            metadata["solution"] = rec["solution"]
+        yield BenchmarkItem(
+            benchmark=NAME,
+            item_id=rec["unique_id"],
+            question=rec["problem"],
+            answer=rec["answer"],
+            category=str(rec.get("subject", "")),
+            metadata=metadata,
+        )

@@ -6,12 +6,11 @@ the item's ``answer``, the rest its ``aliases``. Extra fields (e.g. ``gold_passa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from catalog.records import Rejection
-from eval.benchmarks.registry import register_benchmark, reject
+from eval.benchmarks.registry import json_lines, register_benchmark, reject
 from eval.benchmarks.types import BenchmarkItem
 
 NAME = "nq_open"
@@ -25,45 +24,35 @@ def _file(path: Path) -> Path:
 def read_nq_open(path: Path) -> Iterator[BenchmarkItem | Rejection]:
     file = _file(path)
     seen: set[str] = set()
-    with open(file, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            ref = f"{file}:{line_no}"
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                yield reject(NAME, ref, "malformed_json", str(exc)[:200])
-                continue
-            if not isinstance(rec, dict):
-                yield reject(NAME, ref, "malformed_json", f"expected an object, got {type(rec).__name__}")
-                continue
-            item_id, question, answers = rec.get("id"), rec.get("question"), rec.get("answers")
-            if not isinstance(item_id, str) or not item_id.strip() or not isinstance(question, str):
-                yield reject(NAME, ref, "missing_field", "id and question must be non-empty strings")
-                continue
-            if not question.strip():
-                yield reject(NAME, ref, "missing_field", "empty question")
-                continue
-            if not isinstance(answers, list) or not answers:
-                yield reject(NAME, ref, "missing_field", "answers must be a non-empty list of strings")
-                continue
-            accepted = [a.strip() for a in answers if isinstance(a, str) and a.strip()]
-            if len(accepted) != len(answers):
-                yield reject(
-                    NAME, ref, "malformed_answers", f"answers holds empty or non-string values: {answers!r:.200}"
-                )
-                continue
-            if item_id in seen:
-                yield reject(NAME, ref, "duplicate_id", item_id)
-                continue
-            seen.add(item_id)
-            metadata = {k: str(v) for k, v in rec.items() if k not in ("id", "question", "answers") and v is not None}
-            yield BenchmarkItem(
-                benchmark=NAME,
-                item_id=item_id,
-                question=question.strip(),
-                answer=accepted[0],
-                aliases=tuple(dict.fromkeys(accepted[1:])),
-                metadata=metadata,
-            )
+    for entry in json_lines(NAME, file):
+        if isinstance(entry, Rejection):
+            yield entry
+            continue
+        ref, rec = entry
+        item_id, question, answers = rec.get("id"), rec.get("question"), rec.get("answers")
+        if not isinstance(item_id, str) or not item_id.strip() or not isinstance(question, str):
+            yield reject(NAME, ref, "missing_field", "id and question must be non-empty strings")
+            continue
+        if not question.strip():
+            yield reject(NAME, ref, "missing_field", "empty question")
+            continue
+        if not isinstance(answers, list) or not answers:
+            yield reject(NAME, ref, "missing_field", "answers must be a non-empty list of strings")
+            continue
+        accepted = [a.strip() for a in answers if isinstance(a, str) and a.strip()]
+        if len(accepted) != len(answers):
+            yield reject(NAME, ref, "malformed_answers", f"answers holds empty or non-string values: {answers!r:.200}")
+            continue
+        if item_id in seen:
+            yield reject(NAME, ref, "duplicate_id", item_id)
+            continue
+        seen.add(item_id)
+        metadata = {k: str(v) for k, v in rec.items() if k not in ("id", "question", "answers") and v is not None}
+        yield BenchmarkItem(
+            benchmark=NAME,
+            item_id=item_id,
+            question=question.strip(),
+            answer=accepted[0],
+            aliases=tuple(dict.fromkeys(accepted[1:])),
+            metadata=metadata,
+        )

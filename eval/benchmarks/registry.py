@@ -8,6 +8,7 @@ so one bad row is counted and reported while the rest load. ``read_benchmark`` c
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -108,3 +109,22 @@ def load_benchmark(name: str, path: str | Path, **options: Any) -> list[Benchmar
 
 def reject(benchmark: str, input_ref: str, reason: str, detail: str = "") -> Rejection:
     return Rejection(stage=STAGE, source=benchmark, input_ref=input_ref, reason=reason, detail=detail)
+
+
+def json_lines(benchmark: str, file: Path) -> Iterator[tuple[str, dict[str, Any]] | Rejection]:
+    """The JSON objects of a JSONL benchmark file as ``(file:line, object)``; a line that is not a JSON object is a
+    ``malformed_json`` rejection, blank lines are skipped."""
+    with open(file, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            ref = f"{file}:{line_no}"
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                yield reject(benchmark, ref, "malformed_json", str(exc)[:200])
+                continue
+            if not isinstance(rec, dict):
+                yield reject(benchmark, ref, "malformed_json", f"expected an object, got {type(rec).__name__}")
+                continue
+            yield ref, rec
