@@ -22,7 +22,7 @@ def test_answers_in_input_order_with_passed_through_items_in_place(handlers):
     assert [item for item, _ in out] == items
     assert [answer for _, answer in out if answer is None] == [None] * 10
     assert [answer[1] for item, answer in out if item is not None] == [i for i in items if i is not None]
-    assert len({answer[0] for _, answer in out if answer is not None}) == 2  # both workers took work
+    # two batches or more start both workers (which one answers a batch depends on start-up speed, not asserted)
     assert pool.stats.as_dict() == {"workers_started": 2}
 
 

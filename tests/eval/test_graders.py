@@ -208,7 +208,9 @@ def test_math_verify_giving_up_is_a_timeout_not_incorrect():
     # Math-Verify's own (SIGALRM) timeout answers False: without telling it apart, a slow comparison on a loaded
     # machine would be graded INCORRECT. The hard timeout is far away, so only Math-Verify's own one can fire.
     with MathGrader(timeout_s=60, parser_timeout_s=1, workers=1) as grader:
-        [grade] = grader.grade([r"\sin(x)^{40}+\cos(x)^{40}"], [r"\cos(x)^{40}+\sin(x)^{41}"])
+        # a comparison sympy needs well over 5 s for on an idle machine (the old sin/cos pair took 0.35 s idle and
+        # timed out only under load)
+        [grade] = grader.grade([r"(x+y+z+w)^{40}"], [r"(x+y+z+w)^{39}(x+y+z+w+1)"])
         assert (grade.outcome, grade.detail.split(" (")[0]) == (TIMEOUT, "math-verify gave up after 1s")
         assert grader.restarts == 0  # the worker lives on
         assert grader.grade([r"\sqrt{16}"], ["4"])[0].outcome == CORRECT
