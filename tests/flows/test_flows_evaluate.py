@@ -236,7 +236,7 @@ def test_cli_search_runs_and_contamination(built):
     lines = [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith("{")]
     assert [line["query"] for line in lines] == ["microwave waveguide", "digital computer memory"]
     assert all(len(line["hits"]) == 10 for line in lines)
-    result = runner.invoke(app, ["runs", "--json", "--data-dir", str(data_dir)])
+    result = runner.invoke(app, ["runs", "--json", "-n", "100", "--data-dir", str(data_dir)])  # every run of the module
     runs = json.loads(result.stdout.strip().splitlines()[-1])
     assert {r["command"] for r in runs} >= {"build", "evaluate"}
     result = runner.invoke(app, ["contamination", str(flat), "--json", "--data-dir", str(data_dir)])
