@@ -121,12 +121,12 @@ def test_changing_chunk_size_reruns_chunking_onward_only(built, tmp_path):
     from flows.build import run_build
 
     variant, data_dir, first = built
-    text = variant.read_text().replace("size: 128", "size: 64")
-    variant.write_text(text)
+    original = variant.read_text()
+    variant.write_text(original.replace("chunking: {size: 128", "chunking: {size: 64"))
     try:
         third = run_build(variant, data_dir)
     finally:
-        variant.write_text(text.replace("size: 64", "size: 128"))
+        variant.write_text(original)  # exactly: replacing "size: 64" back also turned shard_size: 64 into 128
     assert executed(third) == ["chunk", "embed", "index"]
     assert third["index_key"] != first["index_key"]
 

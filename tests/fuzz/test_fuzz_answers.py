@@ -49,7 +49,7 @@ def _within_bound(fn, *args):
 
 
 def test_every_extractor_is_fuzzed():
-    assert set(ANSWER_EXTRACTORS) == {"multiple_choice", "boxed", "short"}
+    assert set(ANSWER_EXTRACTORS) == {"multiple_choice", "boxed", "short", "phrase"}
 
 
 @pytest.mark.timeout(300 + EXPLORE)
