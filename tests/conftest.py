@@ -27,6 +27,8 @@ _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhos
 _REAL_CONNECT = socket.socket.connect
 _REAL_CONNECT_EX = socket.socket.connect_ex
 _REAL_CREATE_CONNECTION = socket.create_connection
+_REAL_GETADDRINFO = socket.getaddrinfo
+_REAL_SENDTO = socket.socket.sendto
 _BLOCKED: list[str] = []  # connections refused during the running test (threads included)
 
 
@@ -71,6 +73,30 @@ def _guarded_create_connection(address, *args, **kwargs):
     return _REAL_CREATE_CONNECTION(address, *args, **kwargs)
 
 
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    # A name other than localhost would be sent to the system's DNS server (not on loopback): refused. IP literals
+    # resolve locally with no packet, so the crawler's own address guard still sees 10.0.0.1 and refuses it itself.
+    name = host.decode("ascii", "replace") if isinstance(host, bytes) else host
+    if isinstance(name, str) and not _is_loopback_host(name):
+        literal = name.strip("[]").split("%", 1)[0]
+        try:
+            ipaddress.ip_address(literal)
+        except ValueError:
+            try:
+                socket.inet_aton(literal)  # legacy numeric forms (2130706433, 127.1) resolve locally too
+            except OSError:
+                _BLOCKED.append(f"DNS lookup of {name!r}")
+                raise socket.gaierror(
+                    socket.EAI_NONAME, f"test network guard: DNS lookup of {name!r} refused"
+                ) from None
+    return _REAL_GETADDRINFO(host, *args, **kwargs)
+
+
+def _guarded_sendto(self: socket.socket, data, *args):
+    _check_address(self.family, args[-1])  # sendto(data, address) or sendto(data, flags, address)
+    return _REAL_SENDTO(self, data, *args)
+
+
 @pytest.fixture(autouse=True)
 def loopback_only_network(monkeypatch):
     """Fail any test whose code tries to connect a socket beyond loopback (even when the code swallows the error).
@@ -78,6 +104,8 @@ def loopback_only_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
     monkeypatch.setattr(socket, "create_connection", _guarded_create_connection)
+    monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
+    monkeypatch.setattr(socket.socket, "sendto", _guarded_sendto)
     _BLOCKED.clear()
     yield _BLOCKED
     blocked, _BLOCKED[:] = list(_BLOCKED), []

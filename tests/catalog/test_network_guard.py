@@ -72,3 +72,26 @@ def test_a_swallowed_refusal_in_a_thread_is_still_recorded(loopback_only_network
     thread.join()
     assert loopback_only_network == ["('10.0.0.1', 80)"]
     loopback_only_network.clear()
+
+
+def test_dns_lookups_of_other_names_are_refused_and_ip_literals_resolve_locally(loopback_only_network):
+    with pytest.raises(socket.gaierror, match="DNS lookup of 'example.com' refused"):
+        socket.getaddrinfo("example.com", 443)
+    assert loopback_only_network == ["DNS lookup of 'example.com'"]
+    loopback_only_network.clear()
+    # literals need no resolver: the crawler's address guard gets them and must refuse them itself
+    assert {info[4][0] for info in socket.getaddrinfo("10.0.0.1", 80, type=socket.SOCK_STREAM)} == {"10.0.0.1"}
+    assert socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+    assert loopback_only_network == []
+
+
+def test_udp_datagrams_beyond_loopback_are_refused(loopback_only_network):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        with pytest.raises(OSError, match=REFUSED):
+            sock.sendto(b"x", ("8.8.8.8", 53))
+        with pytest.raises(OSError, match=REFUSED):
+            sock.sendto(b"x", 0, ("10.0.0.1", 53))
+        sock.bind(("127.0.0.1", 0))
+        assert sock.sendto(b"x", sock.getsockname()) == 1
+    assert len(loopback_only_network) == 2
+    loopback_only_network.clear()
