@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import html
+import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,25 +179,46 @@ def plot_accuracy_vs_k(scores: pl.DataFrame, path: Path) -> Path:
 
 
 def config_differences(configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The settings whose values differ between variants (nested keys flattened with dots; the name and
-    description left out): one row per setting, ``{"setting": key, <variant>: value, ...}``."""
+    """The settings whose values differ between variants, one row per setting: ``{"setting": key, <variant>:
+    value, ...}``, nested keys joined with dots, the name and description left out. Lists of named items (sources,
+    decontamination benchmarks) are compared item by item: a row per field that differs
+    (``sources.wiki18.limit``), and one row for an item only some variants have (``sources.nq-gold``: its config
+    where present, None where absent). An empty list reads as a list of no items."""
+    leaves = {name: {} for name in configs}
+    items: dict[str, dict[str, Any]] = {name: {} for name in configs}
+    for name, config in configs.items():
+        _flatten(config, "", leaves[name], items[name])
+    partial = sorted({k for per in items.values() for k in per if any(k not in other for other in items.values())})
 
-    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            for key, item in value.items():
-                out.update(flat(item, f"{prefix}{key}."))
-            return out
-        return {prefix[:-1]: value}
+    def inside_partial(key: str) -> bool:
+        return any(key.startswith(f"{item}.") for item in partial)
 
-    flattened = {name: flat(config) for name, config in configs.items()}
-    keys = sorted({k for f in flattened.values() for k in f} - {"name", "description"})
-    rows = []
-    for key in keys:
-        values = {name: f.get(key) for name, f in flattened.items()}
-        if len({repr(v) for v in values.values()}) > 1:
+    rows = [{"setting": k, **{n: per.get(k) for n, per in items.items()}} for k in partial if not inside_partial(k)]
+    for key in sorted({k for per in leaves.values() for k in per} - {"name", "description"}):
+        values = {name: per.get(key) for name, per in leaves.items()}
+        if len({repr(v) for v in values.values()}) > 1 and not inside_partial(key):
             rows.append({"setting": key, **values})
-    return rows
+    return sorted(rows, key=lambda row: row["setting"])
+
+
+def _flatten(value: Any, prefix: str, leaves: dict[str, Any], items: dict[str, Any]) -> None:
+    """``value``'s settings into ``leaves`` (dotted key -> value) and its named items into ``items`` (dotted key ->
+    the item's config without its name)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{prefix}{key}.", leaves, items)
+    elif isinstance(value, list) and _named_items(value):
+        for item in value:
+            key = f"{prefix}{item['name']}"
+            items[key] = {k: v for k, v in item.items() if k != "name"}
+            _flatten(items[key], f"{key}.", leaves, items)
+    else:
+        leaves[prefix[:-1]] = value
+
+
+def _named_items(values: list) -> bool:
+    names = [v.get("name") if isinstance(v, dict) else None for v in values]
+    return all(isinstance(n, str) for n in names) and len(set(names)) == len(names)
 
 
 def search_cost(retriever: Any, queries: list[str], k: int, latency_queries: int = 20) -> dict[str, float]:
@@ -226,7 +249,7 @@ def context_markdown(differences: list[dict[str, Any]], facts: dict[str, dict[st
     lines = ["## What differs", ""]
     if differences:
         lines += ["| setting | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
-        lines += [f"| {d['setting']} | " + " | ".join(_cell(d.get(n)) for n in names) + " |" for d in differences]
+        lines += [f"| {d['setting']} | " + " | ".join(_difference_cells(d, names)) + " |" for d in differences]
     else:
         lines.append("The variants' settings are the same (apart from their names).")
     rows = [
@@ -242,8 +265,34 @@ def context_markdown(differences: list[dict[str, Any]], facts: dict[str, dict[st
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else str(value).replace("|", "\\|")
+CELL_CHARS = 28  # a value in the "what differs" table: two variants and a setting fit a 100-column screen
+
+
+def _difference_cells(row: dict[str, Any], names: list[str]) -> list[str]:
+    """One "what differs" row's values, shortened: a named item (a source) only some variants have as its type and
+    file ("absent" where missing), paths as the part after the folder they share, anything longer than
+    ``CELL_CHARS`` cut (paths at the front, other values at the end)."""
+    values = [row.get(n) for n in names]
+    item_row = any(isinstance(v, dict) for v in values)
+    paths = [v for v in values if isinstance(v, str) and v.startswith("/")]
+    shared = os.path.commonpath(paths) if len(set(paths)) > 1 else None
+    cells = []
+    for value in values:
+        is_path = value in paths
+        if value is None:
+            text = "absent" if item_row else "-"
+        elif isinstance(value, dict):
+            brief = [str(value["type"])] if value.get("type") else []
+            brief += [Path(value["path"]).name] if value.get("path") else []
+            text = " ".join(brief) or json.dumps(value)
+        elif is_path:
+            text = os.path.relpath(value, shared) if shared else Path(value).name
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+        if len(text) > CELL_CHARS:
+            text = "…" + text[1 - CELL_CHARS :] if is_path else text[: CELL_CHARS - 1] + "…"
+        cells.append(text.replace("|", "\\|"))
+    return cells
 
 
 def markdown_report(

@@ -3,6 +3,7 @@ variants and the cost table, and search cost measured on a real FAISS index."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,41 @@ def test_config_differences_list_only_settings_that_differ() -> None:
     b = {"name": "b", "description": "y", "index": {"factory": "HNSW32", "nprobe": 8}, "chunk": {"tokens": 256}}
     assert config_differences({"a": a, "b": b}) == [{"setting": "index.factory", "a": "Flat", "b": "HNSW32"}]
     assert config_differences({"a": a, "a2": {**a, "name": "a2"}}) == []
+
+
+def test_source_differences_name_each_field_and_each_source_only_one_variant_has() -> None:
+    """open-qa and open-qa-distractors differ by one source (nq-gold); a wiki18 limit set in one variant differs
+    in one field. Each is one short row, structured in the report's JSON, and the table fits 100 columns."""
+    from catalog.variant import load_variant
+    from sample_data import bundled_variant
+
+    gold, distractors = (load_variant(bundled_variant(n)) for n in ("open-qa", "open-qa-distractors"))
+    sources = [s.model_copy(update={"limit": 500}) for s in distractors.sources]
+    distractors = distractors.model_copy(update={"sources": tuple(sources)})
+    configs = {v.name: v.model_dump(mode="json") for v in (gold, distractors)}
+    differences = config_differences(configs)
+    assert [d["setting"] for d in differences] == ["sources.nq-gold", "sources.wiki18.limit"]
+    only_gold, limit = differences
+    assert only_gold["open-qa"]["path"] == str(gold.sources[0].path) and only_gold["open-qa-distractors"] is None
+    assert limit == {"setting": "sources.wiki18.limit", "open-qa": None, "open-qa-distractors": 500}
+    assert json.loads(json.dumps(differences)) == differences  # plain data for --json
+
+    facts = {"open-qa": {}, "open-qa-distractors": {}}
+    table = context_markdown(differences, facts).split("## What it costs")[0]
+    assert "| sources.nq-gold | jsonl gold_passages.jsonl | absent |" in table
+    assert "| sources.wiki18.limit | - | 500 |" in table
+    assert max(len(line) for line in table.splitlines()) <= 100
+
+
+def test_difference_cells_shorten_paths_to_what_differs() -> None:
+    base = "/data/corpora/2024-snapshot"
+    differences = [
+        {"setting": "sources.c4.path", "a": f"{base}/en/c4.jsonl", "b": f"{base}/realnewslike/c4.jsonl"},
+        {"setting": "embedder.model", "a": "x" * 40, "b": "/models/" + "m" * 40},
+    ]
+    table = context_markdown(differences, {"a": {}, "b": {}})
+    assert "| sources.c4.path | en/c4.jsonl | realnewslike/c4.jsonl |" in table
+    assert f"| embedder.model | {'x' * 27}… | …{'m' * 27} |" in table
 
 
 def test_report_sections_in_markdown_and_html(tmp_path: Path) -> None:
