@@ -83,6 +83,10 @@ _SCHEMA = [
     # Every document dedup removed: which duplicate (exact or near) of which kept document.
     """CREATE TABLE IF NOT EXISTS dedup_removals (
         artifact_key VARCHAR, doc_id VARCHAR, kind VARCHAR, kept_doc_id VARCHAR)""",
+    # Every artifact a run made or took as it was: a build's whole lineage, outputs that another run or variant
+    # registered first included (stage_outputs.run_id names only the run that registered an output).
+    """CREATE TABLE IF NOT EXISTS run_artifacts (
+        run_id VARCHAR, artifact_key VARCHAR, PRIMARY KEY (run_id, artifact_key))""",
     """CREATE TABLE IF NOT EXISTS datastores (
         variant VARCHAR PRIMARY KEY, variant_path VARCHAR, index_key VARCHAR, chunk_keys JSON, embed_key VARCHAR,
         built_at TIMESTAMP, run_id VARCHAR)""",
@@ -175,6 +179,10 @@ def _exec(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None
 def _fetchone(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> tuple | None:
     rows = con.execute(sql, list(params) if params else []).fetchall()  # fetchall finishes the result
     return rows[0] if rows else None
+
+
+def _link_run_artifact(con: duckdb.DuckDBPyConnection, run_id: str, artifact_key: str) -> None:
+    _exec(con, "INSERT OR IGNORE INTO run_artifacts VALUES (?, ?)", [run_id, artifact_key])
 
 
 def _now() -> datetime:
@@ -522,6 +530,8 @@ class Catalog:
         """
         rejection_rows = [r.as_row() for r in rejections]
         with self.transaction() as con:
+            if output.run_id is not None:
+                _link_run_artifact(con, output.run_id, output.artifact_key)
             exists = _fetchone(con, "SELECT 1 FROM stage_outputs WHERE artifact_key = ?", [output.artifact_key])
             if exists:
                 return False
@@ -544,6 +554,11 @@ class Catalog:
                         con, table, frame.with_columns(pl.lit(output.artifact_key).alias("artifact_key"))
                     )
         return True
+
+    def link_run_artifact(self, run_id: str, artifact_key: str) -> None:
+        """Record that the run used an artifact already registered (by it or by another run)."""
+        with self.transaction() as con:
+            _link_run_artifact(con, run_id, artifact_key)
 
     def _insert_frame(self, con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
         columns = [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]

@@ -103,10 +103,15 @@ def variant_rejections(catalog: Catalog, variant: str) -> pl.DataFrame:
     )
 
 
-def outputs_by_keys(catalog: Catalog, keys: list[str]) -> pl.DataFrame:
-    """The registered stage outputs ``keys``: artifact_key, stage, shard, row_count, stats (JSON text), path."""
+def datastore_outputs(catalog: Catalog, variant: str) -> pl.DataFrame:
+    """Every stage output (extract to index) the variant's current datastore was built from, whichever run or variant
+    registered it first: what its build run made or took as it was: artifact_key, stage, shard, row_count, stats (JSON
+    text), path. (A catalog from before ``run_artifacts`` gives only the outputs the build run registered itself.)"""
     return catalog.query(
-        "SELECT artifact_key, stage, shard, row_count, stats, path FROM stage_outputs"
-        " WHERE list_contains(?, artifact_key) ORDER BY created_at",
-        [keys],
+        "WITH build AS (SELECT run_id FROM datastores WHERE variant = ?)"
+        " SELECT artifact_key, stage, shard, row_count, stats, path FROM stage_outputs"
+        " WHERE run_id IN (SELECT run_id FROM build)"
+        "   OR artifact_key IN (SELECT artifact_key FROM run_artifacts JOIN build USING (run_id))"
+        " ORDER BY created_at",
+        [variant],
     )

@@ -106,8 +106,11 @@ def rejection_counts(manifest: ArtifactManifest) -> dict[str, int]:
 
 
 def register_artifact(catalog: Catalog, manifest: ArtifactManifest, variant: str, run_id: str | None) -> bool:
-    """Record a finished artifact, its rejections and detail rows in the catalog (idempotent: False if known)."""
+    """Record a finished artifact, its rejections and detail rows in the catalog (idempotent: False if known), and
+    that ``run_id`` used it (whichever run registered it first)."""
     if catalog.find_output(manifest.key) is not None:
+        if run_id is not None:
+            catalog.link_run_artifact(run_id, manifest.key)
         return False
     details = {
         table: pl.concat([pl.read_parquet(manifest.folder / f) for f in files], how="diagonal_relaxed")

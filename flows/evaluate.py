@@ -143,13 +143,12 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def datastore_facts(catalog: Catalog, variant: Variant, data_dir: str, queries_for_cost: list[str], k: int) -> dict:
-    """What a built variant holds and costs: documents, chunks, vectors, index type, build time of its chunk, embed
-    and index outputs, their bytes on disk, and search QPS and latency on the task's queries (cache bypassed)."""
-    record = catalog.datastore(variant.name)
-    if record is None:
+    """What a built variant holds and costs: documents, chunks, vectors, index type; the build time (the stage work
+    of every unit, extraction to index, summed) and bytes on disk of every artifact the datastore was built from;
+    and search QPS and latency on the task's queries (cache bypassed)."""
+    outputs = queries.datastore_outputs(catalog, variant.name).to_dicts()
+    if not outputs:
         return {}
-    keys = [*record["chunk_keys"], record["embed_key"], record["index_key"]]
-    outputs = queries.outputs_by_keys(catalog, keys).to_dicts()
     stats = [(o, json.loads(o["stats"] or "{}")) for o in outputs]
     chunks = [(o, st) for o, st in stats if o["stage"] == "chunk"]
     index = next((st for o, st in stats if o["stage"] == "index"), {})
