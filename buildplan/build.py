@@ -143,6 +143,7 @@ def extract_units(
             variant,
             run_extract,
             {"source_name": source.name, "previous": earlier(shard), "files": files},
+            progress_arg="on_progress",
         )
         for shard, files in named
     ]
@@ -164,13 +165,14 @@ def decontaminate_unit(
 def dedup_signatures_unit(variant: Variant, docs: ArtifactManifest) -> Unit:
     """One shard's exact keys, MinHash signatures and LSH band buckets."""
     spec = stage_spec(variant, "dedup_signatures", [docs], docs.shard)
-    return Unit(spec, variant, stages.run_dedup_signatures, {"docs_in": docs})
+    return Unit(spec, variant, stages.run_dedup_signatures, {"docs_in": docs}, progress_arg="on_progress")
 
 
 def dedup_unit(variant: Variant, docs: list[ArtifactManifest], signatures: list[ArtifactManifest]) -> Unit:
     """Duplicates across all shards from their signatures (out of core), and every shard's kept documents."""
     spec = stage_spec(variant, "dedup", docs)
-    return Unit(spec, variant, stages.run_dedup, {"docs_in": docs, "signatures_in": signatures})
+    inputs = {"docs_in": docs, "signatures_in": signatures}
+    return Unit(spec, variant, stages.run_dedup, inputs, progress_arg="on_progress")
 
 
 def chunk_unit(
@@ -185,7 +187,7 @@ def chunk_unit(
     ``drop_chunk`` decontamination scans for."""
     spec = stage_spec(variant, "chunk", [docs], part)
     inputs = {"docs_in": docs, "part": part, "previous": previous, "questions": questions}
-    return Unit(spec, variant, stages.run_chunk, inputs)
+    return Unit(spec, variant, stages.run_chunk, inputs, progress_arg="on_progress")
 
 
 def embed_unit(

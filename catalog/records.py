@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+
+# How a unit of work reports progress to whoever runs it (a Prefect progress artifact, a log): called with the items
+# done so far and their total, None when it is not known ahead (an extraction reading a source of unknown length).
+ProgressCallback = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import pyarrow as pa
 from catalog.artifacts import ArtifactManifest, StageResult
 from catalog.hashing import combine_hashes, content_hash
 from catalog.parquet import DOCUMENT_SCHEMA, PartWriter
-from catalog.records import Rejection, StageStats
+from catalog.records import ProgressCallback, Rejection, StageStats
 from catalog.variant import Variant
 from extract.records import ExtractedDocument, RawDocument
 from extract.runner import ExtractionRunner
@@ -71,9 +71,11 @@ def run_extract(
     rows_per_part: int = 50_000,
     previous: ArtifactManifest | None = None,
     files: Sequence[str] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> StageResult:
     """Read one source of a variant (or with ``files`` one shard of it), extract every document, write documents and
-    catalog detail rows to ``out_dir``.
+    catalog detail rows to ``out_dir``; ``on_progress(done, None)`` after each document (extracted or rejected:
+    how many a source holds is known only at its end).
 
     With ``previous`` (this source's last extraction under the same config), documents whose raw bytes are
     unchanged take their earlier text instead of going through an extractor again; output order is the source's."""
@@ -134,7 +136,9 @@ def run_extract(
             stats.add("documents_reused")
             yield reused.pop(position)
 
-    for item in in_source_order():
+    for done, item in enumerate(in_source_order(), start=1):
+        if on_progress is not None:
+            on_progress(done, None)
         if isinstance(item, Rejection):
             rejections.append(item)
             stats.add(f"rejected_{item.reason}")

@@ -8,6 +8,7 @@ content-addressed artifact and publishes its counters as a table artifact. Only 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,11 +65,56 @@ def _embed_progress(unit: Unit):
     return on_rows
 
 
+class UnitProgress:
+    """A dashboard progress bar of one unit (extraction, dedup, chunking), fed by its stage's ``on_progress(done,
+    total)``: the share done, or with no total ahead (an extraction) the count so far in its description and 100%
+    when the unit ends. Made at the first report, so a unit whose artifact exists adds none; updated at most once
+    per ``UPDATE_S`` (each update is an API call) and at the end."""
+
+    UPDATE_S = 1.0
+    COUNTED = {"dedup": "shards written"}  # the rest count documents
+
+    def __init__(self, unit: Unit):
+        self.what = f"{unit.label} of {unit.variant.name}"
+        self.counted = self.COUNTED.get(unit.stage, "documents")
+        self.key = artifact_key_name(f"{unit.variant.name}-{unit.label}-progress")
+        self.artifact_id = None
+        self.updated_at = 0.0
+        self.done = 0
+        self.shown = 0.0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        self.done = done
+        finished = total is not None and done >= total
+        if time.monotonic() - self.updated_at < self.UPDATE_S and not finished:
+            return
+        self.updated_at = time.monotonic()
+        if total is None:
+            self._show(0.0, f"{self.what}: {done:,} {self.counted} so far")
+        else:
+            self._show(100.0 * done / max(total, 1), f"{self.what}: {done:,} of {total:,} {self.counted}")
+
+    def finish(self) -> None:
+        if self.artifact_id is not None and self.shown < 100.0:
+            self._show(100.0, f"{self.what}: {self.done:,} {self.counted}, done")
+
+    def _show(self, progress: float, description: str) -> None:
+        self.shown = progress
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(progress=progress, key=self.key, description=description)
+        else:
+            update_progress_artifact(self.artifact_id, progress=progress, description=description)
+
+
 # module-level: picklable for Dask/processes
 @task(name="unit", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_condition)
 def unit_task(unit: Unit, data_dir: str) -> UnitResult:
-    progress = _embed_progress(unit) if unit.stage == "embed" else None
-    manifest, cached = run_unit(unit, data_dir, progress)
+    if unit.stage == "embed":
+        manifest, cached = run_unit(unit, data_dir, _embed_progress(unit))
+    else:
+        progress = UnitProgress(unit)
+        manifest, cached = run_unit(unit, data_dir, progress)
+        progress.finish()
     get_run_logger().info("%s %s: %s (%d rows)", unit.stage, unit.shard, "cached" if cached else "done", manifest.rows)
     _publish_stage_table(manifest, unit.variant.name, cached)
     return manifest, cached

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from catalog.errors import ArtifactError, ConfigError
 from catalog.ids import chunk_ids
 from catalog.parquet import CHUNK_SCHEMA as CATALOG_CHUNK_SCHEMA
-from catalog.records import Rejection, StageStats
+from catalog.records import ProgressCallback, Rejection, StageStats
 from catalog.variant import ChunkingConfig
 from indexing.embed import offline_hub, resolve_model_path
 
@@ -221,14 +221,18 @@ def _document_columns(docs: pl.DataFrame) -> pl.DataFrame:
     return docs.select(pl.col("doc_id").cast(pl.String), pl.col("text").cast(pl.String), *provenance)
 
 
-def chunk_documents(docs: pl.DataFrame, chunker: Chunker) -> pl.DataFrame:
+def chunk_documents(docs: pl.DataFrame, chunker: Chunker, on_progress: ProgressCallback | None = None) -> pl.DataFrame:
     """The chunk step: documents (doc_id, text, and source_doc_id, source, url, title when present) to a chunks frame with
     ``CHUNK_COLUMNS`` (an empty frame of that schema when nothing is left). Documents are tokenized
-    ``TOKENIZE_BATCH_DOCS`` at a time."""
+    ``TOKENIZE_BATCH_DOCS`` at a time; ``on_progress(documents done, documents)`` after each batch."""
     docs = _document_columns(docs)
     rows: list[dict[str, Any]] = []
+    done = 0
     with tqdm(total=docs.height, desc="chunk", unit="doc", disable=None) as bar:
         for batch in docs.iter_slices(TOKENIZE_BATCH_DOCS):
             rows.extend(chunk.as_row() for chunk in chunker.chunk_many(batch.iter_rows(named=True)))
             bar.update(batch.height)
+            done += batch.height
+            if on_progress is not None:
+                on_progress(done, docs.height)
     return pl.DataFrame(rows, schema=CHUNK_SCHEMA)

@@ -35,7 +35,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
-from catalog.records import StageStats
+from catalog.records import ProgressCallback, StageStats
 from catalog.variant import DedupConfig
 from indexing.normalize import (
     TokenizedBatch,
@@ -156,7 +156,10 @@ class ShardHasher:
         self.minhasher = MinHasher(cfg.num_perm, cfg.shingle, seed)
         self.bands, self.rows = lsh_bands(cfg.threshold, cfg.num_perm)
 
-    def run(self, batches: Iterable[pl.DataFrame], n_rows: int, out_dir: Path) -> StageStats:
+    def run(
+        self, batches: Iterable[pl.DataFrame], n_rows: int, out_dir: Path, on_progress: ProgressCallback | None = None
+    ) -> StageStats:
+        """Hash every batch; ``on_progress(documents done, n_rows)`` after each."""
         stats = StageStats("dedup_signatures")
         shape = (n_rows, self.cfg.num_perm if self.cfg.near else 0)
         signatures = np.lib.format.open_memmap(out_dir / SIGNATURES_FILE, mode="w+", dtype=np.uint32, shape=shape)
@@ -189,6 +192,8 @@ class ShardHasher:
                 stats.add("documents_in", batch.height)
                 row += batch.height
                 bar.update(batch.height)
+                if on_progress is not None:
+                    on_progress(row, n_rows)
         if row != n_rows:
             raise ValueError(f"{out_dir}: expected {n_rows} documents, got {row}")
         signatures.flush()

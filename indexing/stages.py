@@ -15,7 +15,7 @@ from catalog.artifacts import ArtifactManifest, StageResult
 from catalog.errors import ConfigError
 from catalog.hashing import combine_hashes, content_hash
 from catalog.parquet import write_parquet_atomic
-from catalog.records import StageStats
+from catalog.records import ProgressCallback, StageStats
 from catalog.variant import Variant
 from indexing.chunk import CHUNK_COLUMNS, CHUNK_SCHEMA, Chunker, chunk_documents, load_tokenizer
 from indexing.decontaminate import BenchmarkQuestions, DecontaminationFilter
@@ -144,12 +144,14 @@ def run_decontaminate(
     )
 
 
-def run_dedup_signatures(variant: Variant, docs_in: ArtifactManifest, out_dir: Path) -> StageResult:
+def run_dedup_signatures(
+    variant: Variant, docs_in: ArtifactManifest, out_dir: Path, on_progress: ProgressCallback | None = None
+) -> StageResult:
     """One shard's dedup keys: exact hashes, MinHash signatures and LSH band buckets (never the texts), read and
-    hashed a batch at a time."""
+    hashed a batch at a time (``on_progress`` after each)."""
     paths = docs_in.file_paths()
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
-    stats = ShardHasher(variant.dedup).run(document_batches(paths), rows, out_dir)
+    stats = ShardHasher(variant.dedup).run(document_batches(paths), rows, out_dir, on_progress)
     return StageResult(
         files=[HASHES_FILE, BANDS_FILE, SIGNATURES_FILE],
         rows=rows,
@@ -159,11 +161,16 @@ def run_dedup_signatures(variant: Variant, docs_in: ArtifactManifest, out_dir: P
 
 
 def run_dedup(
-    variant: Variant, docs_in: list[ArtifactManifest], signatures_in: list[ArtifactManifest], out_dir: Path
+    variant: Variant,
+    docs_in: list[ArtifactManifest],
+    signatures_in: list[ArtifactManifest],
+    out_dir: Path,
+    on_progress: ProgressCallback | None = None,
 ) -> StageResult:
     """Exact and near-duplicate removal across every shard of the variant (duplicates cross sources), out of core
     from the shards' signatures; then each shard's kept documents, in input order, as parts of at most
-    ``DOCS_PER_PART`` rows. Every removal is recorded (``dedup_removals``: which duplicate of which)."""
+    ``DOCS_PER_PART`` rows (``on_progress(shards written, shards)`` after each). Every removal is recorded
+    (``dedup_removals``: which duplicate of which)."""
     removals = out_dir / REMOVALS_FILE
     report = find_duplicates([m.folder for m in signatures_in], variant.dedup, removals)
     parts: list[str] = []
@@ -176,6 +183,8 @@ def run_dedup(
             for offset in range(0, kept.height, DOCS_PER_PART):
                 parts.append(_write_frame(kept.slice(offset, DOCS_PER_PART), out_dir, f"part-{len(parts):05d}.parquet"))
             yield from (f"{i}:{content_hash(t)}" for i, t in zip(kept["doc_id"], kept["text"], strict=True))
+            if on_progress is not None:
+                on_progress(shard + 1, len(docs_in))
 
     content = combine_hashes(kept_documents())
     if not parts:  # downstream stages always get a part, with the documents' schema
@@ -198,9 +207,10 @@ def run_chunk(
     out_dir: Path,
     previous: tuple[ArtifactManifest, list[ArtifactManifest]] | None = None,
     questions: Sequence[BenchmarkQuestions] = (),
+    on_progress: ProgressCallback | None = None,
 ) -> StageResult:
-    """Chunk one part of the documents in the embedder's tokens; with ``drop_chunk``, drop contaminated chunks
-    (those with an n-gram of ``questions``).
+    """Chunk one part of the documents in the embedder's tokens (``on_progress`` after each batch of documents
+    tokenized); with ``drop_chunk``, drop contaminated chunks (those with an n-gram of ``questions``).
 
     With ``previous`` (an earlier document artifact and its chunk artifacts, one per part, under this chunk config)
     a document it held unchanged takes its earlier chunks instead of being tokenized (and scanned) again, see
@@ -209,7 +219,8 @@ def run_chunk(
     docs = pl.read_parquet(docs_in.folder / part)
     chunker = Chunker(load_tokenizer(variant.embedder.model), variant.chunking)
     reused = _reusable_chunks(docs, *previous) if previous is not None else pl.DataFrame(schema=CHUNK_SCHEMA)
-    fresh = chunk_documents(docs.filter(~pl.col("doc_id").is_in(reused["doc_id"].implode()).fill_null(False)), chunker)
+    to_chunk = docs.filter(~pl.col("doc_id").is_in(reused["doc_id"].implode()).fill_null(False))
+    fresh = chunk_documents(to_chunk, chunker, on_progress)
     if previous is not None:
         n_docs, n_chunks = reused["doc_id"].n_unique(), reused.height
         chunker.stats.merge(_counters(documents_in=n_docs, documents_out=n_docs, documents_reused=n_docs))

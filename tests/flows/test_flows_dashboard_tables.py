@@ -78,6 +78,17 @@ def test_a_build_names_its_task_runs_by_source_and_publishes_readable_tables(tmp
         assert not any("{" in str(row["value"]) for row in rows), (artifact.key, rows)
         timing = {row["metric"]: row["value"] for row in rows if row["metric"].startswith("timing: ")}
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", timing["timing: started_at"])
+    # every long stage moves a progress bar: per source extracted, per shard hashed, dedup, per part chunked
+    progress = {a.key: a for a in artifacts if a.type == "progress" and a.key and a.key.startswith("named-")}
+    per_source = [
+        f"{stage}-{source}" for stage in ("extract", "dedup-signatures") for source in ("c4-news", "arxiv-abs")
+    ]
+    assert {f"named-{unit}-progress" for unit in (*per_source, "dedup")} <= set(progress), sorted(progress)
+    assert all(any(key.startswith(f"named-{stage}") for key in progress) for stage in ("chunk-part-", "embed"))
+    for artifact in progress.values():
+        assert float(artifact.data) == 100.0, (artifact.key, artifact.data)
+    assert progress["named-extract-c4-news-progress"].description == "extract-c4-news of named: 5 documents, done"
+    assert progress["named-dedup-progress"].description == "dedup of named: 2 of 2 shards written"
 
 
 def test_integer_keys_are_read_as_names():
