@@ -302,20 +302,23 @@ def markdown_report(
     intervals: dict[str, dict[str, tuple[float, float]]] | None = None,
     context: str = "",
 ) -> str:
-    """The comparison as markdown: the means (with their 95% bootstrap CI when ``intervals`` are given), the
-    paired tests, then ``context`` (``context_markdown``)."""
+    """The comparison as markdown: the means (with their 95% bootstrap CI when ``intervals`` are given), one row per
+    metric and a column per variant (as many metrics as a reader config brings still fit a screen), the paired
+    tests, then ``context`` (``context_markdown``)."""
     metric_cols = [c for c in summary.columns if c not in ("variant", "n")]
-    lines = [f"# {title}", "", "| variant | n | " + " | ".join(metric_cols) + " |"]
-    lines.append("|---" * (2 + len(metric_cols)) + "|")
-    for row in summary.iter_rows(named=True):
-        bounds = (intervals or {}).get(row["variant"], {})
-        values = " | ".join(
-            "-" if row[c] is None
-            else f"{row[c]:.4f} [{bounds[c][0]:.3f}, {bounds[c][1]:.3f}]" if c in bounds
-            else f"{row[c]:.4f}"
-            for c in metric_cols
-        )  # fmt: skip
-        lines.append(f"| {row['variant']} | {row['n']} | {values} |")
+    rows = summary.to_dicts()
+    lines = [f"# {title}", "", "| metric | " + " | ".join(r["variant"] for r in rows) + " |"]
+    lines += ["|---" * (1 + len(rows)) + "|", "| n | " + " | ".join(str(r["n"]) for r in rows) + " |"]
+    for c in metric_cols:
+        cells = []
+        for row in rows:
+            bounds = (intervals or {}).get(row["variant"], {})
+            cells.append(
+                "-" if row[c] is None
+                else f"{row[c]:.4f} [{bounds[c][0]:.3f}, {bounds[c][1]:.3f}]" if c in bounds
+                else f"{row[c]:.4f}"
+            )  # fmt: skip
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
     if tests:
         lines += ["", "Paired bootstrap (each variant minus the first; 95% CI; two-sided p):", ""]
         lines += ["| metric | variant | diff | 95% CI | p |", "|---|---|---|---|---|"]

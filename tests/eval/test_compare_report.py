@@ -111,8 +111,13 @@ def test_report_sections_in_markdown_and_html(tmp_path: Path) -> None:
     }  # fmt: skip
     context = context_markdown([{"setting": "index.factory", "flat": "Flat", "hnsw": "HNSW32"}], facts)
     markdown = markdown_report("t", summary, [], intervals, context)
-    low, high = intervals["flat"]["recall@10"]
-    assert f"| flat | 200 | {summary['recall@10'][0]:.4f} [{low:.3f}, {high:.3f}] |" in markdown
+    (flat_low, flat_high), (hnsw_low, hnsw_high) = (intervals[v]["recall@10"] for v in ("flat", "hnsw"))
+    flat_mean, hnsw_mean = summary["recall@10"]
+    assert "| metric | flat | hnsw |\n|---|---|---|\n| n | 200 | 200 |" in markdown  # a column per variant
+    assert (
+        f"| recall@10 | {flat_mean:.4f} [{flat_low:.3f}, {flat_high:.3f}] | {hnsw_mean:.4f} [{hnsw_low:.3f}, {hnsw_high:.3f}] |"
+        in markdown
+    )
     assert "| index.factory | Flat | HNSW32 |" in markdown
     assert "| bytes on disk | 5,000,000 | 6,000,000 |" in markdown
     assert "| search latency, median (ms) | 6.50 | 4.25 |" in markdown
