@@ -18,6 +18,7 @@ from flows.commands._common import (
     apply_threads,
     console,
     print_markdown,
+    print_table,
     use_lock_timeout,
 )
 
@@ -41,6 +42,22 @@ ReaderConfigOption = Annotated[
         dir_okay=False,
     ),
 ]
+
+
+def quality_table(title: str, tasks: dict[str, dict]):
+    """Retrieval quality per task as a table: a row per metric (in the report's order), a column per task (one line
+    per task ran to 200 columns and more)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in tasks:
+        table.add_column(name, justify="right")
+    table.add_row("n", *(str(metrics["n"]) for metrics in tasks.values()))
+    names = dict.fromkeys(k for metrics in tasks.values() for k, v in metrics.items() if isinstance(v, float))
+    for name in names:
+        table.add_row(name, *(f"{m[name]:.4f}" if isinstance(m.get(name), float) else "-" for m in tasks.values()))
+    return table
 
 
 def register(app: typer.Typer) -> None:
@@ -79,9 +96,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(report, default=str))
             return
         out = console()
-        for name, metrics in report["tasks"].items():
-            values = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-            out.print(f"[bold]{report['variant']}[/bold] on {name} (n={metrics['n']}): {values}")
+        print_table(quality_table(f"retrieval quality of {report['variant']}", report["tasks"]), out)
         for reader_report in report.get("reader", {}).values():
             print_markdown(reader_report["markdown"], out)
 
@@ -142,9 +157,8 @@ def register(app: typer.Typer) -> None:
             out.print(
                 f"built [bold]{build['variant']}[/bold]: {len(build['stages'])} stage outputs, {len(built)} computed now"
             )
-        for name, metrics in report["sample_eval"]["tasks"].items():
-            values = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
-            out.print(f"sample on {name}: {values}")
+        sample_eval = report["sample_eval"]
+        print_table(quality_table(f"retrieval quality of {sample_eval['variant']}", sample_eval["tasks"]), out)
         print_markdown(report["reader_markdown"], out)
         print_markdown(report["comparison_markdown"], out)
         out.print(f"HTML report: {report['comparison']['html']}")

@@ -76,3 +76,30 @@ def test_runs_show_state_readable_times_and_durations(data_dir: Path) -> None:
     assert stages[1].startswith("chunk\tpart-0\t1,234\t2.25 s\t")
     runs = json.loads(_invoke("runs", "--data-dir", str(data_dir), "--json"))
     assert runs[0]["status"] == "completed" and [s["stage"] for s in runs[0]["stages"]] == ["extract", "chunk"]
+
+
+def test_retrieval_quality_is_a_metric_by_task_table_that_fits_100_columns() -> None:
+    """``reread eval`` and ``reread demo``: the demo's two QA tasks (13 metrics) printed as one line each ran to 208
+    columns; as a table they fit a 100-column terminal, and piped they are tab-separated."""
+    import io
+
+    from rich.console import Console
+
+    from flows.commands._common import print_table
+    from flows.commands.evaluate import quality_table
+
+    recall = {f"answer_recall@{k}": 0.005 * k for k in (1, 5, 10, 100)}
+    tasks = {
+        "simpleqa": {"cached": False, "n": 200, **recall, "contaminated": 0.0, "gold_url@1": 0.0},
+        "mmlu": {"cached": True, "n": 120, "answer_recall@5": 0.0125, "contaminated": 0.0},
+    }
+    screen = Console(width=100, force_terminal=True, color_system=None, record=True, file=io.StringIO())
+    print_table(quality_table("retrieval quality of sample", tasks), screen)
+    lines = screen.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 100
+    piped = Console(file=io.StringIO(), force_terminal=False)
+    print_table(quality_table("retrieval quality of sample", tasks), piped)
+    rows = [line.split("\t") for line in piped.file.getvalue().splitlines()]
+    assert rows[:3] == [["# retrieval quality of sample"], ["metric", "simpleqa", "mmlu"], ["n", "200", "120"]]
+    assert ["answer_recall@1", "0.0050", "-"] in rows and ["answer_recall@5", "0.0250", "0.0125"] in rows
+    assert [r[0] for r in rows[3:]] == [*recall, "contaminated", "gold_url@1"]  # the report's order
