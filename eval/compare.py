@@ -254,8 +254,8 @@ def context_markdown(differences: list[dict[str, Any]], facts: dict[str, dict[st
         lines.append("The variants' settings are the same (apart from their names).")
     rows = [
         ("documents", "documents", "{:,}"), ("chunks", "chunks", "{:,}"), ("vectors", "vectors", "{:,}"),
-        ("index type", "index_type", "{}"), ("build time (s)", "build_s", "{:.1f}"),
-        ("bytes on disk", "bytes", "{:,}"), ("search QPS", "qps", "{:.1f}"),
+        ("index type", "index_type", "{}"), ("build time, all stages (s)", "build_s", "{:.1f}"),
+        ("bytes on disk, all stages", "bytes", "{:,}"), ("search QPS", "qps", "{:.1f}"),
         ("search latency, median (ms)", "latency_ms_median", "{:.2f}"),
     ]  # fmt: skip
     lines += ["", "## What it costs", "", "| | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]

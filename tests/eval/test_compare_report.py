@@ -119,7 +119,7 @@ def test_report_sections_in_markdown_and_html(tmp_path: Path) -> None:
         in markdown
     )
     assert "| index.factory | Flat | HNSW32 |" in markdown
-    assert "| bytes on disk | 5,000,000 | 6,000,000 |" in markdown
+    assert "| bytes on disk, all stages | 5,000,000 | 6,000,000 |" in markdown
     assert "| search latency, median (ms) | 6.50 | 4.25 |" in markdown
     html = html_report("t", summary, [], [], tmp_path / "r.html", context).read_text()
     assert "<td>index.factory</td>" in html and "What it costs" in html
