@@ -194,23 +194,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "prefect_harness" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-
-
-_EXIT_STATUS: list[int] = []
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _EXIT_STATUS.append(int(exitstatus))
-
-
-def pytest_unconfigure(config):
-    # DuckDB 2's nanobind bindings print pages of spurious "leaked instance" reports at interpreter shutdown, after
-    # pytest's summary line; end the process once pytest has reported everything (as the CLI does).
-    if _EXIT_STATUS and os.environ.get("REREAD_TEST_KEEP_SHUTDOWN") is None:
-        import atexit
-        import sys
-
-        atexit._run_exitfuncs()  # stop temporary servers and worker pools first
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT_STATUS[-1])
