@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -14,7 +15,17 @@ from catalog.errors import ArtifactError, ConfigError
 from catalog.ids import chunk_id
 from catalog.parquet import CHUNK_SCHEMA as CATALOG_CHUNK_SCHEMA
 from catalog.variant import DEFAULT_EMBEDDER, ChunkingConfig
-from indexing.chunk import CHUNK_COLUMNS, Chunker, chunk_documents, load_tokenizer
+from indexing.chunk import (
+    CHUNK_COLUMNS,
+    PARAGRAPH_GAP,
+    SENTENCE_GAP,
+    TOKEN_GAP,
+    WORD_GAP,
+    Chunker,
+    chunk_documents,
+    gap_strengths,
+    load_tokenizer,
+)
 
 SIZE, OVERLAP = 64, 16
 
@@ -211,3 +222,39 @@ def test_any_text_chunks_exactly_within_size(tokenizer, text, size, overlap_frac
     if chunks:
         assert chunks[0].char_start == spans[0, 0] and chunks[-1].char_end == spans[-1, 1]
         assert all(a.char_start < b.char_start <= a.char_end for a, b in zip(chunks, chunks[1:], strict=False))
+
+
+def _gap_strength_by_definition(text: str, offsets: np.ndarray) -> np.ndarray:
+    """The rule of ``gap_strengths`` gap by gap, as the module docstring states it (the oracle of its vectorised
+    form): a blank line in the gap is a paragraph gap; a line break in it, or a sentence end in the four characters
+    before it, a sentence gap; any other whitespace a word gap; no gap a token gap."""
+    strengths = np.full(len(offsets), TOKEN_GAP, dtype=np.int8)
+    for k in range(1, len(offsets)):
+        before, after = int(offsets[k - 1, 1]), int(offsets[k, 0])
+        if after <= before:
+            continue
+        gap = text[before:after]
+        if re.search(r"\n[^\S\n]*\n", gap):
+            strengths[k] = PARAGRAPH_GAP
+        elif "\n" in gap or re.search(r"[.!?][\"'”’)\]]*$", text[max(0, before - 4) : before]):
+            strengths[k] = SENTENCE_GAP
+        else:
+            strengths[k] = WORD_GAP
+    return strengths
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.sampled_from(list("ab .!?\"'”’)]\n\t\u00e9\U0001f600")), max_size=60), data=st.data())
+def test_gap_strengths_follow_the_rule_gap_by_gap(tokenizer, text, data):
+    offsets = np.asarray(
+        tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"], dtype=np.int64
+    ).reshape(-1, 2)
+    assert np.array_equal(gap_strengths(text, offsets), _gap_strength_by_definition(text, offsets))
+    # any token spans, not only the tokenizer's: cut points of the text, with gaps of 0-2 characters
+    cuts = sorted(
+        data.draw(st.lists(st.integers(0, len(text)), min_size=min(2, len(text) + 1), max_size=10, unique=True))
+    )
+    spans = np.array(
+        [(a, max(a, b - data.draw(st.integers(0, 2)))) for a, b in zip(cuts, cuts[1:], strict=False)], dtype=np.int64
+    ).reshape(-1, 2)
+    assert np.array_equal(gap_strengths(text, spans), _gap_strength_by_definition(text, spans))
