@@ -87,7 +87,7 @@ class PreviousDatastore:
     rebuild after a source change can reuse, each part only when it was made under the current stage config."""
 
     chunks: list[ArtifactManifest]
-    embed: ArtifactManifest | None
+    embed: list[ArtifactManifest]  # those still intact (one per chunk part; one for every part before embed 2)
     index: ArtifactManifest | None
 
     @classmethod
@@ -99,7 +99,8 @@ class PreviousDatastore:
         chunks = [store.find("chunk", key) for key in record["chunk_keys"]]
         if not chunks or any(c is None for c in chunks):
             return None
-        return cls(chunks, store.find("embed", record["embed_key"]), store.find("index", record["index_key"]))
+        embed = [m for m in (store.find("embed", key) for key in record["embed_keys"]) if m is not None]
+        return cls(chunks, embed, store.find("index", record["index_key"]))
 
     def chunking(
         self, catalog: Catalog, variant: Variant, data_dir: str
@@ -114,11 +115,11 @@ class PreviousDatastore:
         docs = next((d for d in outputs if {inputs_hash([d])} == made_from), None)
         return (docs, self.chunks) if docs is not None else None
 
-    def embedding(self, variant: Variant) -> tuple[list[ArtifactManifest], ArtifactManifest] | None:
-        """The chunk and embedding artifacts: a rebuild embeds only new or changed chunk texts."""
-        if self.embed is None or self.embed.config_hash != variant.stage_hash("embed"):
-            return None
-        return self.chunks, self.embed
+    def embedding(self, variant: Variant) -> tuple[list[ArtifactManifest], list[ArtifactManifest]] | None:
+        """The chunk and embedding artifacts (those of the current embed config): a rebuild embeds only new or
+        changed chunk texts."""
+        embed = [m for m in self.embed if m.config_hash == variant.stage_hash("embed")]
+        return (self.chunks, embed) if embed else None
 
     def index_to_update(self, variant: Variant) -> ArtifactManifest | None:
         """The index, when it has the current index config: a refresh updates it in place."""
@@ -191,26 +192,36 @@ def chunk_unit(
 
 
 def embed_unit(
-    variant: Variant, chunks: list[ArtifactManifest], previous: tuple[list[ArtifactManifest], ArtifactManifest] | None
+    variant: Variant,
+    chunks: ArtifactManifest,
+    previous: tuple[list[ArtifactManifest], list[ArtifactManifest]] | None,
 ) -> Unit:
-    spec = stage_spec(variant, "embed", chunks)
-    return Unit(spec, variant, stages.run_embed, {"chunks_in": chunks, "previous": previous}, progress_arg="on_rows")
+    """One chunk part's embeddings, named after the part. Keyed by what it embeds (the part's chunk ids and texts,
+    ``chunks.content_hash``), not by the chunk artifact's key, which changes with every document of the variant: a
+    rebuild then finds the embeddings of every part whose chunks are unchanged, and embeds the others with
+    ``previous`` (see ``PreviousDatastore.embedding``) reusing the vectors of unchanged chunk texts."""
+    spec = StageSpec(
+        "embed", stages.STAGE_VERSIONS["embed"], variant.stage_hash("embed"), chunks.content_hash, chunks.shard
+    )
+    inputs = {"chunks_in": chunks, "previous": previous}
+    return Unit(spec, variant, stages.run_embed, inputs, progress_arg="on_rows")
 
 
 def index_unit(
-    variant: Variant, data_dir: str, embeddings: ArtifactManifest, previous: ArtifactManifest | None
+    variant: Variant, data_dir: str, embeddings: list[ArtifactManifest], previous: ArtifactManifest | None
 ) -> Unit | ArtifactManifest:
-    """Index the embeddings; with ``previous`` (the current datastore's index) update it instead of building anew.
+    """Index the embeddings of every chunk part; with ``previous`` (the current datastore's index) update it instead
+    of building anew.
 
     The previous index is then an input of the new one (its key includes it). When ``previous`` was made from these
     very embeddings (a refresh that changed nothing) it is the answer (returned instead of a unit), and a full build
     of them is used if one exists.
     """
-    if previous is not None and previous.stats.get("embeddings_key") == embeddings.key:
+    if previous is not None and previous.stats.get("embeddings_keys") == [m.key for m in embeddings]:
         return previous
-    spec = stage_spec(variant, "index", [embeddings])
+    spec = stage_spec(variant, "index", embeddings)
     if previous is not None and ArtifactStore(data_dir).find("index", spec.key) is None:
-        spec = stage_spec(variant, "index", [embeddings, previous])
+        spec = stage_spec(variant, "index", [*embeddings, previous])
     else:
         previous = None
     return Unit(spec, variant, stages.run_index, {"embed_in": embeddings, "previous": previous})
@@ -300,17 +311,18 @@ class Build:
         return self._run([chunk_unit(self.variant, deduped, part, previous, questions) for part in deduped.files])
 
     def run(self) -> BuildSummary:
-        """The stage graph: fan out per source shard, document shard and part; fan in for dedup and embed."""
+        """The stage graph: fan out per source shard, document shard and chunk part; fan in for dedup and index."""
         variant = self.variant
         previous = PreviousDatastore.load(self.catalog, variant, self.data_dir)
         clean = self.decontaminate(self.extract())
         previous_chunking = previous.chunking(self.catalog, variant, self.data_dir) if previous else None
         chunks = self.chunk(self.dedup(clean), previous_chunking)
-        (embedded,) = self._run([embed_unit(variant, chunks, previous.embedding(variant) if previous else None)])
+        previous_embedding = previous.embedding(variant) if previous else None
+        embedded = self._run([embed_unit(variant, part, previous_embedding) for part in chunks])
         previous_index = previous.index_to_update(variant) if previous else None
         (index,) = self._run([index_unit(variant, self.data_dir, embedded, previous_index)])
         self.catalog.register_datastore(
-            variant.name, str(variant.path), index.key, [m.key for m in chunks], embedded.key, self.run_id
+            variant.name, str(variant.path), index.key, [m.key for m in chunks], [m.key for m in embedded], self.run_id
         )
         return BuildSummary(variant.name, self.run_id, index.key, self.runs)
 

@@ -90,6 +90,8 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS datastores (
         variant VARCHAR PRIMARY KEY, variant_path VARCHAR, index_key VARCHAR, chunk_keys JSON, embed_key VARCHAR,
         built_at TIMESTAMP, run_id VARCHAR)""",
+    # One embed artifact per chunk part (embed stage 2); embed_key stays for datastores recorded before (one for all).
+    "ALTER TABLE datastores ADD COLUMN IF NOT EXISTS embed_keys JSON",
     # The latest fetch of every URL of a crawl source (the crawl folder's fetch-records.parquet, mirrored).
     """CREATE TABLE IF NOT EXISTS fetch_records (
         variant VARCHAR, source VARCHAR, url VARCHAR, final_url VARCHAR, outcome VARCHAR, change VARCHAR,
@@ -595,27 +597,44 @@ class Catalog:
 
     # ---------------------------------------------------------------- datastores
     def register_datastore(
-        self, variant: str, variant_path: str, index_key: str, chunk_keys: list[str], embed_key: str, run_id: str
+        self,
+        variant: str,
+        variant_path: str,
+        index_key: str,
+        chunk_keys: list[str],
+        embed_keys: list[str],
+        run_id: str,
     ) -> None:
         with self.transaction() as con:
             _exec(con, "DELETE FROM datastores WHERE variant = ?", [variant])
             _exec(
                 con,
-                "INSERT INTO datastores VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [variant, variant_path, index_key, json.dumps(chunk_keys), embed_key, _now(), run_id],
+                "INSERT INTO datastores (variant, variant_path, index_key, chunk_keys, embed_keys, built_at, run_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [variant, variant_path, index_key, json.dumps(chunk_keys), json.dumps(embed_keys), _now(), run_id],
             )
 
     def datastore(self, variant: str) -> dict[str, Any] | None:
+        """The variant's datastore: its index, chunk and embed artifact keys (``embed_keys``, one per chunk part;
+        a datastore recorded before those has its one ``embed_key`` there), when it was built and by which run."""
         with self._lock:
+            # a catalog of before embed_keys, opened read-only, has not gained the column yet
+            has_list = _fetchone(
+                self._con,
+                "SELECT count(*) FROM information_schema.columns"
+                " WHERE table_name = 'datastores' AND column_name = 'embed_keys'",
+            )[0]
+            embed_keys = "coalesce(embed_keys, to_json([embed_key]))" if has_list else "to_json([embed_key])"
             row = _fetchone(
                 self._con,
-                "SELECT variant, variant_path, index_key, chunk_keys, embed_key, built_at, run_id FROM datastores"
-                " WHERE variant = ?",
+                f"SELECT variant, variant_path, index_key, chunk_keys, {embed_keys}, built_at, run_id"
+                " FROM datastores WHERE variant = ?",
                 [variant],
             )
         if row is None:
             return None
-        keys = ("variant", "variant_path", "index_key", "chunk_keys", "embed_key", "built_at", "run_id")
+        keys = ("variant", "variant_path", "index_key", "chunk_keys", "embed_keys", "built_at", "run_id")
         record = dict(zip(keys, row, strict=True))
+        record["embed_keys"] = json.loads(record["embed_keys"])
         record["chunk_keys"] = json.loads(record["chunk_keys"])
         return record

@@ -46,12 +46,12 @@ def _publish_stage_table(manifest: ArtifactManifest, variant: str, cached: bool)
 
 
 def _embed_progress(unit: Unit):
-    """A dashboard progress bar fed by the embed stage's per-batch callback."""
-    total = sum(m.rows for m in unit.inputs["chunks_in"])
+    """A dashboard progress bar per chunk part, fed by the embed stage's per-batch callback."""
+    total = unit.inputs["chunks_in"].rows
     progress_id = create_progress_artifact(
         progress=0.0,
-        key=artifact_key_name(f"{unit.variant.name}-embed-progress"),
-        description=f"embedding {total} chunks of {unit.variant.name}",
+        key=artifact_key_name(f"{unit.variant.name}-embed-{unit.shard}-progress"),
+        description=f"embedding the {total} chunks of {unit.shard} of {unit.variant.name}",
     )
     done = shown = 0
 

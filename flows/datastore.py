@@ -25,11 +25,13 @@ class DatastorePaths:
     chunks: list[Path]  # chunk Parquet files (chunk_id, doc_id, source, url, title, text, char_start, char_end, ...)
     index_dir: Path  # index.faiss + ids.parquet + manifest.json
     data_dir: Path
-    embed_key: str
+    embed_keys: list[str]  # one embed artifact per chunk part, in part order
 
-    def embeddings_dir(self) -> Path:
-        """shard-*.npy + shard-*.ids.parquet + manifest.json, checked when asked for (search does not read them)."""
-        return ArtifactStore(self.data_dir).open("embed", self.embed_key).folder / EMBEDDINGS_DIR
+    def embeddings_dirs(self) -> list[Path]:
+        """Each chunk part's shard-*.npy + shard-*.ids.parquet + manifest.json, in part order, checked when asked for
+        (search does not read them)."""
+        store = ArtifactStore(self.data_dir)
+        return [store.open("embed", key).folder / EMBEDDINGS_DIR for key in self.embed_keys]
 
 
 def locate_datastore(variant: Variant, data_dir: str | Path) -> DatastorePaths:
@@ -55,7 +57,7 @@ def locate_datastore(variant: Variant, data_dir: str | Path) -> DatastorePaths:
         chunks=[p for m in chunk_manifests for p in m.file_paths()],
         index_dir=index.folder / INDEX_DIR,
         data_dir=Path(data_dir),
-        embed_key=record["embed_key"],
+        embed_keys=record["embed_keys"],
     )
 
 

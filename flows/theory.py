@@ -98,7 +98,7 @@ def run_mixture_advice(
         items = items[:max_questions]
     if len(items) < 2:
         raise RereadError(f"benchmark {benchmark!r} at {path}: {len(items)} questions; the advice needs at least 2")
-    sources = load_source_embeddings(paths.chunks, paths.embeddings_dir(), max_per_source)
+    sources = load_source_embeddings(paths.chunks, paths.embeddings_dirs(), max_per_source)
     questions = Embedder(variant.embedder).encode_queries([item.question for item in items])
     return mixture_advice(
         sources.embeddings, np.asarray(questions), config or AdvisorConfig(), source_sizes=sources.sizes

@@ -349,6 +349,14 @@ class EmbeddingSet:
     def ntotal(self) -> int:
         return sum(s.rows for s in self.shards)
 
+    @property
+    def shard_labels(self) -> list[str]:
+        """Each shard's name, prefixed by its folder's parent (the embed artifact's key) when the set spans
+        several folders, whose shards share names: what an index manifest records as the source of its vectors."""
+        if len({s.folder for s in self.shards}) <= 1:
+            return [s.name for s in self.shards]
+        return [f"{s.folder.parent.name}/{s.name}" for s in self.shards]
+
     @classmethod
     def open(cls, embeddings_dirs: str | Path | Sequence[str | Path]) -> EmbeddingSet:
         """Open finished embedding folders (each checked once by :func:`open_embeddings`); all must be of one model."""

@@ -283,7 +283,7 @@ def apply_index_update(
     index_row = dict(zip(chunk_ids, range(len(chunk_ids)), strict=True))
     index_row_of = np.array([index_row[c] for c in delta.locations["chunk_id"].to_list()], dtype=np.int64)
     with staged_index_folder(out_dir) as tmp_dir:
-        entries = _write(shards, tmp_dir, delta.locations, [s.name for s in embeddings.shards])
+        entries = _write(shards, tmp_dir, delta.locations, embeddings.shard_labels)
         write_ids(tmp_dir, pa.array(chunk_ids, type=pa.string()))
         manifest = previous.model_copy(
             update={

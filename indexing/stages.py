@@ -34,8 +34,9 @@ from indexing.index_update import apply_index_update, plan_index_update
 from indexing.vector_index import EmbeddingSet, build_index, new_index
 
 # decontaminate 2 and chunk 2: documents and chunks carry source_doc_id; chunk 2: content-defined chunk ids;
-# dedup 3: out of core from per-shard signatures, kept documents per input shard, removals recorded
-STAGE_VERSIONS = {"decontaminate": "2", "dedup_signatures": "1", "dedup": "3", "chunk": "2", "embed": "1", "index": "1"}
+# dedup 3: out of core from per-shard signatures, kept documents per input shard, removals recorded;
+# embed 2: one artifact per chunk part, keyed by the part's content; index 2: over the list of embed artifacts
+STAGE_VERSIONS = {"decontaminate": "2", "dedup_signatures": "1", "dedup": "3", "chunk": "2", "embed": "2", "index": "2"}
 DOCS_PER_PART = 20_000  # at most this many documents per dedup output part: the chunk stage's unit of work
 EMBEDDINGS_DIR = "embeddings"
 INDEX_DIR = "index"
@@ -302,24 +303,27 @@ def _in_document_order(docs: pl.DataFrame, fresh: pl.DataFrame, reused: pl.DataF
 
 def run_embed(
     variant: Variant,
-    chunks_in: list[ArtifactManifest],
+    chunks_in: ArtifactManifest,
     out_dir: Path,
     on_shard: Callable[[ShardInfo, bool], None] | None = None,
-    previous: tuple[list[ArtifactManifest], ArtifactManifest] | None = None,
+    previous: tuple[list[ArtifactManifest], list[ArtifactManifest]] | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> StageResult:
-    """Embed every chunk into memory-mapped shards; a re-run after a crash skips the shards already finished (and the
-    finished checkpoint pieces of the shard it was in); ``on_rows(n)`` is called after each batch of ``n`` chunks; with
-    ``previous`` (the chunk and embedding artifacts of the datastore being refreshed) chunks whose text is
-    unchanged take their earlier vectors instead of being embedded again."""
+    """Embed one chunk part into memory-mapped shards; a re-run after a crash skips the shards already finished (and
+    the finished checkpoint pieces of the shard it was in); ``on_rows(n)`` is called after each batch of ``n`` chunks;
+    with ``previous`` (the chunk and embedding artifacts of the datastore being refreshed) chunks whose text is
+    unchanged, in whichever part they were, take their earlier vectors instead of being embedded again."""
     embedder = Embedder(variant.embedder)
+    paths = chunks_in.file_paths()
     if previous is not None:
         previous_chunks, previous_embed = previous
         embedder = ReusingEmbedder(
-            embedder, [p for m in previous_chunks for p in m.file_paths()], previous_embed.folder / EMBEDDINGS_DIR
+            embedder,
+            [p for m in previous_chunks for p in m.file_paths()],
+            [m.folder / EMBEDDINGS_DIR for m in previous_embed],
+            pl.read_parquet(paths, columns=["text"])["text"].drop_nulls(),
         )
-    paths = [p for m in chunks_in for p in m.file_paths()]
-    longest = max((int(m.stats.get("max_chunk_tokens", 0)) for m in chunks_in), default=0)
+    longest = int(chunks_in.stats.get("max_chunk_tokens", 0))
     if embedder.max_chunk_tokens is not None and longest > embedder.max_chunk_tokens:
         raise ConfigError(
             f"{variant.path}: chunking.size allows {longest}-token chunks but {variant.embedder.model} reads at most "
@@ -342,18 +346,19 @@ def run_embed(
 
 
 def run_index(
-    variant: Variant, embed_in: ArtifactManifest, out_dir: Path, previous: ArtifactManifest | None = None
+    variant: Variant, embed_in: list[ArtifactManifest], out_dir: Path, previous: ArtifactManifest | None = None
 ) -> StageResult:
-    """Build the FAISS index described by the variant's factory string over the embeddings; with ``previous`` (the
-    index of the datastore being refreshed) update that index in place instead when the change is small enough
-    (see indexing.index_update), recording in ``index_update`` which of the two happened and why."""
+    """Build the FAISS index described by the variant's factory string over the embeddings of every chunk part (in
+    part order, vectors added shard by shard from the memory-mapped shards); with ``previous`` (the index of the
+    datastore being refreshed) update that index in place instead when the change is small enough (see
+    indexing.index_update), recording in ``index_update`` which of the two happened and why."""
     shutil.rmtree(out_dir / INDEX_DIR, ignore_errors=True)  # a crashed earlier attempt: an index is written whole
     cfg = variant.index
-    embeddings_dir = embed_in.folder / EMBEDDINGS_DIR
-    stats: dict = {"embeddings_key": embed_in.key}
+    embeddings_dirs = [m.folder / EMBEDDINGS_DIR for m in embed_in]
+    stats: dict = {"embeddings_keys": [m.key for m in embed_in]}
     manifest = None
     if previous is not None:
-        embeddings = EmbeddingSet.open(embeddings_dir)
+        embeddings = EmbeddingSet.open(embeddings_dirs)
         delta, why = plan_index_update(previous.folder / INDEX_DIR, embeddings, cfg)
         if delta is not None:
             update = apply_index_update(delta, embeddings, out_dir / INDEX_DIR, cfg)
@@ -362,7 +367,7 @@ def run_index(
         else:
             stats["index_update"] = f"full build: {why}"
     if manifest is None:
-        manifest = build_index(embeddings_dir, out_dir / INDEX_DIR, cfg)
+        manifest = build_index(embeddings_dirs, out_dir / INDEX_DIR, cfg)
     return StageResult(
         files=[INDEX_DIR],
         rows=manifest.ntotal,

@@ -588,6 +588,7 @@ def _write_shards(
 ) -> IndexManifest:
     entries, id_arrays = [], []
     offset = 0
+    labels = embeddings.shard_labels
     for g, positions in enumerate(groups):
         index = _build_shard(template, embeddings, positions, use_gpu)
         name = "index.faiss" if len(groups) == 1 else f"index-{g:05d}.faiss"
@@ -598,7 +599,7 @@ def _write_shards(
                 rows=index.ntotal,
                 row_offset=offset,
                 bytes=(tmp_dir / name).stat().st_size,
-                embedding_shards=[embeddings.shards[p].name for p in positions],
+                embedding_shards=[labels[p] for p in positions],
             )
         )
         offset += index.ntotal

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from catalog.errors import ArtifactError
 from catalog.hashing import content_hash
-from indexing.embedding_store import load_embeddings
+from indexing.embedding_store import EmbeddingSet
 
 HASH_SPACE = float(16**8)  # the first 8 hex digits of a content hash, read as a uniform number
 
@@ -27,7 +27,7 @@ class SourceEmbeddings:
     embeddings: dict[str, np.ndarray]  # source -> sampled [rows, dim] float32
     sizes: dict[str, int]  # source -> all its chunks (for size-proportional weights)
     missing_ids: int  # embedded chunk ids that no chunk file names (counted, skipped)
-    model: str
+    model: str  # the embeddings' model id (name@fingerprint)
 
 
 def chunk_sources(chunk_files: Sequence[Path]) -> dict[str, str]:
@@ -47,23 +47,18 @@ def _keep(chunk_id: str, probability: float) -> bool:
 
 
 def load_source_embeddings(
-    chunk_files: Sequence[Path], embeddings_dir: Path, max_per_source: int = 5000
+    chunk_files: Sequence[Path], embeddings_dirs: Path | Sequence[Path], max_per_source: int = 5000
 ) -> SourceEmbeddings:
-    """Embeddings grouped by source, each source sampled to about ``max_per_source`` rows."""
+    """Embeddings grouped by source, each source sampled to about ``max_per_source`` rows; ``embeddings_dirs``: one
+    embedding folder or several of one model (a datastore has one per chunk part)."""
     sources = chunk_sources(chunk_files)
     sizes = Counter(sources.values())
     keep_probability = {source: max_per_source / count for source, count in sizes.items()}
-    manifest, shards = load_embeddings(embeddings_dir)
+    embedding_set = EmbeddingSet.open(embeddings_dirs)
     grouped: dict[str, list[np.ndarray]] = {source: [] for source in sizes}
     missing = 0
-    for ids, vectors in tqdm(
-        shards,
-        total=len(manifest.shards),
-        desc="mixture: read embeddings",
-        unit="shard",
-        leave=False,
-        disable=None,
-    ):
+    for shard in tqdm(embedding_set.shards, desc="mixture: read embeddings", unit="shard", leave=False, disable=None):
+        ids, vectors = shard.chunk_ids().to_pylist(), shard.vectors()
         rows_by_source: dict[str, list[int]] = {}
         for row, chunk_id in enumerate(ids):
             source = sources.get(chunk_id)
@@ -74,7 +69,7 @@ def load_source_embeddings(
         for source, rows in rows_by_source.items():
             grouped[source].append(np.asarray(vectors[rows], dtype=np.float32))
     embeddings = {
-        source: np.concatenate(parts) if parts else np.empty((0, manifest.dim), np.float32)
+        source: np.concatenate(parts) if parts else np.empty((0, embedding_set.dim), np.float32)
         for source, parts in grouped.items()
     }
-    return SourceEmbeddings(embeddings=embeddings, sizes=dict(sizes), missing_ids=missing, model=manifest.model)
+    return SourceEmbeddings(embeddings=embeddings, sizes=dict(sizes), missing_ids=missing, model=embedding_set.model)

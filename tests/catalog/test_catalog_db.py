@@ -214,3 +214,21 @@ def test_a_catalog_made_before_fetch_records_keeps_opening(tmp_path: Path):
         assert cat.register_fetch_records("v", "web", "run1", [fetch_row("http://a.test/")]) == 1
     with Catalog.in_data_dir(tmp_path, read_only=True) as reader:
         assert [r["url"] for r in reader.fetch_records("v", "web")] == ["http://a.test/"]
+
+
+def test_a_datastore_recorded_with_one_embed_key_reads_as_a_list_of_embed_keys(tmp_path: Path):
+    """Datastores recorded before embedding ran per chunk part have one embed_key and no embed_keys column."""
+    with Catalog.in_data_dir(tmp_path) as cat:
+        cat.execute("ALTER TABLE datastores DROP COLUMN embed_keys")  # the catalog as it was before the column
+        cat.execute("INSERT INTO datastores VALUES ('old', 'old.yaml', 'ix1', '[\"c1\", \"c2\"]', 'e1', now(), 'run1')")
+    with Catalog.in_data_dir(tmp_path, read_only=True) as reader:  # a reader does not migrate
+        record = reader.datastore("old")
+        assert (record["chunk_keys"], record["embed_keys"], record["index_key"]) == (["c1", "c2"], ["e1"], "ix1")
+    with Catalog.in_data_dir(tmp_path) as cat:  # a writer adds the column; the old record reads the same
+        assert cat.datastore("old")["embed_keys"] == ["e1"]
+        cat.register_datastore("new", "new.yaml", "ix2", ["c1", "c2", "c3"], ["e1", "e2", "e3"], "run2")
+        cat.register_datastore("old", "old.yaml", "ix3", ["c4"], ["e4"], "run3")
+    with Catalog.in_data_dir(tmp_path, read_only=True) as reader:
+        assert reader.datastore("new")["embed_keys"] == ["e1", "e2", "e3"]
+        assert (reader.datastore("old")["embed_keys"], reader.datastore("old")["run_id"]) == (["e4"], "run3")
+        assert reader.datastore("missing") is None

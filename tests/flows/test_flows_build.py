@@ -88,7 +88,10 @@ def test_build_end_to_end(built):
     assert decontaminated == extracted - 1
     assert by_stage["dedup"][0]["rows"] == decontaminated - 1
     chunks = sum(s["rows"] for s in by_stage["chunk"])
-    assert by_stage["embed"][0]["rows"] == chunks == by_stage["index"][0]["rows"] > 30
+    # one embed unit per chunk part (one part per source here), named after it; one index over all of them
+    assert len(by_stage["chunk"]) == 3
+    assert [(s["shard"], s["rows"]) for s in by_stage["embed"]] == [(s["shard"], s["rows"]) for s in by_stage["chunk"]]
+    assert chunks == by_stage["index"][0]["rows"] > 30
     with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
         record = catalog.datastore("mini")
         assert record["index_key"] == first["index_key"]
@@ -103,6 +106,43 @@ def test_build_end_to_end(built):
         docs_file = variant.parent / "docs.jsonl"
         assert removals.rows() == [("exact", f"{docs_file}:1", f"{docs_file}:32")]
         assert catalog.query_one("SELECT count(*) FROM raw_documents")[0] >= extracted
+
+
+def test_embeddings_per_chunk_part_index_like_one_embedding_of_all_chunks(built, tmp_path):
+    """The per-part embed units give the index (ids, search hits) that one embedding run over every chunk gives."""
+    from catalog.artifacts import ArtifactStore
+    from catalog.variant import load_variant
+    from indexing.embed import Embedder, embed_chunks
+    from indexing.vector_index import VectorIndex, build_index, read_index_manifest
+
+    variant_path, data_dir, first = built
+    variant = load_variant(variant_path)
+    with Catalog.in_data_dir(data_dir, read_only=True) as catalog:
+        record = catalog.datastore("mini")
+    store = ArtifactStore(data_dir)
+    embeds = [store.open("embed", key) for key in record["embed_keys"]]
+    chunks = [store.open("chunk", key) for key in record["chunk_keys"]]
+    assert len(embeds) == len(chunks) == 3 and [e.shard for e in embeds] == [c.shard for c in chunks]
+    assert [e.rows for e in embeds] == [c.rows for c in chunks]
+
+    embedder = Embedder(variant.embedder)
+    embed_chunks([p for c in chunks for p in c.file_paths()], tmp_path / "emb", embedder, variant.embedder.shard_size)
+    build_index(tmp_path / "emb", tmp_path / "index", variant.index)
+    built_dir = store.open("index", record["index_key"]).folder / "index"
+    assert (
+        pl.read_parquet(built_dir / "ids.parquet")["chunk_id"].to_list()
+        == pl.read_parquet(tmp_path / "index" / "ids.parquet")["chunk_id"].to_list()
+    )
+    queries = embedder.encode_queries(["history of a town in Cornwall", "Korean pottery glaze", "a cooking recipe"])
+    ours, reference = (
+        VectorIndex.load(built_dir).search(queries, 5),
+        VectorIndex.load(tmp_path / "index").search(queries, 5),
+    )
+    assert ours.rows.tolist() == reference.rows.tolist()
+    assert ours.scores == pytest.approx(reference.scores, abs=1e-5)
+    # the index records which part's embedding shard each vector came from
+    labels = [label for shard in read_index_manifest(built_dir).shards for label in shard.embedding_shards]
+    assert [label.split("/")[0] for label in labels if label.endswith("shard-00000")] == [e.key for e in embeds]
 
 
 def test_second_build_does_no_stage_work(built):
