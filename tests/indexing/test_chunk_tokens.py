@@ -195,6 +195,17 @@ def test_chunk_documents_on_empty_frame(chunker):
     assert frame.height == 0 and tuple(frame.columns) == CHUNK_COLUMNS
 
 
+def test_chunk_documents_reports_progress_per_tokenizer_batch(chunker):
+    """The chunk unit's dashboard progress moves per batch of documents tokenized (not once at the end)."""
+    from indexing.chunk import TOKENIZE_BATCH_DOCS
+
+    n_docs = 2 * TOKENIZE_BATCH_DOCS + 3
+    docs = pl.DataFrame({"doc_id": [f"d{i}" for i in range(n_docs)], "text": [f"Document {i}." for i in range(n_docs)]})
+    reports: list[tuple[int, int | None]] = []
+    chunk_documents(docs, chunker, on_progress=lambda done, total: reports.append((done, total)))
+    assert reports == [(TOKENIZE_BATCH_DOCS, n_docs), (2 * TOKENIZE_BATCH_DOCS, n_docs), (n_docs, n_docs)]
+
+
 def test_frame_without_doc_id_is_an_artifact_error(chunker):
     with pytest.raises(ArtifactError, match="documents frame: documents lack column\\(s\\) doc_id"):
         chunk_documents(pl.DataFrame({"text": ["x"]}), chunker)

@@ -164,3 +164,14 @@ def test_exact_copies_are_still_caught_by_near_dedup_alone(real_docs):
 def test_a_table_without_text_is_a_clear_error():
     with pytest.raises(InputTableError, match="text"):
         Deduplicator(DedupConfig()).run(pl.DataFrame({"doc_id": ["a"]}))
+
+
+def test_shard_hashing_reports_progress_per_batch(tmp_path: Path):
+    """The dedup-signatures unit's dashboard progress moves per batch hashed, up to the shard's row count."""
+    from indexing.dedup import ShardHasher
+
+    texts = [f"document number {i} with a few words" for i in range(25)]
+    batches = [_table(texts[i : i + 10]) for i in range(0, 25, 10)]
+    reports: list[tuple[int, int | None]] = []
+    ShardHasher(DedupConfig()).run(batches, 25, tmp_path, on_progress=lambda done, total: reports.append((done, total)))
+    assert reports == [(10, 25), (20, 25), (25, 25)]
