@@ -12,6 +12,7 @@ token boundary. The next window starts ``overlap`` tokens before the previous en
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -166,20 +167,18 @@ class Chunker:
 
     def __init__(self, tokenizer: Any, cfg: ChunkingConfig):
         self.tokenizer = tokenizer
+        self._backend = copy.deepcopy(tokenizer.backend_tokenizer)
+        self._backend.no_truncation()
+        self._backend.no_padding()
         self.cfg = cfg
         self.stats = StageStats(STAGE)
         self.rejections: list[Rejection] = []
 
     def _offsets(self, texts: list[str]) -> list[np.ndarray]:
-        encoded = self.tokenizer(
-            texts,
-            add_special_tokens=False,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,  # documents are longer than the model's max length on purpose: no warning per document
-        )
-        return [np.asarray(o, dtype=np.int64).reshape(-1, 2) for o in encoded["offset_mapping"]]
+        # the Rust tokenizer directly: transformers' wrapper converts every encoding to Python lists first (a fifth
+        # of chunking's time). Its own copy, so no truncation or padding state set by another caller applies.
+        encodings = self._backend.encode_batch(texts, add_special_tokens=False)
+        return [np.array(e.offsets, dtype=np.int64).reshape(-1, 2) for e in encodings]
 
     def _chunks_of(self, doc: Mapping[str, Any], offsets: np.ndarray) -> list[Chunk]:
         doc_id, text = doc["doc_id"], doc["text"]
