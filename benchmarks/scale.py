@@ -3,7 +3,8 @@
 For each size N a deterministic corpus is generated from real text (sentences of the bundled C4, arXiv, Wikipedia
 and Vaswani samples recombined into 1-3 KB documents with random ids, fixed seed; about 10% exact copies, with
 case and spacing changed, and 5% near copies, one word in ~150 replaced, planted among them) as JSONL files of
-``--docs-per-file`` documents. The build plan (``buildplan.build``) then runs extract -> decontaminate (the bundled
+``--docs-per-file`` documents (``--docs-per-part`` sets the variant's ``sharding.documents_per_part``, the chunk
+and embed unit). The build plan (``buildplan.build``) then runs extract -> decontaminate (the bundled
 MMLU slice) -> dedup -> chunk over it, and embedding + a Flat index over a fixed ``--embed-chunks`` subset of the
 chunks, so sizes stay comparable. Each size runs in a fresh child process; the parent samples the peak RSS of the
 whole process tree (extraction workers, Dask workers included) every 0.1 s.
@@ -96,9 +97,11 @@ def write_corpus(folder: Path, n: int, docs_per_file: int, seed: int = SEED) -> 
     return planted
 
 
-def write_variant(folder: Path, corpus: Path, name: str) -> Path:
+def write_variant(folder: Path, corpus: Path, name: str, docs_per_part: int | None = None) -> Path:
+    """The benchmark's variant; ``docs_per_part``: its ``sharding.documents_per_part`` (None: the default)."""
     mmlu = SAMPLE / "benchmarks" / "mmlu" / "test"
     path = folder / "variant.yaml"
+    sharding = f"sharding: {{documents_per_part: {docs_per_part}}}\n" if docs_per_part is not None else ""
     path.write_text(
         f"""name: {name}
 sources:
@@ -108,7 +111,7 @@ decontamination:
   benchmarks:
     - {{name: mmlu, path: {mmlu}, ngram: 16}}
 dedup: {{exact: true, near: true}}
-"""
+{sharding}"""
     )
     return path
 
@@ -210,7 +213,7 @@ def measure_child(args: list[str]) -> tuple[dict, float]:
 def measure_size(n: int, work: Path, args: argparse.Namespace) -> dict:
     corpus = work / f"corpus-{n}"
     planted = write_corpus(corpus, n, args.docs_per_file)
-    variant = write_variant(work, corpus, f"scale-{n}")
+    variant = write_variant(work, corpus, f"scale-{n}", args.docs_per_part)
     child_args = [
         "--child",
         str(variant),
@@ -257,7 +260,7 @@ def measure_size(n: int, work: Path, args: argparse.Namespace) -> dict:
 def compare_workers(n: int, work: Path, args: argparse.Namespace) -> dict:
     """docs/s of extraction and chunking on a local Dask cluster of two workers over one (same corpus)."""
     corpus = work / f"corpus-{n}"
-    variant = write_variant(work, corpus, f"scale-{n}")
+    variant = write_variant(work, corpus, f"scale-{n}", args.docs_per_part)
     rates = {}
     for workers in (1, 2):
         child_args = ["--child", str(variant), "--data-dir", str(work / f"dask{workers}-{n}"), "--embed-chunks", "0",
@@ -275,6 +278,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="20000,200000", help="comma-separated corpus sizes (documents)")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     parser.add_argument("--docs-per-file", type=int, default=10_000, help="documents per JSONL file (the unit)")
+    parser.add_argument(
+        "--docs-per-part",
+        type=int,
+        default=None,
+        help="the variant's sharding.documents_per_part: documents per chunk/embed unit (default: the variant default)",
+    )
     parser.add_argument("--embed-chunks", type=int, default=20_000, help="chunks embedded and indexed per size")
     parser.add_argument("--compare-workers", action="store_true", help="also 1 vs 2 local Dask workers")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep corpora and data dirs here")
@@ -295,7 +304,13 @@ def main() -> None:
     for n in sizes:
         rows.append(measure_size(n, work, args))
         print(json.dumps(rows[-1]), flush=True)
-    report: dict = {"sizes": rows, "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()}
+    report: dict = {
+        "sizes": rows,
+        "docs_per_file": args.docs_per_file,
+        "docs_per_part": args.docs_per_part,
+        "cpus": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(),
+    }
     if args.compare_workers:
         report["dask_speedup"] = compare_workers(sizes[0], work, args)
     small, large = rows[0], rows[-1]

@@ -175,6 +175,17 @@ class EmbedderConfig(_Strict):
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 on GPU, fp32 on CPU
 
 
+class ShardingConfig(_Strict):
+    """Sizes of the units of work past dedup (see docs/scale.md)."""
+
+    documents_per_part: int = Field(
+        default=20_000,
+        ge=1,
+        description="at most this many documents per dedup output part: the unit of chunking and of embedding "
+        "(smaller parts: more units for a cluster to run in parallel, and less memory per unit)",
+    )
+
+
 # How an index is run or refreshed, not what it is: left out of the index stage's artifact key.
 INDEX_RUNTIME_FIELDS = frozenset({"use_gpu", "search_on_disk", "refresh_max_change"})
 
@@ -224,6 +235,7 @@ class Variant(_Strict):
     embedder: EmbedderConfig = EmbedderConfig()
     index: IndexConfig = IndexConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
+    sharding: ShardingConfig = ShardingConfig()
     path: Path | None = Field(default=None, exclude=True)  # the YAML file it was loaded from
 
     @field_validator("sources")
@@ -256,7 +268,11 @@ class Variant(_Strict):
             "extract": extract,
             "decontaminate": self._decontamination_identity(),
             "dedup_signatures": self.dedup.model_dump(mode="json"),
-            "dedup": self.dedup.model_dump(mode="json"),
+            # the part size is in the dedup identity only when set, so keys made before it existed stay valid
+            "dedup": {
+                **self.dedup.model_dump(mode="json"),
+                **self.sharding.model_dump(mode="json", exclude_defaults=True),
+            },
             "chunk": {
                 **self.chunking.model_dump(mode="json"),
                 "tokenizer": self.embedder.model,

@@ -37,7 +37,6 @@ from indexing.vector_index import EmbeddingSet, build_index, new_index
 # dedup 3: out of core from per-shard signatures, kept documents per input shard, removals recorded;
 # embed 2: one artifact per chunk part, keyed by the part's content; index 2: over the list of embed artifacts
 STAGE_VERSIONS = {"decontaminate": "2", "dedup_signatures": "1", "dedup": "3", "chunk": "2", "embed": "2", "index": "2"}
-DOCS_PER_PART = 20_000  # at most this many documents per dedup output part: the chunk stage's unit of work
 EMBEDDINGS_DIR = "embeddings"
 INDEX_DIR = "index"
 # What a document's chunks are made of: a document equal in these to an earlier one has the earlier one's chunks.
@@ -170,19 +169,20 @@ def run_dedup(
 ) -> StageResult:
     """Exact and near-duplicate removal across every shard of the variant (duplicates cross sources), out of core
     from the shards' signatures; then each shard's kept documents, in input order, as parts of at most
-    ``DOCS_PER_PART`` rows (``on_progress(shards written, shards)`` after each). Every removal is recorded
-    (``dedup_removals``: which duplicate of which)."""
+    ``sharding.documents_per_part`` rows, the chunk and embed units (``on_progress(shards written, shards)`` after
+    each). Every removal is recorded (``dedup_removals``: which duplicate of which)."""
     removals = out_dir / REMOVALS_FILE
     report = find_duplicates([m.folder for m in signatures_in], variant.dedup, removals)
     parts: list[str] = []
+    per_part = variant.sharding.documents_per_part
 
     def kept_documents():
         """Each shard's kept rows written as parts; yields their "id:text hash" (one shard in memory at a time)."""
         for shard, manifest in enumerate(docs_in):
             docs = read_parts([manifest])
             kept = docs.filter(~pl.int_range(pl.len()).is_in(removed_rows(removals, shard).implode()))
-            for offset in range(0, kept.height, DOCS_PER_PART):
-                parts.append(_write_frame(kept.slice(offset, DOCS_PER_PART), out_dir, f"part-{len(parts):05d}.parquet"))
+            for offset in range(0, kept.height, per_part):
+                parts.append(_write_frame(kept.slice(offset, per_part), out_dir, f"part-{len(parts):05d}.parquet"))
             yield from (f"{i}:{content_hash(t)}" for i, t in zip(kept["doc_id"], kept["text"], strict=True))
             if on_progress is not None:
                 on_progress(shard + 1, len(docs_in))

@@ -45,6 +45,28 @@ def test_stage_hashes_are_stable_and_change_only_downstream(tmp_path: Path):
     assert b.sources[0].path == (tmp_path / "x.jsonl").resolve()
 
 
+def test_documents_per_part_is_validated_and_keys_dedup_only_when_not_the_default(tmp_path: Path):
+    from catalog.hashing import stable_hash
+
+    base = load_variant(write(tmp_path / "a.yaml", "name: a\nsources: [{type: jsonl, path: x.jsonl}]\n"))
+    assert base.sharding.documents_per_part == 20_000
+    # keys made before the setting existed stay valid: the default adds nothing to the dedup identity
+    assert base.stage_hash("dedup") == stable_hash(base.dedup.model_dump(mode="json"))
+    explicit = load_variant(
+        write(tmp_path / "b.yaml", "extends: a.yaml\nname: b\nsharding: {documents_per_part: 20000}\n")
+    )
+    small = load_variant(write(tmp_path / "c.yaml", "extends: a.yaml\nname: c\nsharding: {documents_per_part: 500}\n"))
+    assert explicit.stage_hash("dedup") == base.stage_hash("dedup")
+    assert [s for s in (*STAGES, "dedup_signatures") if small.stage_hash(s) != base.stage_hash(s)] == ["dedup"]
+    for value, reason in (("0", "greater than or equal to 1"), ("many", "valid integer")):
+        bad = write(tmp_path / "bad.yaml", f"extends: a.yaml\nname: bad\nsharding: {{documents_per_part: {value}}}\n")
+        with pytest.raises(ConfigError, match=rf"(?s){bad}.*sharding.documents_per_part.*{reason}"):
+            load_variant(bad)
+    unknown = write(tmp_path / "bad.yaml", "extends: a.yaml\nname: bad\nsharding: {docs_per_part: 10}\n")
+    with pytest.raises(ConfigError, match=r"sharding.docs_per_part"):
+        load_variant(unknown)
+
+
 def test_invalid_field_names_file_field_and_reason(tmp_path: Path):
     bad = write(
         tmp_path / "bad.yaml",
@@ -98,8 +120,7 @@ def test_editing_a_benchmark_file_changes_the_decontamination_key(tmp_path: Path
     questions.write_text("What is the largest bone of the human body,Femur,Tibia,Ulna,Radius,A\n")
     path = write(
         tmp_path / "v.yaml",
-        "name: v\nsources: [{type: jsonl, path: x.jsonl}]\n"
-        "decontamination: {benchmarks: [{name: mmlu, path: mmlu}]}\n",
+        "name: v\nsources: [{type: jsonl, path: x.jsonl}]\ndecontamination: {benchmarks: [{name: mmlu, path: mmlu}]}\n",
     )
     before = {stage: load_variant(path).stage_hash(stage) for stage in ("decontaminate", "dedup")}
     assert load_variant(path).stage_hash("decontaminate") == before["decontaminate"]  # stable

@@ -245,3 +245,40 @@ def test_a_refresh_that_failed_after_crawling_keeps_its_change_report_for_the_re
     finally:
         site.server.shutdown()
         site.server.server_close()
+
+
+def test_rebuild_of_a_variant_in_parts_embeds_only_the_parts_that_changed(tmp_path):
+    """Four chunk parts are four embed units: after 2 pages of 2 parts change, the 2 unchanged parts keep their
+    embeddings (same keys, nothing run), the 2 changed ones embed only their new chunk texts, and the datastore
+    searches like a one-part build of the same source."""
+    from buildplan.build import build
+
+    config = (
+        "sources:\n  - {name: c4, type: jsonl, path: docs.jsonl, id_field: id, url_field: url, extractor: plain}\n"
+        "dedup: {exact: true, near: false}\nchunking: {size: 64, overlap: 8}\nindex: {refresh_max_change: 0.5}\n"
+    )
+    parts, whole = tmp_path / "parts.yaml", tmp_path / "whole.yaml"
+    parts.write_text(f"name: parts\n{config}sharding: {{documents_per_part: 10}}\n")
+    whole.write_text(f"name: whole\n{config}")
+    _write_source(tmp_path, changed=set())
+    first = {s.shard: s for s in build(parts, tmp_path / "data").stages if s.stage == "embed"}
+    names = [f"part-{i:05d}.parquet" for i in range(4)]
+    assert sorted(first) == names and all(not s.cached for s in first.values())
+
+    _write_source(tmp_path, changed={3, 17})  # a page of part 0 and one of part 1
+    second = build(parts, tmp_path / "data")
+    embeds = {s.shard: s for s in second.stages if s.stage == "embed"}
+    assert [embeds[n].cached for n in names] == [False, False, True, True]
+    assert [embeds[n].key for n in names[2:]] == [first[n].key for n in names[2:]]
+    worked = [embeds[n] for n in names[:2]]
+    computed = sum(s.stats["chunks_computed"] for s in worked)
+    reused = sum(s.stats["chunks_reused_by_text"] for s in worked)
+    assert computed + reused == sum(s.rows for s in worked) and 0 < computed < reused
+    (index,) = [s for s in second.stages if s.stage == "index"]
+    assert index.stats["index_update"] == "incremental" and index.stats["vectors_added"] == computed
+
+    one = build(whole, tmp_path / "whole")
+    assert [s.shard for s in one.stages if s.stage == "embed"] == ["part-00000.parquet"]
+    in_parts, in_one = _search(parts, tmp_path / "data"), _search(whole, tmp_path / "whole")
+    assert [[c for c, _ in q] for q in in_parts] == [[c for c, _ in q] for q in in_one]
+    assert np.allclose([[s for _, s in q] for q in in_parts], [[s for _, s in q] for q in in_one], atol=1e-4)
