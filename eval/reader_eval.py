@@ -348,12 +348,13 @@ def strategy_summary(
 
 
 def summary_markdown(rows: list[dict]) -> str:
-    """The strategy summary as a markdown table."""
+    """The strategy summary as a markdown table, then a line saying what its short headers mean (so the table fits
+    a 100-column terminal)."""
     if not rows:
         return ""
     baseline = rows[0]["strategy"]
     lines = [
-        f"| strategy | samples | accuracy [95% CI] | EM | contains | F1 | FLOPs/question | minus {baseline} [95% CI] |",
+        f"| strategy | k | accuracy [95% CI] | EM | contains | F1 | FLOPs/q | minus {baseline} [95% CI] |",
         "|---|---|---|---|---|---|---|---|",
     ]
 
@@ -367,6 +368,7 @@ def summary_markdown(rows: list[dict]) -> str:
             f"| {r['strategy']} | {r['samples']} | {r['accuracy']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] | "
             f"{fmt(r, 'exact_match')} | {fmt(r, 'contains')} | {fmt(r, 'f1')} | {flops} | {diff} |"
         )
+    lines += ["", "k: samples per question; FLOPs/q: FLOPs per question; CIs: 95% bootstrap over questions."]
     return "\n".join(lines)
 
 

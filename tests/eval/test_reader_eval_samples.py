@@ -119,3 +119,33 @@ def test_an_llm_judge_grader_needs_a_judge():
         make_task_grader(ReaderEvalConfig(reader={"kind": "scripted"}), "simpleqa")
     contains = make_task_grader(ReaderEvalConfig(reader={}), "nq_open", "contains")
     assert contains.mode == "contains"
+
+
+def test_summary_table_fits_a_100_column_terminal_without_wrapping() -> None:
+    """The demo's reader summary (every strategy, CIs and differences) renders one line per strategy on a 100-column
+    terminal: its headers are short (k, FLOPs/q) and a note says what they mean."""
+    import io
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from eval.reader_eval import summary_markdown
+
+    rows = [
+        {"strategy": "closed-book", "samples": 1, "accuracy": 0.05, "ci_low": 0.0, "ci_high": 0.15,
+         "exact_match": 0.0, "contains": 0.05, "f1": 0.0714, "flops_per_question": 2.03e10},
+    ]  # fmt: skip
+    for name, samples in (("top-1", 1), ("sc-top-1", 4), ("sc-bagged", 4)):
+        rows.append(
+            {**rows[0], "strategy": name, "samples": samples, "accuracy": 0.2, "ci_low": 0.05, "ci_high": 0.4,
+             "diff_vs": "closed-book", "diff": -0.036, "diff_ci_low": -0.108, "diff_ci_high": 0.0}
+        )  # fmt: skip
+    markdown = summary_markdown(rows)
+    assert markdown.endswith("k: samples per question; FLOPs/q: FLOPs per question; CIs: 95% bootstrap over questions.")
+    screen = Console(width=100, force_terminal=True, color_system=None, record=True, file=io.StringIO())
+    screen.print(Markdown(markdown))
+    lines = screen.export_text().splitlines()
+    for row in rows:
+        (line,) = [line for line in lines if line.strip().startswith(row["strategy"] + " ")]
+        assert f"{row['accuracy']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]" in line
+    assert "-0.036 [-0.108, +0.000]" in lines[[i for i, t in enumerate(lines) if "sc-bagged" in t][0]]
