@@ -132,10 +132,11 @@ class PreviousDatastore:
 def extract_units(
     variant: Variant, source: SourceConfig, earlier: Callable[[str], ArtifactManifest | None]
 ) -> list[Unit]:
-    """A source's extract units: one per shard of its files (``Source.shards``: a file, or a group of one-document
-    files), or one for the whole source, named after it, when it has a single shard. ``earlier(shard)`` is the
-    shard's last extraction under this config: documents whose bytes are unchanged reuse its text."""
-    groups = open_source(source).shards()
+    """A source's extract units: one per shard of its files (``Source.shards``: a file, a line-aligned byte span of
+    a large JSONL file, or a group of one-document files), or one for the whole source, named after it, when it has
+    a single shard. ``earlier(shard)`` is the shard's last extraction under this config: documents whose bytes are
+    unchanged reuse its text."""
+    groups = open_source(source).shards(variant.sharding.max_bytes_per_unit)
     named = [(source.name, None)] if len(groups) == 1 else [(f"{source.name}/{g[0]}", g) for g in groups]
     config_hash = variant.stage_hash("extract")
     return [

@@ -56,12 +56,16 @@ def combine_hashes(parts: Iterable[str]) -> str:
     return h.hexdigest()[:HASH_CHARS]
 
 
-def file_hash(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Streaming hash of a file's bytes."""
+def file_hash(path: str | Path, chunk_size: int = 1 << 20, start: int = 0, end: int | None = None) -> str:
+    """Streaming hash of a file's bytes (of bytes ``[start, end)`` when given)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(chunk_size):
+        f.seek(start)
+        left = end - start if end is not None else None
+        while (left is None or left > 0) and (block := f.read(chunk_size if left is None else min(chunk_size, left))):
             h.update(block)
+            if left is not None:
+                left -= len(block)
     return h.hexdigest()[:HASH_CHARS]
 
 

@@ -184,6 +184,12 @@ class ShardingConfig(_Strict):
         description="at most this many documents per dedup output part: the unit of chunking and of embedding "
         "(smaller parts: more units for a cluster to run in parallel, and less memory per unit)",
     )
+    max_bytes_per_unit: int | None = Field(
+        default=None,
+        ge=1,
+        description="extract an uncompressed JSONL file larger than this as line-aligned byte spans of about this "
+        "size, one unit each (None: one unit per file); each span's documents keep a whole-file read's ids",
+    )
 
 
 # How an index is run or refreshed, not what it is: left out of the index stage's artifact key.
@@ -271,7 +277,7 @@ class Variant(_Strict):
             # the part size is in the dedup identity only when set, so keys made before it existed stay valid
             "dedup": {
                 **self.dedup.model_dump(mode="json"),
-                **self.sharding.model_dump(mode="json", exclude_defaults=True),
+                **self.sharding.model_dump(mode="json", include={"documents_per_part"}, exclude_defaults=True),
             },
             "chunk": {
                 **self.chunking.model_dump(mode="json"),

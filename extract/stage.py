@@ -17,6 +17,7 @@ from catalog.variant import Variant
 from extract.records import ExtractedDocument, RawDocument
 from extract.runner import ExtractionRunner
 from extract.sources import open_source
+from extract.sources.compressed import LineSpan
 
 EXTRACT_STAGE_VERSION = "2"  # 2: source_doc_id column; MediaWiki doc_ids unique per dump file
 
@@ -44,9 +45,9 @@ TEXTS_SCHEMA = pa.schema(
 )
 
 
-def source_fingerprint(source_cfg, files: Sequence[str] | None = None) -> str:
+def source_fingerprint(source_cfg, files: Sequence[str | LineSpan] | None = None) -> str:
     """The extract stage's input hash: the content fingerprint of the source (``Source.fingerprint``), or of the
-    shard of it made of ``files``."""
+    shard of it made of ``files`` (names, or spans of a file)."""
     return open_source(source_cfg, files).fingerprint()
 
 
@@ -70,7 +71,7 @@ def run_extract(
     out_dir: Path,
     rows_per_part: int = 50_000,
     previous: ArtifactManifest | None = None,
-    files: Sequence[str] | None = None,
+    files: Sequence[str | LineSpan] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> StageResult:
     """Read one source of a variant (or with ``files`` one shard of it), extract every document, write documents and

@@ -17,13 +17,14 @@ from catalog.errors import ConfigError
 from catalog.variant import SourceConfig
 from extract.sources import datasets, files, mediawiki, trec, warc  # noqa: F401  (register the source types)
 from extract.sources.base import SOURCE_TYPES, Source
+from extract.sources.compressed import LineSpan
 
 __all__ = ["SOURCE_TYPES", "Source", "open_source", "source_config_for_path"]
 
 _SOURCE_CONFIG = TypeAdapter(SourceConfig)
 
 
-def open_source(cfg, only_files: Sequence[str] | None = None) -> Source:
+def open_source(cfg, only_files: Sequence[str | LineSpan] | None = None) -> Source:
     """The reader for one source config (``cfg.type`` picks the registered Source class); ``only_files``: only
     these of its files (one shard, see ``Source.shards``)."""
     try:

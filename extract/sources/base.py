@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from catalog.errors import ConfigError
-from catalog.hashing import files_hash, path_text, relative_name
+from catalog.hashing import combine_hashes, file_hash, files_hash, path_text, relative_name
 from catalog.ids import make_doc_id
 from catalog.records import Rejection, StageStats
 from catalog.registry import Registry
 from extract.records import RawDocument
+from extract.sources.compressed import LineSpan, compressed, line_spans
 
 STAGE = "extract"
 
@@ -44,14 +45,18 @@ class Source:
     # Files per unit of work when a build extracts the source's files apart (each file's documents depend on that
     # file alone); None: the source is read whole (its files depend on each other, as a crawl folder's do).
     files_per_shard: ClassVar[int | None] = 1
+    # Whether a large uncompressed file can be read as line-aligned byte spans, one unit each (one record a line).
+    splits_lines: ClassVar[bool] = False
 
-    def __init__(self, cfg, files: Sequence[str] | None = None) -> None:
-        """``files``: read only these of the source's files (names relative to its path), one shard of it."""
+    def __init__(self, cfg, files: Sequence[str | LineSpan] | None = None) -> None:
+        """``files``: read only these of the source's files (names relative to its path), or spans of them (see
+        ``shards``): one shard of it."""
         self.cfg = cfg
         self.name: str = path_text(cfg.name or f"{cfg.type}-{Path(cfg.path).stem}")
         self.root = Path(cfg.path)
         self.stats = StageStats(stage=f"{STAGE}:{self.name}")
-        self.only_files = None if files is None else frozenset(files)
+        self.spans = {f.file: f for f in files or () if isinstance(f, LineSpan)}
+        self.only_files = None if files is None else frozenset(f.file if isinstance(f, LineSpan) else f for f in files)
 
     def iter_documents(self) -> Iterator[RawDocument | Rejection]:
         limit = self.cfg.limit
@@ -77,18 +82,35 @@ class Source:
             return found
         return [f for f in found if relative_name(f, self.root) in self.only_files]
 
-    def shards(self) -> list[list[str]]:
+    def shards(self, max_bytes: int | None = None) -> list[list[str | LineSpan]]:
         """The source's files (relative names) in groups a build extracts apart, one unit of work each: one group
-        when the source is read whole or has a ``limit`` (it counts documents across files)."""
-        names = [relative_name(f, self.root) for f in self.files()]
-        if self.files_per_shard is None or self.cfg.limit is not None or len(names) <= 1:
-            return [names]
-        return [names[i : i + self.files_per_shard] for i in range(0, len(names), self.files_per_shard)]
+        when the source is read whole or has a ``limit`` (it counts documents across files). With ``max_bytes``
+        (``sharding.max_bytes_per_unit``), a source of one record a line reads each uncompressed file larger than
+        that as line-aligned spans of about ``max_bytes``, one group each."""
+        files = self.files()
+        if self.files_per_shard is None or self.cfg.limit is not None:
+            return [[relative_name(f, self.root) for f in files]]
+        groups: list[list[str | LineSpan]] = []
+        for i in range(0, len(files), self.files_per_shard):
+            group = files[i : i + self.files_per_shard]
+            big = len(group) == 1 and max_bytes is not None and self.splits_lines and not compressed(group[0])
+            if big and group[0].stat().st_size > max_bytes:
+                groups += [[span] for span in line_spans(group[0], relative_name(group[0], self.root), max_bytes)]
+            else:
+                groups.append([relative_name(f, self.root) for f in group])
+        return groups if len(groups) > 1 else [[relative_name(f, self.root) for f in files]]
 
     def fingerprint(self) -> str:
         """Content hash of what this source reads: the extract stage's input hash, so it must change whenever the
-        documents the source yields may change. By default every file it reads, names and bytes."""
-        return files_hash(self.files(), self.root)
+        documents the source yields may change. By default every file it reads, names and bytes (of a span: its
+        bytes only, and where it lies)."""
+        if not self.spans:
+            return files_hash(self.files(), self.root)
+        paths = {relative_name(f, self.root): f for f in self.files()}
+        return combine_hashes(
+            f"{span}:{span.first_line}:{file_hash(paths[span.file], start=span.start, end=span.end)}"
+            for span in self.spans.values()
+        )
 
     def skip(self, reason: str) -> None:
         """Count an input that is deliberately not a document (a redirect, an image record, a non-2xx response)."""

@@ -161,6 +161,46 @@ def _iter_streams(f: BinaryIO, fmt: _Format) -> Iterator[bytes | Damage]:
         yield Damage(stream_start, None, f"the file ends inside a {fmt.name} stream (truncated)")
 
 
+@dataclass(frozen=True)
+class LineSpan:
+    """Bytes ``[start, end)`` of an uncompressed file of lines, both at line starts (or the end of the file): a unit
+    of work inside one large file. ``first_line``: the number of its first line in the file (1-based), so documents
+    keep the ids and references of a whole-file read."""
+
+    file: str  # relative to the source's root
+    start: int
+    end: int
+    first_line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}@{self.start}-{self.end}"
+
+
+def compressed(path: Path) -> bool:
+    return path.suffix in (".gz", ".bz2")
+
+
+def line_spans(path: Path, file: str, max_bytes: int) -> list[LineSpan]:
+    """``path`` (uncompressed) cut into spans of about ``max_bytes``: each ends at the first line start at or past
+    ``max_bytes`` from its own start, so a line is never split and spans before an append stay the same. Reads the
+    file once, counting lines for each span's ``first_line``."""
+    size = path.stat().st_size
+    spans: list[LineSpan] = []
+    start, line = 0, 1
+    with open(path, "rb") as f:
+        while start < size:
+            end = min(start + max_bytes, size)
+            if end < size:
+                f.seek(end - 1)  # the line start at or after ``end``: just past the next newline from end - 1
+                while (block := f.read(_MAX_OUT)) and (newline := block.find(b"\n")) < 0:
+                    end += len(block)
+                end = min(size, end + newline) if block else size
+            spans.append(LineSpan(file, start, end, line))
+            line += sum(block.count(b"\n") for block in _read_span(path, start, end))
+            start = end
+    return spans
+
+
 def iter_decompressed(path: Path) -> Iterator[bytes | Damage]:
     """The decompressed bytes of ``path`` (``.gz``/``.bz2`` by suffix, else as is) in pieces, with a Damage where the
     compressed stream broke. Opening errors (missing file, permissions) raise OSError."""
@@ -174,13 +214,22 @@ def iter_decompressed(path: Path) -> Iterator[bytes | Damage]:
                 yield block
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, bytes] | Damage]:
+def _read_span(path: Path, start: int, end: int) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(start)
+        while start < end and (block := f.read(min(_MAX_OUT, end - start))):
+            start += len(block)
+            yield block
+
+
+def iter_lines(path: Path, span: LineSpan | None = None) -> Iterator[tuple[int, bytes] | Damage]:
     """``(line_number, line)`` for each line of the decompressed file (without its newline), and each Damage in its
     place. The line a damage cuts is part of the damage; line numbers count the lines read (those in a skipped span
-    are unknown)."""
+    are unknown). With ``span`` (of an uncompressed file): only its lines, numbered as in the whole file."""
     parts: list[bytes] = []  # the unfinished line, in pieces (no quadratic joining for a line longer than a piece)
-    number = 0
-    for piece in iter_decompressed(path):
+    number = 0 if span is None else span.first_line - 1
+    pieces = iter_decompressed(path) if span is None else _read_span(path, span.start, span.end)
+    for piece in pieces:
         if isinstance(piece, Damage):
             parts = []
             yield piece

@@ -78,12 +78,14 @@ class JsonlSource(_RecordSource):
     A damaged gzip member is one ``corrupt_compressed_stream`` Rejection; reading resumes at the next member."""
 
     pattern = "**/*.jsonl*"
+    splits_lines = True
 
     def _iter_file(self, path: Path) -> Iterator[RawDocument | Rejection]:
         name = relative_name(path, self.root)
-        lineno = 0
+        span = self.spans.get(name)
+        lineno = 0 if span is None else span.first_line - 1
         try:
-            for item in iter_lines(path):
+            for item in iter_lines(path, span):
                 if isinstance(item, Damage):
                     yield self.reject(f"{path}:{lineno + 1}", "corrupt_compressed_stream", item.describe())
                     continue

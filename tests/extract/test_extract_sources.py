@@ -206,6 +206,81 @@ def test_jsonl_field_mapping_and_bad_line(fixtures_dir: Path, tmp_path: Path) ->
     assert stats == {"documents": 3, "rejected_bad_json": 1, "rejected_missing_text": 1}
 
 
+def _items(source) -> list[tuple]:
+    return [
+        (i.doc_id, i.source_doc_id, i.content, i.input_ref) if isinstance(i, RawDocument) else (i.reason, i.input_ref)
+        for i in source.iter_documents()
+    ]
+
+
+def test_jsonl_file_split_into_line_aligned_byte_spans_reads_like_the_whole_file(tmp_path: Path) -> None:
+    """Spans of one large JSONL file give exactly the documents, ids and rejections of a whole-file read."""
+    rows = [json.dumps({"text": f"document {i} " + "é∑ word " * (i % 7) * 9}, ensure_ascii=False) for i in range(30)]
+    rows[4], rows[11], rows[20] = "", "{not json", "   "  # a blank line, a bad line, a blank-looking line
+    path = tmp_path / "big.jsonl"
+    path.write_text("\n".join(rows))  # the last line has no newline
+    cfg = _CONFIG.validate_python({"type": "jsonl", "path": path, "name": "big"})
+    size = path.stat().st_size
+    shards = open_source(cfg).shards(max_bytes=size // 3 + 1)
+    spans = [span for (span,) in shards]
+    assert len(spans) == 3 and spans[0].start == 0 and spans[-1].end == size
+    assert all(a.end == b.start for a, b in zip(spans, spans[1:], strict=False))
+    data = path.read_bytes()
+    assert all(data[span.start - 1 : span.start] == b"\n" for span in spans[1:])  # each starts a line
+    assert [span.first_line for span in spans] == [data[: span.start].count(b"\n") + 1 for span in spans]
+
+    whole = _items(open_source(cfg))
+    in_spans = [item for span in spans for item in _items(open_source(cfg, [span]))]
+    assert in_spans == whole and len(whole) == 28  # 27 documents and the bad line; blank lines are no record
+    assert ("bad_json", f"{path}:12") in whole
+    assert [i[1] for i in whole if len(i) == 4][-1] == "big.jsonl:30"  # ids: file:line, as in a whole-file read
+
+    # the unit keys: each span fingerprinted by its own bytes; appending to the file keeps the earlier spans
+    prints = [source_fingerprint(cfg, [span]) for span in spans]
+    assert len(set(prints)) == 3 and prints[0] != source_fingerprint(cfg)
+    with open(path, "a") as f:
+        f.write("\n" + json.dumps({"text": "appended"}) + "\n")
+    grown = [span for (span,) in open_source(cfg).shards(max_bytes=size // 3 + 1)]
+    assert grown[:2] == spans[:2] and [source_fingerprint(cfg, [s]) for s in grown[:2]] == prints[:2]
+    # a file under the limit, and a compressed one, are read whole
+    assert open_source(cfg).shards(max_bytes=10 * size) == [["big.jsonl"]]
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    (gz / "big.jsonl.gz").write_bytes(gzip.compress(data))
+    gz_cfg = _CONFIG.validate_python({"type": "jsonl", "path": gz, "name": "gz"})
+    assert open_source(gz_cfg).shards(max_bytes=100) == [["big.jsonl.gz"]]
+
+
+def test_sharding_max_bytes_per_unit_makes_one_extract_unit_per_span_with_a_whole_read_s_documents(
+    tmp_path: Path,
+) -> None:
+    import pickle
+
+    import polars as pl
+
+    from buildplan.build import extract_units
+    from buildplan.units import run_unit
+    from catalog.variant import load_variant
+
+    lines = (Path(__file__).resolve().parents[2] / "sample_data" / "jsonl" / "c4_sample.jsonl").read_text()
+    (tmp_path / "docs.jsonl").write_text("\n".join(lines.splitlines()[:30]) + "\n")
+    config = "sources:\n  - {name: c4, type: jsonl, path: docs.jsonl, url_field: url, extractor: plain}\n"
+    third = (tmp_path / "docs.jsonl").stat().st_size // 3 + 1
+    (tmp_path / "spans.yaml").write_text(f"name: spans\n{config}sharding: {{max_bytes_per_unit: {third}}}\n")
+    (tmp_path / "whole.yaml").write_text(f"name: whole\n{config}")
+    spans, whole = load_variant(tmp_path / "spans.yaml"), load_variant(tmp_path / "whole.yaml")
+    assert spans.stage_hash("extract") == whole.stage_hash("extract")  # units differ by their spans, not by config
+
+    units = extract_units(spans, spans.sources[0], lambda shard: None)
+    assert len(units) == 3 and all(u.shard.startswith("c4/docs.jsonl@") for u in units)
+    units = [pickle.loads(pickle.dumps(u)) for u in units]  # what an executor ships to its workers
+    (whole_unit,) = extract_units(whole, whole.sources[0], lambda shard: None)
+    columns = ["doc_id", "source_doc_id", "url", "text", "raw_hash"]
+    in_spans = pl.concat([pl.read_parquet(run_unit(u, str(tmp_path / "data"))[0].file_paths()) for u in units])
+    in_one = pl.read_parquet(run_unit(whole_unit, str(tmp_path / "data"))[0].file_paths())
+    assert in_one.height == 30 and in_spans.select(columns).equals(in_one.select(columns))
+
+
 def test_jsonl_lone_surrogate_escapes_become_replacement_characters(tmp_path: Path) -> None:
     # json.loads turns "\\ud800" into a lone surrogate, which hashing and Parquet cannot encode: the run would die.
     path = tmp_path / "s.jsonl"
