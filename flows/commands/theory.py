@@ -30,12 +30,14 @@ def _experiment_command(theory_app: typer.Typer, name: str, summary: str) -> Non
         settings: SetOption = None,
         as_json: JsonOption = False,
     ) -> None:
+        from eval.theory.experiments import config_from_overrides
         from flows.runtime import offline_defaults
         from flows.theory import THEORY_FLOWS, default_out_dir
 
         offline_defaults()
         overrides = parse_key_values(settings, "--set")
         try:
+            config_from_overrides(name, overrides)  # before the flow: a bad setting starts no Prefect server
             outputs = THEORY_FLOWS[name](out or default_out_dir(data_dir, name), overrides)
         except ValueError as exc:  # an unknown or inconsistent setting
             raise ConfigError(f"reread theory {name}: {exc}") from None

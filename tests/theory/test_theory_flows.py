@@ -64,9 +64,14 @@ def test_cli_lists_theory_commands_and_mixture():
     assert mixture.exit_code == 0 and "--benchmark" in mixture.output
 
 
-def test_unknown_setting_is_a_clean_cli_error(tmp_path):
+def test_unknown_setting_is_a_clean_cli_error_before_any_flow_runs(tmp_path, monkeypatch):
     from flows.cli import app
+    from flows.theory import THEORY_FLOWS
 
+    def flow_must_not_run(*args, **kwargs):  # a flow would start Prefect's temporary server first
+        raise AssertionError("the flow ran with an unknown setting")
+
+    monkeypatch.setitem(THEORY_FLOWS, "selection", flow_must_not_run)
     result = CliRunner().invoke(app, ["theory", "selection", "--data-dir", str(tmp_path), "--set", "bogus=1"])
     assert isinstance(result.exception, ConfigError) and "bogus" in str(result.exception)
 
