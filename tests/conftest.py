@@ -189,8 +189,10 @@ def build_tiny_model():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that run Prefect flows (they use the session's ``prefect_harness``) are end-to-end: marked ``slow``, so
-    ``make test-fast`` (``-m "not slow"``) leaves them out and ``make test`` (CI) runs them."""
+    """Tests that use an expensive fixture are marked ``slow``, so ``make test-fast`` (``-m "not slow"``) leaves them
+    out and ``make test`` (CI) runs them: the session's ``prefect_harness`` (they run Prefect flows end to end) and
+    the fixtures a test module names in its ``SLOW_FIXTURES`` (e.g. a datastore embedded with the real MiniLM)."""
     for item in items:
-        if "prefect_harness" in getattr(item, "fixturenames", ()):
+        slow = {"prefect_harness", *getattr(getattr(item, "module", None), "SLOW_FIXTURES", ())}
+        if slow & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)

@@ -135,6 +135,7 @@ def test_hostile_outputs_are_never_executed_and_end_within_the_timeout(math_grad
     assert math_grader.grade([r"\sqrt{4}"], ["2"])[0].outcome == CORRECT
 
 
+@pytest.mark.slow
 def test_math_worker_is_killed_on_timeout_and_restarted():
     # Math-Verify's own timeouts set far beyond the hard one, so only the kill can stop this enormous power.
     with MathGrader(timeout_s=1.0, parser_timeout_s=60) as grader:
@@ -204,6 +205,7 @@ def test_simpleqa_template_is_the_reference_one():
     assert len(GRADER_TEMPLATE) == 5964  # guards against accidental edits of the copied text
 
 
+@pytest.mark.slow
 def test_math_verify_giving_up_is_a_timeout_not_incorrect():
     # Math-Verify's own (SIGALRM) timeout answers False: without telling it apart, a slow comparison on a loaded
     # machine would be graded INCORRECT. The hard timeout is far away, so only Math-Verify's own one can fire.

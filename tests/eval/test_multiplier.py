@@ -247,6 +247,7 @@ def _simulated_ci_covers(rng: np.random.Generator, true_shift: float) -> bool:
     return row.ci_low <= 10**true_shift <= row.ci_high
 
 
+@pytest.mark.slow
 def test_bootstrap_interval_covers_at_about_nominal_rate():
     rng = np.random.default_rng(2024)
     covered = [_simulated_ci_covers(rng, true_shift=1.0) for _ in range(200)]

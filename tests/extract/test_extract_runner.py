@@ -117,6 +117,7 @@ def test_output_order_equals_input_order_over_many_documents(runner: ExtractionR
     assert all(r.text.endswith(f"#{i}") for i, r in enumerate(results))
 
 
+@pytest.mark.slow
 def test_hanging_extractor_is_killed_at_timeout_and_the_rest_goes_on(fixtures_dir: Path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(fixtures_dir / "extract"))  # spawned workers inherit sys.path
     cfg = ExtractionConfig(workers=1, timeout_s=3.0)

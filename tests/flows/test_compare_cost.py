@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from catalog import queries
 from catalog.db import Catalog
 
@@ -35,6 +37,7 @@ def _folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+@pytest.mark.slow
 def test_cost_covers_every_build_stage_including_outputs_another_variant_made(tmp_path: Path) -> None:
     from buildplan.build import build
     from catalog.variant import load_variant

@@ -40,9 +40,17 @@ def _variant(tmp_path: Path, extra: str) -> Path:
     ("extra", "message"),
     [
         ("chunking: {sise: 10}\n", r"v.yaml: invalid variant.*sise"),
-        ("index: {factory: 'IVF4096,PQ7'}\n", r"v.yaml: index.factory 'IVF4096,PQ7': faiss cannot build it for 384"),
-        ("index: {factory: Flatt}\n", r"index.factory 'Flatt'"),
-        ("embedder: {model: ./no-such-model}\n", r"v.yaml: embedder model .*no-such-model.*not an existing local"),
+        pytest.param(
+            "index: {factory: 'IVF4096,PQ7'}\n",
+            r"v.yaml: index.factory 'IVF4096,PQ7': faiss cannot build it for 384",
+            marks=pytest.mark.slow,  # each case is a CLI process: one stays in the quick loop
+        ),
+        pytest.param("index: {factory: Flatt}\n", r"index.factory 'Flatt'", marks=pytest.mark.slow),
+        pytest.param(
+            "embedder: {model: ./no-such-model}\n",
+            r"v.yaml: embedder model .*no-such-model.*not an existing local",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_bad_config_is_one_clear_line_before_any_work(tmp_path, extra, message):
@@ -56,6 +64,7 @@ def test_bad_config_is_one_clear_line_before_any_work(tmp_path, extra, message):
     assert not data_dir.exists()  # no flow started, nothing extracted
 
 
+@pytest.mark.slow
 def test_eval_with_an_unknown_task_fails_before_any_flow(tmp_path):
     proc = _cli("eval", str(SAMPLE / "variants" / "sample.yaml"), "--data-dir", str(tmp_path), "--task", "nope")
     assert proc.returncode == 2, proc.stderr

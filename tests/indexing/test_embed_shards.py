@@ -30,6 +30,11 @@ class InjectedCrash(RuntimeError):
     """Raised by a test's on_shard callback to stop a run between shards."""
 
 
+# Tests using these fixtures are marked slow (tests/conftest.py): clean_run embeds every chunk file with MiniLM,
+# and its users resume, crash and re-embed it.
+SLOW_FIXTURES = ("clean_run",)
+
+
 @pytest.fixture(scope="module")
 def minilm() -> Embedder:
     return Embedder(EmbedderConfig(batch_size=16))
@@ -369,6 +374,7 @@ def test_crash_inside_a_shard_resumes_from_its_finished_pieces(tmp_path, clean_r
     np.testing.assert_allclose(vectors, clean_vectors, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_pieces_of_other_chunks_are_not_reused(tmp_path, minilm, chunk_files):
     out = tmp_path / "emb"
     with pytest.raises(InjectedCrash):

@@ -29,6 +29,10 @@ CHUNKS_PER_FILE = 300
 DUPLICATED_DOC = "vaswani-17"
 
 
+# Tests using these fixtures are marked slow (tests/conftest.py): the datastore embeds Vaswani with MiniLM.
+SLOW_FIXTURES = ("datastore",)
+
+
 def read_trec_docs(path: Path) -> list[tuple[str, str]]:
     text = path.read_text(encoding="utf-8")
     return [(m[0], " ".join(m[1].split())) for m in re.findall(r"<DOCNO>(\d+)</DOCNO>(.*?)</DOC>", text, re.S)]

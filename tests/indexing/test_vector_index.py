@@ -240,7 +240,7 @@ def test_missing_or_broken_manifest_is_an_artifact_error(damaged):
 
 
 # ---------------------------------------------------------------- at scale: IVF-PQ, lists on disk, GPU fallback
-@pytest.mark.parametrize("factory", ["IVF16,Flat", "IVF16,PQ8x4"])
+@pytest.mark.parametrize("factory", ["IVF16,Flat", pytest.param("IVF16,PQ8x4", marks=pytest.mark.slow)])
 def test_search_on_disk_returns_what_the_loaded_index_returns(corpus, queries, tmp_path, factory):
     # two index shards, each filled from its memory-mapped embedding shards after one training on a sample
     manifest = build_index(corpus[0], tmp_path / "ivf", IndexConfig(factory=factory, nprobe=8), rows_per_shard=1200)

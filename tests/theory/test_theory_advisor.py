@@ -14,6 +14,10 @@ from eval.theory.advisor import CAVEATS, AdvisorConfig, mixture_advice, second_m
 DIM = 12
 
 
+# Tests using these fixtures are marked slow (tests/conftest.py): MiniLM embeds real MMLU, C4 and arXiv text.
+SLOW_FIXTURES = ("minilm_embeddings",)
+
+
 def _gaussian(rng: np.random.Generator, scales: np.ndarray, rows: int) -> np.ndarray:
     return rng.standard_normal((rows, len(scales))) * scales
 

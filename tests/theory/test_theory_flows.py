@@ -76,6 +76,7 @@ def test_unknown_setting_is_a_clean_cli_error_before_any_flow_runs(tmp_path, mon
     assert isinstance(result.exception, ConfigError) and "bogus" in str(result.exception)
 
 
+@pytest.mark.slow
 def test_source_embeddings_from_a_real_embedding_folder(tmp_path, shared_data):
     from catalog.variant import EmbedderConfig
     from eval.theory.advisor import mixture_advice

@@ -25,6 +25,9 @@ from eval.theory.training import TrainConfig, train_lsa
 
 ALPHAS = (0.0, 0.5, 1.0, 2.0)  # easy, medium, matched, very hard (docs/theory.md oracle 8)
 
+# Tests using these fixtures are marked slow (tests/conftest.py): trained runs the LSA training loop.
+SLOW_FIXTURES = ("trained",)
+
 
 @pytest.fixture(scope="module")
 def check13():
@@ -52,6 +55,7 @@ def _least_squares_preconditioner(sample_x, reps=40_000):
     return rhs @ np.linalg.inv(lhs)
 
 
+@pytest.mark.slow
 def test_task_level_preconditioner_matches_monte_carlo_least_squares():
     rng = np.random.default_rng(0)
     lams = [np.diag([2.0, 0.5]), np.array([[1.0, 0.4], [0.4, 1.0]])]
@@ -61,6 +65,7 @@ def test_task_level_preconditioner_matches_monte_carlo_least_squares():
     assert np.linalg.norm(mc - exact) / np.linalg.norm(exact) < 0.02
 
 
+@pytest.mark.slow
 def test_pooled_preconditioner_matches_monte_carlo_least_squares():
     rng = np.random.default_rng(1)
     lams = [np.diag([2.0, 0.2]), np.diag([0.3, 1.5])]
