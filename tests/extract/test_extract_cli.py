@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from catalog.errors import ConfigError
 
 REREAD = Path(sys.executable).parent / "reread"
@@ -16,6 +18,7 @@ def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([REREAD, "extract", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_extract_json_lines_for_warc_records_and_html_files(fixtures_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "empty.html").write_bytes(b"<html><body></body></html>")
     warc = fixtures_dir / "extract/warc/jwarc_cc.warc.gz"

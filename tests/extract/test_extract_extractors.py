@@ -88,6 +88,7 @@ def test_wikipedia_inline_templates_render_their_text() -> None:
     assert "Ann.jpg" not in text and "cite" not in text and "de:" not in text
 
 
+@pytest.mark.slow
 def test_wikipedia_handles_every_shared_article(shared_data: Path) -> None:
     extractor = get_extractor("wikipedia")
     folder = shared_data / "mediawiki/wikitext_articles"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from catalog.variant import load_variant
 
@@ -247,6 +248,7 @@ def test_a_refresh_that_failed_after_crawling_keeps_its_change_report_for_the_re
         site.server.server_close()
 
 
+@pytest.mark.slow
 def test_rebuild_of_a_variant_in_parts_embeds_only_the_parts_that_changed(tmp_path):
     """Four chunk parts are four embed units: after 2 pages of 2 parts change, the 2 unchanged parts keep their
     embeddings (same keys, nothing run), the 2 changed ones embed only their new chunk texts, and the datastore
