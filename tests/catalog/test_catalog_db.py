@@ -96,6 +96,7 @@ def test_second_writer_gives_up_after_its_lock_timeout_with_a_clear_error(tmp_pa
             reader.execute("INSERT INTO meta VALUES ('x', 'y')")
 
 
+@pytest.mark.slow
 def test_second_writer_waits_for_the_lock_and_then_writes(tmp_path: Path, capfd):
     Catalog.in_data_dir(tmp_path).close()
     holder = _hold_writer(tmp_path, 3)

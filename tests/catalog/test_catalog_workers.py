@@ -48,6 +48,7 @@ def test_a_worker_that_cannot_start_is_a_clear_error(handlers):
             list(pool.map([1]))
 
 
+@pytest.mark.slow
 def test_math_grader_grades_in_parallel():
     from eval.graders import CORRECT, INCORRECT, MathGrader
 

@@ -12,6 +12,11 @@ from eval.readers.transformers_reader import TransformersReader, render_plain
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}assistant :"
 
 
+# Tests using these fixtures are marked slow (tests/conftest.py): reader builds and loads the tiny Llama and
+# generates with it; the config checks below stay in the quick loop.
+SLOW_FIXTURES = ("reader",)
+
+
 @pytest.fixture(scope="module")
 def reader(tmp_path_factory, build_tiny_model):
     path = build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
@@ -40,7 +45,6 @@ def test_plain_template_and_prompt_token_count(reader):
         assert out[0][0].completion_tokens == 5
 
 
-@pytest.mark.slow
 def test_n_samples_with_recorded_seeds_and_determinism(reader):
     params = GenerationParams(max_tokens=12, temperature=1.0, n=4, seed=7)
     first = reader.generate([PROMPT, PROMPT[1:]], params)
@@ -55,7 +59,6 @@ def test_n_samples_with_recorded_seeds_and_determinism(reader):
         assert c.logprob is not None and c.logprob < 0
 
 
-@pytest.mark.slow
 def test_sample_i_is_reproducible_on_its_own(reader):
     batch = reader.generate([PROMPT], GenerationParams(max_tokens=8, temperature=1.0, n=3, seed=100))[0]
     alone = reader.generate([PROMPT], GenerationParams(max_tokens=8, temperature=1.0, n=1, seed=102))[0]
@@ -69,7 +72,6 @@ def test_greedy_is_seed_independent_and_top_p_tiny_is_greedy(reader):
     assert a.text == b.text == c.text
 
 
-@pytest.mark.slow
 def test_stop_string_truncates(reader):
     sampled = reader.generate([PROMPT], GenerationParams(max_tokens=20, temperature=1.0, n=6, seed=0))[0]
     words = [c.text.split() for c in sampled if len(c.text.split()) >= 3]
@@ -116,7 +118,6 @@ def test_prompt_over_context_is_a_clear_error(reader):
         TransformersReader("/nonexistent/model", dtype="float33")
 
 
-@pytest.mark.slow
 def test_prompts_of_different_lengths_batch_like_they_generate_alone(reader):
     prompts = [
         [ChatMessage("user", "hello world")],

@@ -251,6 +251,7 @@ def test_jsonl_file_split_into_line_aligned_byte_spans_reads_like_the_whole_file
     assert open_source(gz_cfg).shards(max_bytes=100) == [["big.jsonl.gz"]]
 
 
+@pytest.mark.slow
 def test_sharding_max_bytes_per_unit_makes_one_extract_unit_per_span_with_a_whole_read_s_documents(
     tmp_path: Path,
 ) -> None:

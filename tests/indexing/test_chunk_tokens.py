@@ -216,6 +216,7 @@ def test_unknown_tokenizer_name_is_a_config_error():
         load_tokenizer("bert-base-uncased")
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     text=st.lists(st.sampled_from([*"ab .,!?\n\té—東", "word", "\n\n", "x1"]), max_size=200).map("".join),

@@ -19,6 +19,11 @@ from indexing.normalize import InputTableError, word_tokens
 GPQA_PASSWORD = "deserted-untie-orchid"  # published by the GPQA authors; the loader takes it as an option
 
 
+# Tests using these fixtures are marked slow (tests/conftest.py): corpus reads 11,500 real documents;
+# test_decontam_properties.py keeps decontamination in the quick loop.
+SLOW_FIXTURES = ("corpus",)
+
+
 @pytest.fixture(scope="module")
 def corpus(shared_data: Path) -> list[str]:
     """Real documents: 100 C4 pages, 20 arXiv papers, 11,429 Vaswani abstracts."""
