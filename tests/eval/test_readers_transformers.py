@@ -13,7 +13,7 @@ CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% 
 
 
 # Tests using these fixtures are marked slow (tests/conftest.py): reader builds and loads the tiny Llama and
-# generates with it; the config checks below stay in the quick loop.
+# generates with it; the configuration check stays in the quick loop.
 SLOW_FIXTURES = ("reader",)
 
 
@@ -100,6 +100,7 @@ def test_score_matches_generation_logprob(reader):
     assert low < high < 0  # more tokens, lower total log-probability
 
 
+@pytest.mark.slow
 def test_chat_template_is_used_when_present(tmp_path, build_tiny_model):
     reader = TransformersReader(build_tiny_model(tmp_path, CHAT_TEMPLATE))
     assert reader.render(PROMPT) == "system : be brief user : hello world assistant :"

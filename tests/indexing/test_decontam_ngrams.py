@@ -19,9 +19,9 @@ from indexing.normalize import InputTableError, word_tokens
 GPQA_PASSWORD = "deserted-untie-orchid"  # published by the GPQA authors; the loader takes it as an option
 
 
-# Tests using these fixtures are marked slow (tests/conftest.py): corpus reads 11,500 real documents;
-# test_decontam_properties.py keeps decontamination in the quick loop.
-SLOW_FIXTURES = ("corpus",)
+# Tests using these fixtures are marked slow (tests/conftest.py): corpus reads 11,500 real documents, decontaminator
+# indexes the real benchmarks; test_decontam_properties.py keeps decontamination in the quick loop.
+SLOW_FIXTURES = ("corpus", "decontaminator")
 
 
 @pytest.fixture(scope="module")
