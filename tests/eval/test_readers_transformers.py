@@ -13,7 +13,7 @@ CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% 
 
 
 # Tests using these fixtures are marked slow (tests/conftest.py): reader builds and loads the tiny Llama and
-# generates with it; the configuration check stays in the quick loop.
+# generates with it.
 SLOW_FIXTURES = ("reader",)
 
 
@@ -139,6 +139,7 @@ def test_generation_emits_no_deprecation_warning(reader, recwarn):
     assert not [w for w in recwarn if "past_key_values" in str(w.message)]
 
 
+@pytest.mark.slow  # builds and loads the tiny Llama (~5 s): the OpenAI reader tests keep readers quick
 def test_threads_and_batch_size_are_validated(tmp_path, build_tiny_model):
     import torch
 
