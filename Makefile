@@ -22,7 +22,8 @@ demo: venv
 test: venv
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
-# the quick loop while developing: everything but the end-to-end Prefect flows and long statistical tests
+# the quick loop while developing: everything but the tests marked slow (end-to-end Prefect flows, long statistical
+# and real-model-heavy tests; see tests/conftest.py)
 test-fast: venv
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow"
 

@@ -75,6 +75,7 @@ def _hold_writer(data_dir: Path, seconds: float) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_second_writer_gives_up_after_its_lock_timeout_with_a_clear_error(tmp_path: Path, capfd):
     with Catalog.in_data_dir(tmp_path) as cat:
         cat.register_output(output("k1"))

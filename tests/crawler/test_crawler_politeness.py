@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from extract.crawler import crawl
 
 LINKS = '<html><body><a href="/p1.html">1</a><a href="/p2.html">2</a><a href="/p3.html">3</a></body></html>'
@@ -53,6 +55,7 @@ def test_missing_robots_allows_all(site, local_config, tmp_path):
     assert [r.outcome for r in result.records] == ["fetched"]
 
 
+@pytest.mark.slow
 def test_crawl_delay_spaces_requests_to_a_host(site, local_config, tmp_path):
     site.page("/robots.txt", "User-agent: *\nCrawl-delay: 0.4\n", content_type="text/plain")
     site.page("/", LINKS)

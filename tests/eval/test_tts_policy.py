@@ -255,6 +255,7 @@ def test_rejected_rows_are_counted():
         validate_samples(pl.DataFrame({"question_id": ["q"]}))
 
 
+@pytest.mark.slow
 def test_tts_report_cli_json_and_plot(retrieval_table, tmp_path):
     path = write_samples(retrieval_table.frame.drop("answer_key"), tmp_path / "samples.parquet")
     result = CliRunner().invoke(

@@ -33,6 +33,7 @@ def test_extract_json_lines_for_warc_records_and_html_files(fixtures_dir: Path, 
     assert f"rejected {tmp_path / 'empty.html'}: empty_text" in result.stderr
 
 
+@pytest.mark.slow
 def test_extract_plain_output_has_a_header_per_input(fixtures_dir: Path) -> None:
     page = fixtures_dir / "extract/html/ba07d1e64775f4090e39116c382111f5a2cfe9528dd179673f4e9bfcea370c15.html"
     result = run_cli("--extractor", "trafilatura", "--option", "favor_precision=true", page)

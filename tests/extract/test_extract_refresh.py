@@ -66,9 +66,8 @@ def extract(variant_path: Path, data_dir: Path, previous=None):
     return manifest
 
 
-@pytest.mark.parametrize(  # one dump kind in the quick loop
-    "kind", [pytest.param(kind, marks=[pytest.mark.slow] if kind == "warc" else []) for kind in sorted(DUMPS)]
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(DUMPS))
 def test_a_new_dump_snapshot_extracts_only_the_changed_page(tmp_path, kind):
     write, name, extractor = DUMPS[kind]
     variant = tmp_path / "variant.yaml"

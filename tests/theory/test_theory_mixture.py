@@ -97,6 +97,7 @@ def test_reported_qp_picks_matched_task_and_gamma_qp_picks_hard_task(check13):
         assert mixture_weights(lams, sigma, variant, n=200).pi[2] > 0.9
 
 
+@pytest.mark.slow
 def test_exact_task_level_optimum_prefers_harder_tasks_at_small_n(check13):
     lams, sigma = check13
     assert np.allclose(forward_optimal_weights(lams, sigma, 10, 1)[0], [0, 0, 0, 1])

@@ -45,6 +45,7 @@ def test_hardness_rejects_singular_covariance():
         hardness(np.diag([1.0, 0.0]))
 
 
+@pytest.mark.slow
 def test_wishart_second_moment_matches_monte_carlo():
     rng = np.random.default_rng(0)
     lam, n = np.diag([2.0, 1.0, 0.25]), 5
