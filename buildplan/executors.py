@@ -28,6 +28,41 @@ class LocalExecutor:
         return [run_unit(unit, data_dir) for unit in units]
 
 
+# A unit is the unit of parallelism: it uses one core, and an executor runs as many units at once as it has worker
+# threads. Libraries that spread one call over every core (the Rust tokenizer's thread pool, OpenMP/BLAS in torch)
+# make single-threaded workers fight over all cores: chunking ran 4x slower per unit on two local Dask workers than
+# on one (benchmarks/scale.py --compare-workers). Workers of a cluster started elsewhere should set the same.
+ONE_CORE_PER_WORKER = {
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+
+
+def prepare_local_dask(workers: int | None) -> dict:
+    """Configure the local Dask cluster Reread starts; its ``LocalCluster`` arguments. Workers are not daemonic
+    (extraction runs documents in child processes with a timeout, and daemonic processes may not have children),
+    are single-threaded processes (stages are CPU-bound Python) and get ``ONE_CORE_PER_WORKER``."""
+    import dask
+
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **ONE_CORE_PER_WORKER}
+    dask.config.set({"distributed.worker.daemon": False, "distributed.nanny.pre-spawn-environ": environ})
+    return {"n_workers": workers or min(4, os.cpu_count() or 1), "threads_per_worker": 1, "processes": True}
+
+
+def local_ray_init_kwargs(workers: int | None) -> dict:
+    """``ray.init`` arguments of the Ray instance Reread starts itself: bound to 127.0.0.1 (by default Ray binds to
+    the machine's network interface and serves its GCS and object store there), no dashboard, workers given
+    ``ONE_CORE_PER_WORKER``."""
+    return {
+        "num_cpus": workers or min(4, os.cpu_count() or 1),
+        "_node_ip_address": "127.0.0.1",
+        "include_dashboard": False,
+        "runtime_env": {"env_vars": ONE_CORE_PER_WORKER},
+    }
+
+
 def _import_scale_extra(module: str):
     import importlib
 
@@ -48,13 +83,7 @@ class DaskExecutor:
         if address:
             self.client = distributed.Client(address)
         else:
-            import dask
-
-            # Extraction runs documents in child processes with a timeout; daemonic workers may not have children.
-            dask.config.set({"distributed.worker.daemon": False})
-            self.client = distributed.Client(
-                n_workers=workers or min(4, os.cpu_count() or 1), threads_per_worker=1, processes=True
-            )
+            self.client = distributed.Client(**prepare_local_dask(workers))
 
     def map(self, units: Sequence[Unit], data_dir: str) -> list[UnitResult]:
         futures = [self.client.submit(run_unit, unit, data_dir, key=f"{unit.label}-{unit.spec.key}") for unit in units]
@@ -73,7 +102,7 @@ class RayExecutor:
         if address:
             self.ray.init(address=address)
         else:
-            self.ray.init(num_cpus=workers or min(4, os.cpu_count() or 1), _node_ip_address="127.0.0.1")
+            self.ray.init(**local_ray_init_kwargs(workers))
         self.remote = self.ray.remote(run_unit)
 
     def map(self, units: Sequence[Unit], data_dir: str) -> list[UnitResult]:

@@ -34,21 +34,12 @@ def offline_defaults() -> None:
 
 def _dask(workers: int) -> TaskRunner:
     try:
-        import dask
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:  # the `scale` extra
         raise ConfigError("--runner dask needs the scale extra: pip install 'reread[scale]'") from exc
-    # Extraction runs each document in a child process with a timeout; Dask's worker processes are daemonic by
-    # default, and daemonic processes may not have children.
-    dask.config.set({"distributed.worker.daemon": False})
-    # processes=True: stages are CPU-bound Python; one thread per worker keeps torch/faiss from oversubscribing.
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+    from buildplan.executors import prepare_local_dask
 
-
-def local_ray_init_kwargs(workers: int) -> dict:
-    """``ray.init`` arguments of the Ray instance Reread starts itself: bound to 127.0.0.1 (by default Ray binds to
-    the machine's network interface and serves its GCS and object store there), no dashboard."""
-    return {"num_cpus": workers, "_node_ip_address": "127.0.0.1", "include_dashboard": False}
+    return DaskTaskRunner(cluster_kwargs=prepare_local_dask(workers))
 
 
 def _ray(workers: int) -> TaskRunner:
@@ -56,6 +47,8 @@ def _ray(workers: int) -> TaskRunner:
         from prefect_ray import RayTaskRunner
     except ImportError as exc:
         raise ConfigError("--runner ray needs the scale extra: pip install 'reread[scale]'") from exc
+    from buildplan.executors import local_ray_init_kwargs
+
     return RayTaskRunner(init_kwargs=local_ray_init_kwargs(workers))
 
 
