@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.util import find_spec
 from pathlib import Path
@@ -77,6 +78,12 @@ def resolve_model_path(name: str) -> str:
         f"embedder model {name!r}: not the bundled {DEFAULT_EMBEDDER!r} and not an existing local directory; "
         "models cannot be downloaded here, so give a local path to the model's files"
     )
+
+
+# transformers loads a model under process-global state (a meta-device context and patched constructors while the
+# weights are read): two loads in two threads at once (a thread task runner running embed units side by side) left
+# loads with randomly initialised weights and every later load with meta tensors. Every model load holds this lock.
+MODEL_LOAD_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -205,7 +212,7 @@ class Embedder:
                 f'installed (pip install "sentence-transformers[{backend}]"); use backend: torch'
             )
         model_kwargs = {"torch_dtype": _TORCH_DTYPES[self.precision]} if self.precision in _TORCH_DTYPES else None
-        with offline_hub():
+        with MODEL_LOAD_LOCK, offline_hub():
             from sentence_transformers import SentenceTransformer
 
             try:

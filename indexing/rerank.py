@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexing.embed import MODEL_LOAD_LOCK
 from indexing.hits import Hit, rerank_order
 
 
@@ -23,7 +24,8 @@ class Reranker:
 
         self.model_path = str(model_path)
         self.batch_size = batch_size
-        self.model = CrossEncoder(self.model_path, device=device, max_length=max_length, local_files_only=True)
+        with MODEL_LOAD_LOCK:
+            self.model = CrossEncoder(self.model_path, device=device, max_length=max_length, local_files_only=True)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         if not pairs:

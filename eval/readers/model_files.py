@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.errors import ConfigError
+from indexing.embed import MODEL_LOAD_LOCK
 
 GGUF_CONVERSION_VERSION = "1"
 
@@ -118,8 +119,11 @@ def converted_gguf(files: ModelFiles) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(files.folder), gguf_file=files.gguf_file)
-        loaded = AutoModelForCausalLM.from_pretrained(str(files.folder), gguf_file=files.gguf_file, dtype=torch.float32)
+        with MODEL_LOAD_LOCK:
+            tokenizer = AutoTokenizer.from_pretrained(str(files.folder), gguf_file=files.gguf_file)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                str(files.folder), gguf_file=files.gguf_file, dtype=torch.float32
+            )
         # transformers marks a model read from GGUF as quantized and refuses to save it, though its weights are
         # plain float32 after dequantization: move them into an unquantized model of the same config
         config = loaded.config

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from catalog.errors import ConfigError
 from eval.readers.base import ChatMessage, Completion, GenerationParams, ReaderError, register_reader, render_plain
 from eval.readers.model_files import converted_gguf, resolve_model
+from indexing.embed import MODEL_LOAD_LOCK
 
 
 @register_reader("transformers")
@@ -52,8 +53,9 @@ class TransformersReader:
         files = resolve_model(model_path)
         folder = converted_gguf(files) if files.gguf_file else files.folder
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype))
+            with MODEL_LOAD_LOCK:
+                self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+                self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype))
         except (OSError, ValueError) as exc:
             raise ReaderError(f"transformers reader: cannot load model {model_path}: {exc}") from exc
         self.model.to(device).eval()

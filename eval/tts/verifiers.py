@@ -18,6 +18,7 @@ from catalog.errors import ConfigError
 from catalog.registry import Registry
 from eval.readers.base import ChatMessage, Reader
 from eval.tts.generation import OutcomeVerifier
+from indexing.embed import MODEL_LOAD_LOCK
 
 VerifierLoader = Callable[..., OutcomeVerifier]
 VERIFIER_HEADS: Registry[VerifierLoader] = Registry("verifier head")  # architecture name suffix -> loader
@@ -53,7 +54,8 @@ class SequenceClassificationVerifier(_TransformersScorer):
         super().__init__(model_path, **kwargs)
         from transformers import AutoModelForSequenceClassification
 
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.model_path).to(self.device).eval()
+        with MODEL_LOAD_LOCK:
+            self.model = AutoModelForSequenceClassification.from_pretrained(self.model_path).to(self.device).eval()
 
     def score(self, question: str, solutions: Sequence[str]) -> list[float]:
         torch = self.torch
@@ -85,7 +87,8 @@ class CausalLMVerifier(_TransformersScorer):
         super().__init__(model_path, **kwargs)
         from transformers import AutoModelForCausalLM
 
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_path).to(self.device).eval()
+        with MODEL_LOAD_LOCK:
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_path).to(self.device).eval()
         self.template = template
         self.yes_id, self.no_id = self._single_token(yes), self._single_token(no)
 
