@@ -23,8 +23,8 @@ test: venv
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 # the quick loop while developing: everything but the tests marked slow (end-to-end Prefect flows, long statistical
-# and real-model-heavy tests; see tests/conftest.py)
+# and real-model-heavy tests; see tests/conftest.py), on every core
 test-fast: venv
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow"
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow" -n auto
 
 .PHONY: venv demo test test-fast
