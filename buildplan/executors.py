@@ -30,7 +30,7 @@ class LocalExecutor:
 
 # A unit is the unit of parallelism: it uses one core, and an executor runs as many units at once as it has worker
 # threads. Libraries that spread one call over every core (the Rust tokenizer's thread pool, OpenMP/BLAS in torch)
-# make single-threaded workers fight over all cores: chunking ran 4x slower per unit on two local Dask workers than
+# make single-threaded workers fight over all cores: chunking ran 2-4x slower per unit on two local Dask workers than
 # on one (benchmarks/scale.py --compare-workers). Workers of a cluster started elsewhere should set the same.
 ONE_CORE_PER_WORKER = {
     "TOKENIZERS_PARALLELISM": "false",

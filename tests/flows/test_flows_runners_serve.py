@@ -138,7 +138,7 @@ def test_serve_config_errors_and_serve_needs_a_server(tmp_path, monkeypatch):
 
 def test_local_dask_workers_use_one_core_each(monkeypatch):
     """Each single-threaded worker of the local cluster keeps the tokenizer's and torch's thread pools to one core,
-    so two workers do not fight over both cores (chunking ran 4x slower per unit before); a variable the user set
+    so two workers do not fight over both cores (chunking ran 2-4x slower per unit before); a variable the user set
     explicitly wins (Dask's rule)."""
     import os
 
