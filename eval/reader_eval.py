@@ -127,12 +127,13 @@ def generate_samples(
     passages_for: PassageFn | None,
     count_query_tokens: Callable[[str], int] | None = None,
     count_rerank_tokens: Callable[[BenchmarkItem], int] | None = None,
-    batch_size: int = 8,
+    batch_size: int = 64,
 ) -> tuple[pl.DataFrame, list[Rejection]]:
     """Draw the strategy's samples per item, ``batch_size`` questions at a time: the prompts of a batch that share
-    sampling parameters (all of them, or one bag index each with bagging) go to the reader in one call. A reader
-    failure on a call is retried prompt by prompt, and a question that still fails is recorded as a rejection and
-    left out (all its samples), never killing the run."""
+    sampling parameters (all of them, or one bag index each with bagging) go to the reader in one call (a reader
+    batches them its own way: by length, or as concurrent requests). A reader failure on a call is retried prompt by
+    prompt, and a question that still fails is recorded as a rejection and left out (all its samples), never killing
+    the run."""
     rows: list[dict] = []
     rejections: list[Rejection] = []
     n_samples, temperature = cfg.samples_of(strategy), cfg.temperature_of(strategy)

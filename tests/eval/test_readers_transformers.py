@@ -134,6 +134,28 @@ def test_prompts_of_different_lengths_batch_like_they_generate_alone(reader):
             assert [c.logprob for c in b] == pytest.approx([c.logprob for c in a], abs=1e-4)
 
 
+def test_batches_hold_prompts_of_similar_length_and_answers_keep_the_callers_order(reader, monkeypatch):
+    """Left padding to the longest prompt of a batch is computed like real tokens: batches are formed by length."""
+    words = "the cat sat on the mat a dog ran in the park one two three four five six seven eight nine ten"
+    prompts = [[ChatMessage("user", " ".join(words.split()[:n]))] for n in (20, 1, 18, 2, 19, 3)]
+    batch_lengths = []
+    sample_batch = reader._sample_batch
+
+    def recording(batch, params):
+        batch_lengths.append(sorted(len(ids) for ids in batch))
+        return sample_batch(batch, params)
+
+    monkeypatch.setattr(reader, "batch_size", 3)
+    monkeypatch.setattr(reader, "_sample_batch", recording)
+    params = GenerationParams(max_tokens=4)
+    batched = reader.generate(prompts, params)
+    lengths = sorted(len(reader.encode_prompt(p)) for p in prompts)
+    assert batch_lengths == [lengths[:3], lengths[3:]]  # the three short prompts together, then the three long
+    monkeypatch.setattr(reader, "_sample_batch", sample_batch)
+    assert [b[0].prompt_tokens for b in batched] == [len(reader.encode_prompt(p)) for p in prompts]
+    assert [b[0].text for b in batched] == [reader.generate([p], params)[0][0].text for p in prompts]
+
+
 def test_generation_emits_no_deprecation_warning(reader, recwarn):
     reader.generate([PROMPT, PROMPT[1:]], GenerationParams(max_tokens=4, n=2, temperature=1.0))
     assert not [w for w in recwarn if "past_key_values" in str(w.message)]
