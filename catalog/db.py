@@ -614,6 +614,12 @@ class Catalog:
                 [variant, variant_path, index_key, json.dumps(chunk_keys), json.dumps(embed_keys), _now(), run_id],
             )
 
+    def datastore_variants(self) -> list[str]:
+        """The variants that have a datastore, the most recently built first."""
+        with self._lock:
+            rows = self._con.execute("SELECT variant FROM datastores ORDER BY built_at DESC").fetchall()
+        return [row[0] for row in rows]
+
     def datastore(self, variant: str) -> dict[str, Any] | None:
         """The variant's datastore: its index, chunk and embed artifact keys (``embed_keys``, one per chunk part;
         a datastore recorded before those has its one ``embed_key`` there), when it was built and by which run."""

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from catalog.artifacts import ArtifactStore
 from catalog.variant import load_variant
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
@@ -284,3 +285,42 @@ def test_rebuild_of_a_variant_in_parts_embeds_only_the_parts_that_changed(tmp_pa
     in_parts, in_one = _search(parts, tmp_path / "data"), _search(whole, tmp_path / "whole")
     assert [[c for c, _ in q] for q in in_parts] == [[c for c, _ in q] for q in in_one]
     assert np.allclose([[s for _, s in q] for q in in_parts], [[s for _, s in q] for q in in_one], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_variants_first_build_takes_the_vectors_of_texts_another_variant_embedded(tmp_path):
+    """Two corpus variants in one data dir (the second drops 10 of the first's 40 pages and adds 4 of its own): the
+    second embeds only its new chunk texts, takes the rest from the first's datastore, and has the unit keys and the
+    search results of the same variant built alone."""
+    from buildplan.build import build
+
+    _write_source(tmp_path, changed=set())
+    pages = (tmp_path / "docs.jsonl").read_text().splitlines()
+    extra = [json.dumps({"id": f"new-{i}", "text": f"A page only the second variant has, number {i}. " * 12})
+             for i in range(4)]  # fmt: skip
+    (tmp_path / "fewer.jsonl").write_text("\n".join(pages[10:] + extra) + "\n")
+    config = "dedup: {exact: true, near: false}\nchunking: {size: 64, overlap: 8}\n"
+    source = "  - {{name: c4, type: jsonl, path: {}, id_field: id, url_field: url, extractor: plain}}\n"
+    (tmp_path / "full.yaml").write_text(f"name: full\nsources:\n{source.format('docs.jsonl')}{config}")
+    second = tmp_path / "fewer.yaml"
+    second.write_text(f"name: fewer\nsources:\n{source.format('fewer.jsonl')}{config}")
+
+    build(tmp_path / "full.yaml", tmp_path / "data")
+    shared = build(second, tmp_path / "data")
+    alone = build(second, tmp_path / "alone")
+    (embed,) = [s for s in shared.stages if s.stage == "embed"]
+    (embed_alone,) = [s for s in alone.stages if s.stage == "embed"]
+    assert "chunks_reused_by_text" not in embed_alone.stats  # nothing to take from in a data dir of its own
+    computed, reused = embed.stats["chunks_computed"], embed.stats["chunks_reused_by_text"]
+    assert computed + reused == embed.rows == embed_alone.rows
+    (chunks,) = [s for s in alone.stages if s.stage == "chunk"]
+    texts = pl.read_parquet(ArtifactStore(tmp_path / "alone").find("chunk", chunks.key).file_paths())["text"]
+    assert computed == texts.str.contains("only the second variant has").sum() > 0  # the new pages' chunks only
+    # Every unit has the key of the build alone; the index is keyed by the vectors' bytes, and a vector embedded in
+    # another batch differs in its last bits.
+    assert sorted((s.stage, s.shard, s.key) for s in shared.stages if s.stage != "index") == sorted(
+        (s.stage, s.shard, s.key) for s in alone.stages if s.stage != "index"
+    )
+    in_shared, in_alone = _search(second, tmp_path / "data"), _search(second, tmp_path / "alone")
+    assert [[c for c, _ in q] for q in in_shared] == [[c for c, _ in q] for q in in_alone]
+    assert np.allclose([[s for _, s in q] for q in in_shared], [[s for _, s in q] for q in in_alone], atol=1e-4)
