@@ -196,10 +196,10 @@ def test_killed_build_resumes_to_the_same_catalog_and_index(tmp_path, prefect_ha
     (folder / "variant.yaml").write_text(
         f"""name: killme
 sources:
-  - {{name: npl, type: trec, path: {SAMPLE / "vaswani" / "doc-text.trec"}, limit: 1200}}
+  - {{name: npl, type: trec, path: {SAMPLE / "vaswani" / "doc-text.trec"}, limit: 500}}
 extractor: plain
 dedup: {{exact: true, near: false}}
-embedder: {{shard_size: 100}}
+embedder: {{shard_size: 50}}
 """
     )
     variant = folder / "variant.yaml"

@@ -119,8 +119,8 @@ def test_a_full_disk_in_a_stage_is_a_storage_error_naming_the_folder(tmp_path):
 
 @pytest.mark.slow
 def test_commands_started_together_each_start_the_temporary_server(tmp_path):
-    """Prefect's temporary server, started by three processes at the same moment on a fresh Prefect home (each
-    would migrate the same database): every one comes up."""
+    """Prefect's temporary server, started by two processes at the same moment on a fresh Prefect home (each
+    would migrate the same database): both come up."""
     code = textwrap.dedent(
         """
         from prefect.server.api.server import SubprocessASGIServer
@@ -135,12 +135,12 @@ def test_commands_started_together_each_start_the_temporary_server(tmp_path):
         subprocess.Popen(
             [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
-        for _ in range(3)
+        for _ in range(2)
     ]
     outputs = [p.communicate(timeout=600) for p in procs]
     for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0 and out.startswith("UP http://127.0.0.1:"), err[-2000:]
-    assert len({out for out, _ in outputs}) == 3  # three servers, three ports
+    assert len({out for out, _ in outputs}) == 2  # two servers, two ports
 
 
 @pytest.mark.slow
