@@ -19,8 +19,11 @@ venv: $(BIN)/reread
 demo: venv
 	HF_HUB_OFFLINE=1 $(BIN)/reread demo
 
+# the whole suite, in two passes: the tests not marked slow on both cores (they run side by side safely: make
+# test-fast's loop), then the slow end-to-end ones one at a time (timing-sensitive: kills, timeouts, real servers)
 test: venv
-	HF_HUB_OFFLINE=1 $(BIN)/pytest
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow" -n 2
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m slow
 
 # the quick loop while developing: everything but the tests marked slow (end-to-end Prefect flows, long statistical
 # and real-model-heavy tests; see tests/conftest.py), on every core

@@ -29,8 +29,8 @@ def test_dask_cluster_builds_the_same_datastore_as_threads(tmp_path, prefect_har
     variant.write_text(
         f"""name: runners
 sources:
-  - {{name: c4, type: jsonl, path: {SAMPLE / "jsonl" / "c4_sample.jsonl"}, limit: 40, extractor: plain}}
-  - {{name: wiki, type: wikitext, path: {SAMPLE / "wikitext"}, pattern: "B*.txt", extractor: wikipedia}}
+  - {{name: c4, type: jsonl, path: {SAMPLE / "jsonl" / "c4_sample.jsonl"}, limit: 12, extractor: plain}}
+  - {{name: wiki, type: wikitext, path: {SAMPLE / "wikitext"}, pattern: "BBDO.txt", extractor: wikipedia}}
 dedup: {{exact: true, near: true}}
 """
     )
