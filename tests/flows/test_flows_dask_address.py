@@ -96,10 +96,9 @@ def dask_cluster(tmp_path):
             client.wait_for_workers(2, timeout=180)
         yield address, {p.pid for p in procs[1:]}
     finally:
-        for proc in reversed(procs):  # by PID, workers first
+        for proc in reversed(procs):  # by PID, the workers gone before the scheduler (they would wait to reconnect)
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGTERM)
-        for proc in procs:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
