@@ -179,10 +179,10 @@ def efficiency_row(setting: str, texts: list[str], lengths: list[int], seconds: 
     return row
 
 
-def _embed_half(texts: list[str], barrier, results) -> None:
+def _embed_half(texts: list[str], batch_size: int, barrier, results) -> None:
     """One of the parallel-shard processes: one torch thread, its half of the texts, timed from a common start."""
-    os.environ["OMP_NUM_THREADS"] = "1"
-    embedder = Embedder(EmbedderConfig(model=DEFAULT_EMBEDDER))
+    torch.set_num_threads(1)  # torch is imported with this module: the environment is read too early to count
+    embedder = Embedder(EmbedderConfig(model=DEFAULT_EMBEDDER, batch_size=batch_size))
     embedder.encode_documents(texts[:4])  # warm-up
     barrier.wait()
     start = time.perf_counter()
@@ -190,12 +190,13 @@ def _embed_half(texts: list[str], barrier, results) -> None:
     results.put(time.perf_counter() - start)
 
 
-def parallel_processes(texts: list[str], processes: int) -> float:
+def parallel_processes(texts: list[str], processes: int, batch_size: int) -> float:
     """Wall seconds for ``processes`` spawned processes (one thread each) to embed equal parts of ``texts``."""
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(processes), context.Queue()
     workers = [
-        context.Process(target=_embed_half, args=(texts[i::processes], barrier, results)) for i in range(processes)
+        context.Process(target=_embed_half, args=(texts[i::processes], batch_size, barrier, results))
+        for i in range(processes)
     ]
     for worker in workers:
         worker.start()
@@ -232,10 +233,11 @@ def bench_efficiency(embedder: Embedder, texts: list[str], threads: int) -> tupl
     measure("input order", lambda p: encode_in_given_order(embedder, texts, p), 64, threads, list(range(len(texts))))
     if threads > 1:
         measure("sorted", lambda p: embedder.encode_documents(texts, on_batch=p), 64, 1, sorted_order)
-        seconds = parallel_processes(texts, threads)
-        rows.append(efficiency_row(f"{threads} processes", texts, lengths, seconds, None, peak_rate, params,
-                                   batch_size=embedder.cfg.batch_size, threads=1, processes=threads,
-                                   padding_pct=None))  # fmt: skip
+        for batch_size in (16, 64):
+            seconds = parallel_processes(texts, threads, batch_size)
+            rows.append(efficiency_row(f"{threads} processes", texts, lengths, seconds, None, peak_rate, params,
+                                       batch_size=batch_size, threads=1, processes=threads,
+                                       padding_pct=None))  # fmt: skip
     torch.set_num_threads(threads)
     embedder.cfg = embedder.cfg.model_copy(update={"batch_size": EmbedderConfig().batch_size})
     return {**peak, "non_embedding_parameters": params, "tokens": sum(lengths)}, rows
