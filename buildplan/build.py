@@ -146,8 +146,8 @@ class PreviousDatastore:
 
 def vectors_of_another_variant(catalog: Catalog, variant: Variant, data_dir: str) -> PreviousDatastore | None:
     """The datastore of the most recently built other variant embedded under this variant's embed config: a variant
-    with no datastore of its own takes that one's vectors for the chunk texts they share (corpus variants compared
-    side by side share most of their texts). One donor only: a vector is looked up by the chunk id it was stored
+    whose own datastore has no vectors to give (none yet, or made with another embedder config) takes that one's
+    vectors for the chunk texts they share (corpus variants compared side by side share most of their texts). One donor only: a vector is looked up by the chunk id it was stored
     under, and chunk ids are unique within a datastore, not across variants."""
     for name in catalog.datastore_variants():
         if name != variant.name:
