@@ -324,3 +324,22 @@ def test_a_variants_first_build_takes_the_vectors_of_texts_another_variant_embed
     in_shared, in_alone = _search(second, tmp_path / "data"), _search(second, tmp_path / "alone")
     assert [[c for c, _ in q] for q in in_shared] == [[c for c, _ in q] for q in in_alone]
     assert np.allclose([[s for _, s in q] for q in in_shared], [[s for _, s in q] for q in in_alone], atol=1e-4)
+
+
+def test_a_donor_gives_vectors_only_under_the_same_embed_config_and_to_parts_it_is_not_too_large_for():
+    from buildplan.build import DONOR_SCAN_MAX_RATIO, PreviousDatastore
+    from catalog.artifacts import ArtifactManifest
+
+    variant = load_variant(SAMPLE / "variants" / "open-qa.yaml")
+
+    def manifest(stage: str, rows: int, config_hash: str = "") -> ArtifactManifest:
+        return ArtifactManifest(stage=stage, key=f"{stage}-{rows}", stage_version="2", config_hash=config_hash,
+                                input_hash="", path="/nowhere", rows=rows, content_hash="")  # fmt: skip
+
+    embedded = [manifest("embed", 10_000, variant.stage_hash("embed"))]
+    donor = PreviousDatastore([manifest("chunk", 10_000)], embedded, None)
+    smallest = 10_000 // DONOR_SCAN_MAX_RATIO
+    assert donor.donated(variant, manifest("chunk", smallest)) == ([manifest("chunk", 10_000)], embedded)
+    assert donor.donated(variant, manifest("chunk", smallest - 1)) is None  # scanning it would cost more than it saves
+    other_model = PreviousDatastore([manifest("chunk", 10_000)], [manifest("embed", 10_000, "another")], None)
+    assert other_model.donated(variant, manifest("chunk", 10_000)) is None
