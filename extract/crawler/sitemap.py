@@ -52,9 +52,10 @@ async def sitemap_urls(
 ) -> list[str]:
     """In-scope page URLs from sitemaps (following sitemap indexes up to MAX_SITEMAP_NESTING levels), at most ``limit``.
 
-    A sitemap that cannot be fetched or parsed contributes nothing (counted as ``sitemap_unreadable``); the crawl
-    goes on with the other seeds. Out-of-scope pages are only counted (``sitemap_urls_out_of_scope``), like
-    out-of-scope links: a site-wide sitemap must not fill ``max_pages`` with pages the crawl would refuse.
+    A sitemap that cannot be fetched or parsed contributes nothing (counted as ``sitemap_unreadable`` and by reason,
+    ``sitemap_unreadable_<reason>``); the crawl goes on with the other seeds. Out-of-scope pages are only counted
+    (``sitemap_urls_out_of_scope``), like out-of-scope links: a site-wide sitemap must not fill ``max_pages`` with
+    pages the crawl would refuse.
     """
     found: dict[str, None] = {}
     queue = [(url, 0) for url in sitemaps]
@@ -69,8 +70,9 @@ async def sitemap_urls(
             if exchange.status != 200:
                 raise FetchRefused("http_error", f"HTTP {exchange.status}")
             pages, nested = parse_sitemap(exchange.body, max_bytes)
-        except FetchRefused:
+        except FetchRefused as exc:
             stats.add("sitemap_unreadable")
+            stats.add(f"sitemap_unreadable_{exc.reason}")  # as pages count skipped_<reason>
             continue
         stats.add("sitemaps_read")
         for page in pages:
