@@ -127,9 +127,9 @@ def generate_samples(
     passages_for: PassageFn | None,
     count_query_tokens: Callable[[str], int] | None = None,
     count_rerank_tokens: Callable[[BenchmarkItem], int] | None = None,
-    batch_size: int = 64,
+    questions_per_call: int = 64,
 ) -> tuple[pl.DataFrame, list[Rejection]]:
-    """Draw the strategy's samples per item, ``batch_size`` questions at a time: the prompts of a batch that share
+    """Draw the strategy's samples per item, ``questions_per_call`` at a time: the prompts of those that share
     sampling parameters (all of them, or one bag index each with bagging) go to the reader in one call (a reader
     batches them its own way: by length, or as concurrent requests). A reader failure on a call is retried prompt by
     prompt, and a question that still fails is recorded as a rejection and left out (all its samples), never killing
@@ -138,8 +138,8 @@ def generate_samples(
     rejections: list[Rejection] = []
     n_samples, temperature = cfg.samples_of(strategy), cfg.temperature_of(strategy)
     budget = ContextBudget(max_passages=strategy.k, max_units=cfg.max_context_chars)
-    for start in tqdm(range(0, len(items), batch_size), desc=f"generate {strategy.name}", disable=None):
-        batch = list(items[start : start + batch_size])
+    for start in tqdm(range(0, len(items), questions_per_call), desc=f"generate {strategy.name}", disable=None):
+        batch = list(items[start : start + questions_per_call])
         passage_sets = (
             passages_for(batch, strategy, n_samples) if strategy.retrieval and passages_for else [[[]]] * len(batch)
         )

@@ -75,13 +75,13 @@ CFG = ReaderEvalConfig(
 
 def test_prompts_are_batched_per_call_with_each_strategys_samples_and_temperature():
     reader = ScriptedReader()
-    closed, _ = generate_samples(ITEMS, reader, CFG, CFG.strategies[0], passages_for, batch_size=4)
+    closed, _ = generate_samples(ITEMS, reader, CFG, CFG.strategies[0], passages_for, questions_per_call=4)
     assert reader.calls == [(4, 1, 0.0), (1, 1, 0.0)]  # 5 questions in batches of 4: two calls, greedy, 1 sample
     reader.calls.clear()
-    top1, _ = generate_samples(ITEMS, reader, CFG, CFG.strategies[1], passages_for, batch_size=8)
+    top1, _ = generate_samples(ITEMS, reader, CFG, CFG.strategies[1], passages_for, questions_per_call=8)
     assert reader.calls == [(5, 4, 0.7)] and top1.height == 5 * 4
     reader.calls.clear()
-    bagged, _ = generate_samples(ITEMS, reader, CFG, CFG.strategies[2], passages_for, batch_size=8)
+    bagged, _ = generate_samples(ITEMS, reader, CFG, CFG.strategies[2], passages_for, questions_per_call=8)
     assert reader.calls == [(5, 2, 0.7), (5, 2, 0.7)]  # one call per bag: 4 samples spread over 2 prompts
     assert sorted(set(bagged.filter(pl.col("question_id") == "q0")["seed"].to_list())) == [0, 1, 2, 3]
     assert bagged["prompt_index"].to_list().count(1) == 5 * 2
@@ -89,7 +89,7 @@ def test_prompts_are_batched_per_call_with_each_strategys_samples_and_temperatur
 
 def test_a_failing_question_is_rejected_alone():
     reader = ScriptedReader(fail_on="number 2")
-    samples, rejections = generate_samples(ITEMS, reader, CFG, CFG.strategies[1], passages_for, batch_size=8)
+    samples, rejections = generate_samples(ITEMS, reader, CFG, CFG.strategies[1], passages_for, questions_per_call=8)
     assert [r.input_ref for r in rejections] == ["q2"] and rejections[0].reason == "reader_error"
     assert sorted(samples["question_id"].unique()) == ["q0", "q1", "q3", "q4"]
 

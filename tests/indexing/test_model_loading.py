@@ -13,9 +13,8 @@ import pytest
 from catalog.variant import EmbedderConfig
 from indexing.embed import Embedder
 
-pytestmark = (
-    pytest.mark.slow
-)  # loads MiniLM ten times and the bundled SmolLM2 (converted once, by the bundled-reader test or here)
+# loads MiniLM ten times and the bundled SmolLM2 (converted once, by the bundled-reader test or here)
+pytestmark = pytest.mark.slow
 
 SENTENCE = ["re-reading the pre-training corpus at test time"]
 
