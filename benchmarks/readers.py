@@ -83,6 +83,19 @@ def bench_reader(model_path: Path | str, prompt_words: int, max_tokens: int, bat
     rows[f"batch{batch}_cpu_seconds"] = cpu_s
     rows[f"batch{batch}_tokens_per_s"] = (generated + sum(c[0].prompt_tokens for c in outputs)) / elapsed
     rows[f"batch{batch}_generated_tokens"] = generated
+    # one decode step by batch rows: a short prompt (little prefill) asking for a long answer, the same in every row
+    # (greedy, so every row takes the same steps), 33 new tokens against 1: what a larger batch_size costs per step
+    story = [ChatMessage("user", "Write a long story about a cat who learns to read.")]
+    for rows_in_batch in (1, 8, 16, 32):
+        reader.batch_size = rows_in_batch
+        seconds, steps = {}, 0
+        for new_tokens in (1, 33):
+            start = time.perf_counter()
+            [first, *_] = reader.generate([story] * rows_in_batch, GenerationParams(max_tokens=new_tokens))
+            seconds[new_tokens] = time.perf_counter() - start
+            steps = first[0].completion_tokens - 1
+        if steps > 0:
+            rows[f"decode_step_ms_{rows_in_batch}_rows"] = 1000 * (seconds[33] - seconds[1]) / steps
     return rows
 
 
