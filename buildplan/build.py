@@ -83,8 +83,8 @@ def earlier_outputs(
 
 
 # A donor's chunk texts are streamed and hashed by each embed unit that reads it: worth it while the donor has at most
-# this many times the part's chunks (measured on the 2-core machine: hashing a 700-byte chunk text 1.4 us, embedding
-# it with MiniLM 48 ms; a GPU narrows that margin, hence a ratio far below theirs).
+# this many times the part's chunks (hashing a chunk text takes microseconds, embedding it with MiniLM about 50 ms on
+# the 2-core machine, benchmarks/embed.py: 18-20 chunks/s; a GPU narrows that margin, hence a ratio far below it).
 DONOR_SCAN_MAX_RATIO = 100
 
 
